@@ -1,0 +1,189 @@
+"""Speed of the fused TUFL against the literal reference, on the same inputs.
+
+One timed step is a forward and a backward pass of the loss (threshold update
+included) on random ``[B, C, H, W]`` logit pairs that require gradients. The two
+implementations run alternately, so that both see the same machine conditions;
+each starts from the initial thresholds and both update them at every step, so
+their states stay in step and the last step's losses, gradients and thresholds
+can be compared. On CUDA every step is synchronised.
+
+Command line::
+
+    python -m tufl.bench.loss_bench --device cpu --height 512 --width 1024 --batch 2 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tufl.atomic import atomic_write_text
+from tufl.losses.reference import ReferenceTUFL
+from tufl.losses.tufl import TUFL
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_step(loss_fn: nn.Module, weak: Tensor, strong: Tensor) -> tuple[float, Tensor, Tensor, Tensor]:
+    """Seconds of one forward + backward, with the loss and both gradients."""
+    weak.grad = strong.grad = None
+    _synchronize(weak.device)
+    start = time.perf_counter()
+    loss = loss_fn(weak, strong)
+    loss.backward()
+    _synchronize(weak.device)
+    seconds = time.perf_counter() - start
+    return seconds, loss.detach(), weak.grad, strong.grad
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where available, else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _max_abs_diff(a: Tensor, b: Tensor) -> float:
+    return float((a.float() - b.float()).abs().max())
+
+
+def run_loss_benchmark(
+    device: torch.device | str = "cpu",
+    num_classes: int = 19,
+    height: int = 512,
+    width: int = 1024,
+    batch: int = 2,
+    repeats: int = 5,
+    dtype: torch.dtype = torch.float32,
+    warmup: int = 1,
+    logit_scale: float = 3.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time TUFL and ReferenceTUFL (default options) and check that they agree.
+
+    Logits are ``logit_scale * N(0, 1)`` in ``dtype``. Returns times in ms (median
+    and minimum over ``repeats`` steps after ``warmup`` untimed ones), the speed-up
+    (reference / fused, from the medians and from the minima), the largest absolute
+    differences of the last step's loss, gradients and thresholds, the number of
+    pixels whose gradients differ by more than 1e-3 of the largest gradient (pixels
+    whose confidence sits within rounding of their threshold can pass in only one of
+    the two), ``agree`` (loss and thresholds within tolerance, at most
+    ``max(2, pixels / 1e5)`` such pixels), the last pass fraction and the run
+    conditions.
+    """
+    if min(num_classes, height, width, batch, repeats) < 1 or warmup < 0:
+        raise ValueError("num_classes, height, width, batch and repeats must be positive and warmup non-negative")
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, num_classes, height, width)
+    weak = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
+    strong = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
+    fused, reference = TUFL(num_classes).to(device), ReferenceTUFL(num_classes).to(device)
+
+    times: dict[str, list[float]] = {"fused": [], "reference": []}
+    for step in range(warmup + repeats):
+        seconds_f, loss_f, grad_weak_f, grad_strong_f = _timed_step(fused, weak, strong)
+        seconds_r, loss_r, grad_weak_r, grad_strong_r = _timed_step(reference, weak, strong)
+        if step >= warmup:
+            times["fused"].append(seconds_f * 1e3)
+            times["reference"].append(seconds_r * 1e3)
+
+    # A pixel whose confidence sits within rounding of its threshold may pass in one
+    # implementation and not in the other; its gradient then differs entirely. Such
+    # pixels are counted, and a handful of them is tolerated.
+    grad_scale = max(float(grad_weak_r.float().abs().max()), float(grad_strong_r.float().abs().max()), 1e-30)
+    mismatch = torch.zeros(shape[0], *shape[2:], dtype=torch.bool, device=device)
+    for fast, slow in ((grad_weak_f, grad_weak_r), (grad_strong_f, grad_strong_r)):
+        mismatch |= ((fast.float() - slow.float()).abs() > 1e-3 * grad_scale).any(dim=1)
+    mismatched = int(mismatch.sum())
+    diffs = {
+        "max_loss_diff": _max_abs_diff(loss_f, loss_r),
+        "max_grad_weak_diff": _max_abs_diff(grad_weak_f, grad_weak_r),
+        "max_grad_strong_diff": _max_abs_diff(grad_strong_f, grad_strong_r),
+        "grad_mismatch_pixels": mismatched,
+        "max_threshold_diff": _max_abs_diff(fused.thresholds, reference.thresholds),
+    }
+    agree = (
+        diffs["max_loss_diff"] <= 1e-4 * max(1.0, abs(float(loss_r)))
+        and mismatched <= max(2, mismatch.numel() // 100_000)
+        and diffs["max_threshold_diff"] <= 1e-5
+    )
+    fused_ms, reference_ms = statistics.median(times["fused"]), statistics.median(times["reference"])
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "shape": list(shape),
+        "dtype": str(dtype).removeprefix("torch."),
+        "repeats": repeats,
+        "fused_ms": fused_ms,
+        "reference_ms": reference_ms,
+        "fused_min_ms": min(times["fused"]),
+        "reference_min_ms": min(times["reference"]),
+        "speedup": reference_ms / fused_ms,
+        "speedup_min": min(times["reference"]) / min(times["fused"]),
+        **diffs,
+        "agree": agree,
+        "pass_fraction": float(fused.last_pass_fraction),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point: run the benchmark and print (and optionally save) its JSON."""
+    parser = argparse.ArgumentParser(description="Time the fused TUFL against the literal reference.")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", default=None, help="also write the result to this file")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    try:
+        result = run_loss_benchmark(
+            device=args.device,
+            num_classes=args.classes,
+            height=args.height,
+            width=args.width,
+            batch=args.batch,
+            repeats=args.repeats,
+            dtype=_DTYPES[args.dtype],
+            warmup=args.warmup,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        atomic_write_text(args.json, text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The typed schema of a tufl config file: one dataclass per section.
+
+Sections owned by a subsystem are defined next to it (``ModelConfig`` with the
+networks, ``SourceAugConfig``/``TargetViewConfig`` with the transforms,
+``LossConfig`` with the losses, ``MixConfig`` with the mixing, ``OptimConfig``
+with the optimiser); this module assembles them and checks the rules that span
+sections. ``docs/config.md`` documents every key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tufl.data.transforms import SourceAugConfig
+from tufl.data.views import TargetViewConfig
+from tufl.losses.config import (
+    ConfEntropyConfig,
+    EntropyConfig,
+    FixedFocalConfig,
+    MaxSquaresConfig,
+    NCEConfig,
+    SupervisedConfig,
+    TUFLConfig,
+)
+from tufl.mixing.config import MixConfig
+from tufl.models.build import ModelConfig
+from tufl.train.optim import OptimConfig
+
+Mode = Literal["source_only", "stage1", "stage2"]
+
+
+@dataclass
+class ExperimentConfig:
+    """Run identity: name, output folder, seed, training mode, device."""
+
+    name: str = "experiment"
+    # Folder of checkpoints, logs and the resolved config; null = runs/<name>.
+    output_dir: str | None = None
+    seed: int = 0
+    mode: Mode = "stage1"
+    # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+
+@dataclass
+class DatasetConfig:
+    """One dataset in its official layout."""
+
+    name: Literal["gta5", "synthia", "cityscapes", "crosscity"] = "cityscapes"
+    root: str = "data/cityscapes"
+    split: str = "train"
+    # Text file of sample names (ADVENT/DACS split files); null = every file found.
+    list_file: str | None = None
+    # (width, height) applied when loading; null = native size.
+    resize: tuple[int, int] | None = None
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+
+    def problems(self) -> list[str]:
+        if self.resize is not None and min(self.resize) < 1:
+            return ["resize: width and height must be >= 1"]
+        return []
+
+
+@dataclass
+class DataConfig:
+    """Datasets, batch size and augmentation."""
+
+    source: DatasetConfig = field(default_factory=lambda: DatasetConfig("gta5", "data/GTA5", "train", resize=(1280, 720)))
+    target: DatasetConfig = field(default_factory=lambda: DatasetConfig("cityscapes", "data/cityscapes", "train", resize=(1024, 512)))
+    # Labelled target split for validation during training and `tufl evaluate`;
+    # null = no validation.
+    val: DatasetConfig | None = field(default_factory=lambda: DatasetConfig("cityscapes", "data/cityscapes", "val", resize=(1024, 512)))
+    # Images per domain per optimiser step, over all GPUs and accumulation steps.
+    batch_size: int = 2
+    num_workers: int = 4
+    # Skip unreadable samples (counted and reported) instead of stopping.
+    skip_bad_files: bool = False
+    source_aug: SourceAugConfig = field(default_factory=SourceAugConfig)
+    target_views: TargetViewConfig = field(default_factory=TargetViewConfig)
+    # Where the class -> images index of the source (long-tail pasting) is cached;
+    # null = <output_dir>/cache.
+    cache_dir: str | None = None
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.batch_size < 1:
+            out.append("batch_size: must be >= 1")
+        if self.num_workers < 0:
+            out.append("num_workers: must be >= 0")
+        return out
+
+
+UnsupervisedName = Literal["tufl", "nce", "fixed_focal", "entropy", "max_squares", "conf_entropy", "none"]
+
+
+@dataclass
+class LossConfig:
+    """Supervised loss, the unsupervised loss and its weight; each loss has its own
+    sub-section, and only the one named by ``unsupervised`` is used."""
+
+    # Unsupervised target loss: tufl (the paper), nce (gamma = 0), fixed_focal,
+    # entropy, max_squares, conf_entropy; none for source-only training.
+    unsupervised: UnsupervisedName = "tufl"
+    # Weight of the unsupervised loss (authors' BiSeNet setting: 0.08).
+    lambda_u: float = 0.08
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    tufl: TUFLConfig = field(default_factory=TUFLConfig)
+    nce: NCEConfig = field(default_factory=NCEConfig)
+    fixed_focal: FixedFocalConfig = field(default_factory=FixedFocalConfig)
+    entropy: EntropyConfig = field(default_factory=EntropyConfig)
+    max_squares: MaxSquaresConfig = field(default_factory=MaxSquaresConfig)
+    conf_entropy: ConfEntropyConfig = field(default_factory=ConfEntropyConfig)
+
+    def unsupervised_config(self):  # noqa: ANN201 - the sub-section of the selected loss
+        return getattr(self, self.unsupervised)
+
+    def problems(self) -> list[str]:
+        return ["lambda_u: must be >= 0"] if self.lambda_u < 0 else []
+
+
+@dataclass
+class PseudoLabelConfig:
+    """Where stage two gets target pseudo-labels from."""
+
+    # "online": the frozen stage-one model predicts them every step;
+    # "offline": read files written by `tufl pseudo-label` from `dir`.
+    source: Literal["online", "offline"] = "online"
+    dir: str | None = None
+
+    def problems(self) -> list[str]:
+        if self.source == "offline" and not self.dir:
+            return ["dir: offline pseudo-labels need the folder written by `tufl pseudo-label`"]
+        return []
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    iters: int = 40000
+    # Micro-batches per optimiser step (gradient accumulation).
+    accumulate: int = 1
+    # Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
+    amp: bool = True
+    channels_last: bool = False
+    # Clip the global gradient norm to this value; null = off.
+    grad_clip: float | None = None
+    # Source, weak and strong views through the network in one forward pass.
+    concat_forward: bool = True
+    # Convert BatchNorm to SyncBatchNorm under multi-GPU training.
+    sync_bn: bool = False
+    # torch.use_deterministic_algorithms (bitwise reproducible on CPU; slower on GPU).
+    deterministic: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    # Validate on data.val every N iterations (0 = only at the end).
+    val_every: int = 2000
+    # Stop after this many non-finite losses in a row.
+    max_nonfinite: int = 20
+    # Save a PNG grid of the mixed stage-two inputs every N iterations (0 = off).
+    inspect_every: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("iters", "accumulate", "log_every", "checkpoint_every", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                out.append(f"{name}: must be >= 1")
+        for name in ("val_every", "inspect_every"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: must be >= 0")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            out.append("grad_clip: must be > 0 or null")
+        return out
+
+
+@dataclass
+class EvalConfig:
+    """Inference settings for validation and `tufl evaluate`."""
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    # Sliding-window size (height, width) and stride; null = whole image at once.
+    window: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    amp: bool = True
+    batch_size: int = 1
+    num_workers: int = 2
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.scales or min(self.scales) <= 0:
+            out.append("scales: needs at least one scale, all > 0")
+        if (self.window is None) != (self.stride is None):
+            out.append("window: window and stride go together")
+        if self.batch_size < 1:
+            out.append("batch_size: must be >= 1")
+        return out
+
+
+@dataclass
+class Config:
+    """A whole experiment."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.data.batch_size % self.train.accumulate:
+            out.append(
+                f"train.accumulate: data.batch_size={self.data.batch_size} is not divisible "
+                f"by train.accumulate={self.train.accumulate}"
+            )
+        if self.experiment.mode == "stage2" and not self.model.pretrained:
+            out.append("model.pretrained: stage2 starts from a stage-one checkpoint; set its path")
+        if self.experiment.mode == "source_only" and self.loss.unsupervised != "none":
+            out.append("loss.unsupervised: source_only mode trains no unsupervised loss; set it to none")
+        if self.experiment.mode != "source_only" and self.loss.unsupervised == "none":
+            out.append(f"loss.unsupervised: mode {self.experiment.mode} needs an unsupervised loss")
+        if self.pseudo_labels.source == "offline" and self.experiment.mode != "stage2":
+            out.append("pseudo_labels.source: offline pseudo-labels are only used by stage2")
+        return out

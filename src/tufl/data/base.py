@@ -1,0 +1,284 @@
+"""The dataset API shared by every dataset: file pairs in, ``(image, train-id label)`` out.
+
+A :class:`SegDataset` is a list of :class:`SampleFiles` (image path, label path or
+``None``, and a relative name used to name prediction files) plus the knowledge of
+how to read the dataset's raw label encoding and turn it into train ids of a 19-,
+16- or 13-class set. Images and labels are optionally resized at load time (images
+bilinear or bicubic, labels nearest neighbour).
+
+Subclasses only find their files and read raw labels; they live in ``gta5.py``,
+``synthia.py``, ``cityscapes.py`` and ``crosscity.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import ClassVar
+
+import numpy as np
+
+from tufl.data.io import (
+    BadFileError,
+    DataError,
+    Interpolation,
+    LayoutError,
+    Size,
+    image_size,
+    read_rgb,
+    resize_image,
+    resize_label,
+)
+from tufl.data.labels import SUPPORTED_NUM_CLASSES
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class SampleFiles:
+    """The files of one sample. ``name`` is relative to the image folder of the split."""
+
+    name: str
+    image: str
+    label: str | None
+
+
+def read_name_list(path: str | os.PathLike[str]) -> list[str]:
+    """Relative sample names from a split file: one per line, first column, ``#`` comments.
+
+    This is the format of the ADVENT/DACS split files (``00001.png``,
+    ``frankfurt/frankfurt_000000_000294_leftImg8bit.png``, ``pano_00368_0_0``).
+    """
+    if not os.path.isfile(path):
+        raise BadFileError(path, "list file not found")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadFileError(path, f"cannot read list file ({exc})") from None
+    names = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name = line.split()[0].replace("\\", "/")
+        parts = PurePosixPath(name).parts
+        if name.startswith("/") or ".." in parts:
+            raise BadFileError(path, f"line {number}: {name!r} must be a relative path inside the dataset")
+        names.append(name)
+    if not names:
+        raise BadFileError(path, "list file names no samples")
+    return names
+
+
+def scan_images(folder: Path, pattern: str = "*") -> list[str]:
+    """Sorted relative POSIX paths of the image files under ``folder`` matching ``pattern``."""
+    found = [
+        p.relative_to(folder).as_posix()
+        for p in folder.glob(pattern)
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    ]
+    return sorted(found)
+
+
+def resolve_listed_names(folder: Path, names: list[str]) -> list[str]:
+    """Give list entries without an extension (``pano_00368_0_0``) the one found on disk.
+
+    An entry whose file does not exist keeps ``.png``, so loading it names that file.
+    """
+    resolved = []
+    for name in names:
+        if PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS:
+            resolved.append(name)
+            continue
+        found = next((name + ext for ext in IMAGE_EXTENSIONS if (folder / (name + ext)).is_file()), None)
+        resolved.append(found or name + ".png")
+    return resolved
+
+
+def require_folders(root: Path, folders: list[str], dataset: str) -> None:
+    """Raise LayoutError naming the expected sub-folders when ``root`` lacks any of them."""
+    expected = ", ".join(f"{f}/" for f in folders)
+    if not root.is_dir():
+        raise LayoutError(f"{root}: {dataset} root not found (expected a folder with {expected})")
+    missing = [f for f in folders if not (root / f).is_dir()]
+    if missing:
+        names = ", ".join(f"{f}/" for f in missing)
+        raise LayoutError(f"{root}: not a {dataset} root: missing {names} (expected {expected})")
+
+
+class SegDataset:
+    """Base class of the segmentation datasets (see the module docstring).
+
+    ``load(i)`` returns ``(image uint8 [H, W, 3] RGB, label uint8 [H, W] train ids or
+    None)`` after the dataset's resize. With ``skip_bad_files`` a sample whose files
+    are missing or corrupt is replaced by the next good one (deterministically) and
+    counted in :attr:`skipped`; counts are per process when loaded by workers.
+    """
+
+    name: ClassVar[str] = ""
+    supported_num_classes: ClassVar[tuple[int, ...]] = SUPPORTED_NUM_CLASSES
+    # Raw label values a valid label file may hold (checked by check-data).
+    raw_label_ids: ClassVar[frozenset[int]] = frozenset()
+    # GTA5 ships a few labels whose size differs from their image: resized, with a warning.
+    resize_mismatched_labels: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        samples: list[SampleFiles],
+        num_classes: int,
+        *,
+        resize: Size | None = None,
+        interpolation: Interpolation = "bilinear",
+        skip_bad_files: bool = False,
+        label_folder: str | None = None,
+        label_pattern: str | None = None,
+        from_list: bool = False,
+    ) -> None:
+        if num_classes not in self.supported_num_classes:
+            raise ValueError(
+                f"{self.name}: num_classes must be one of {self.supported_num_classes}, got {num_classes}"
+            )
+        if resize is not None and (len(resize) != 2 or min(resize) <= 0):
+            raise ValueError(f"{self.name}: resize must be (width, height) > 0, got {resize}")
+        if interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"{self.name}: interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
+        if not samples:
+            raise DataError(f"{root}: no {self.name} images found")
+        self.root = str(root)
+        self.samples = list(samples)
+        self.num_classes = num_classes
+        self.resize = None if resize is None else (int(resize[0]), int(resize[1]))
+        self.interpolation: Interpolation = interpolation
+        self.skip_bad_files = skip_bad_files
+        self.has_labels = all(s.label is not None for s in self.samples)
+        self._label_folder = label_folder
+        self._label_pattern = label_pattern
+        self._from_list = from_list
+        self._bad: set[int] = set()
+        self._warned_sizes: set[str] = set()
+
+    # --- subclass hooks -------------------------------------------------------------
+    def read_raw_label(self, path: str) -> np.ndarray:
+        """The label file as stored (raw ids, ``uint8`` or ``uint16`` ``[H, W]``)."""
+        raise NotImplementedError
+
+    @property
+    def label_lut(self) -> np.ndarray:
+        """Look-up table raw id -> train id of ``num_classes`` (255 = ignore)."""
+        raise NotImplementedError
+
+    # --- file access ----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample_name(self, i: int) -> str:
+        """Relative path of sample ``i`` (used to name prediction files)."""
+        return self.samples[i].name
+
+    def image_path(self, i: int) -> str:
+        return self.samples[i].image
+
+    def label_path(self, i: int) -> str | None:
+        return self.samples[i].label
+
+    @property
+    def skipped(self) -> int:
+        """Number of bad samples skipped so far by this process (``skip_bad_files``)."""
+        return len(self._bad)
+
+    def orphan_labels(self) -> list[str]:
+        """Label files on disk that no image refers to (empty when built from a list file)."""
+        if self._from_list or self._label_folder is None or self._label_pattern is None:
+            return []
+        folder = Path(self._label_folder)
+        if not folder.is_dir():
+            return []
+        used = {os.path.normpath(s.label) for s in self.samples if s.label is not None}
+        on_disk = (os.path.normpath(p) for p in map(str, folder.glob(self._label_pattern)))
+        return sorted(p for p in on_disk if p not in used)
+
+    # --- loading --------------------------------------------------------------------
+    def map_label(self, raw: np.ndarray) -> np.ndarray:
+        """Raw label ids -> ``uint8`` train ids."""
+        return self.label_lut[raw]
+
+    def _label_at_image_size(self, i: int, size: Size) -> np.ndarray:
+        path = self.samples[i].label
+        assert path is not None
+        label = self.map_label(self.read_raw_label(path))
+        label_size = (label.shape[1], label.shape[0])
+        if label_size != size:
+            if not self.resize_mismatched_labels:
+                raise BadFileError(
+                    path,
+                    f"label size {label_size[0]}x{label_size[1]} differs from the image size "
+                    f"{size[0]}x{size[1]} of {self.samples[i].image}",
+                )
+            if path not in self._warned_sizes:
+                self._warned_sizes.add(path)
+                warnings.warn(
+                    f"{path}: label size {label_size[0]}x{label_size[1]} differs from its image "
+                    f"({size[0]}x{size[1]}); resizing the label (nearest neighbour)",
+                    stacklevel=3,
+                )
+            label = resize_label(label, size)
+        return label
+
+    def read_label(self, i: int, full_resolution: bool = False) -> np.ndarray | None:
+        """Train-id label of sample ``i`` (``None`` without labels), resized unless ``full_resolution``.
+
+        Full resolution means the size of the image file (evaluation is done there).
+        """
+        if self.samples[i].label is None:
+            return None
+        label = self._label_at_image_size(i, image_size(self.samples[i].image))
+        if self.resize is not None and not full_resolution:
+            label = resize_label(label, self.resize)
+        return label
+
+    def read_image(self, i: int) -> np.ndarray:
+        """Image of sample ``i`` after the dataset's resize, ``uint8`` ``[H, W, 3]``."""
+        image = read_rgb(self.samples[i].image)
+        if self.resize is not None:
+            image = resize_image(image, self.resize, self.interpolation)
+        return image
+
+    def _load_exact(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        image = read_rgb(self.samples[i].image)
+        label = None
+        if self.samples[i].label is not None:
+            label = self._label_at_image_size(i, (image.shape[1], image.shape[0]))
+        if self.resize is not None:
+            image = resize_image(image, self.resize, self.interpolation)
+            if label is not None:
+                label = resize_label(label, self.resize)
+        return image, label
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(image, label)`` of sample ``i`` after the dataset's resize (see class docstring)."""
+        if not 0 <= i < len(self.samples):
+            raise IndexError(f"{self.name}: sample index {i} out of range (0..{len(self.samples) - 1})")
+        if not self.skip_bad_files:
+            return self._load_exact(i)
+        for step in range(len(self.samples)):
+            j = (i + step) % len(self.samples)
+            if j in self._bad:
+                continue
+            try:
+                return self._load_exact(j)
+            except BadFileError as exc:
+                self._bad.add(j)
+                warnings.warn(
+                    f"{self.name}: skipping bad sample {j} ({exc}); {len(self._bad)} skipped so far",
+                    stacklevel=2,
+                )
+        raise DataError(f"{self.root}: every {self.name} sample is unreadable")
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={self.root!r}, samples={len(self)}, "
+            f"num_classes={self.num_classes}, resize={self.resize})"
+        )

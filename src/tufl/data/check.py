@@ -1,0 +1,219 @@
+"""``tufl check-data``: verify a dataset on disk before training on it.
+
+Checks, in order: the folder layout; image/label pairing (missing labels, orphan
+labels); that every image and label decodes; that each label has its image's
+size (a mismatch is a warning for GTA5, whose few mismatched labels are known and
+resized at load time, and an error elsewhere); that label values are raw ids the
+dataset can hold; and the pixel share of each class. The result is a
+:class:`CheckReport`; :func:`format_report` prints it as a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from tufl.data.base import SegDataset
+from tufl.data.factory import DATASETS, build_dataset
+from tufl.data.io import BadFileError, DataError, read_rgb
+from tufl.data.labels import IGNORE_INDEX, class_names
+from tufl.data.parallel import map_index_chunks
+
+DEFAULT_NUM_CLASSES = {"gta5": 19, "synthia": 16, "cityscapes": 19, "crosscity": 13}
+DEFAULT_SPLIT = {"gta5": "train", "synthia": "train", "cityscapes": "train", "crosscity": None}
+_SHOWN_PER_KIND = 10
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a dataset."""
+
+    kind: str
+    path: str
+    detail: str
+    severity: Literal["error", "warning"] = "error"
+
+
+@dataclass
+class CheckReport:
+    """Everything check-data found about one dataset split."""
+
+    dataset: str
+    root: str
+    split: str
+    num_classes: int
+    num_images: int = 0
+    num_labels: int = 0
+    issues: list[Issue] = field(default_factory=list)
+    class_pixels: list[int] = field(default_factory=list)
+    ignored_pixels: int = 0
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong (warnings allowed)."""
+        return not self.errors
+
+
+@dataclass
+class _SampleResult:
+    issues: list[Issue]
+    train_id_pixels: list[int] | None
+
+
+def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
+    issues: list[Issue] = []
+    image_path, label_path = dataset.image_path(i), dataset.label_path(i)
+    size = None
+    try:
+        image = read_rgb(image_path)
+        size = (image.shape[1], image.shape[0])
+    except BadFileError as exc:
+        kind = "missing image" if not os.path.isfile(image_path) else "unreadable file"
+        issues.append(Issue(kind, image_path, exc.problem))
+    if label_path is None:
+        return _SampleResult(issues, None)
+    if not os.path.isfile(label_path):
+        issues.append(Issue("missing label", label_path, f"no label file for image {image_path}"))
+        return _SampleResult(issues, None)
+    try:
+        raw = dataset.read_raw_label(label_path)
+    except BadFileError as exc:
+        issues.append(Issue("unreadable file", label_path, exc.problem))
+        return _SampleResult(issues, None)
+    label_size = (raw.shape[1], raw.shape[0])
+    if size is not None and label_size != size:
+        issues.append(
+            Issue(
+                "size mismatch",
+                label_path,
+                f"label {label_size[0]}x{label_size[1]} vs image {size[0]}x{size[1]}"
+                + (" (resized to the image at load time)" if dataset.resize_mismatched_labels else ""),
+                "warning" if dataset.resize_mismatched_labels else "error",
+            )
+        )
+    present = np.flatnonzero(np.bincount(raw.ravel()))
+    unknown = sorted(set(present.tolist()) - dataset.raw_label_ids)
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
+        issues.append(Issue("unknown label value", label_path, f"values {shown} are not {dataset.name} label ids"))
+    counts = np.bincount(dataset.map_label(raw).ravel(), minlength=256)
+    return _SampleResult(issues, counts.tolist())
+
+
+class _CheckChunk:
+    """Picklable callable for the pool: checks one chunk of samples."""
+
+    def __init__(self, dataset: SegDataset) -> None:
+        self.dataset = dataset
+
+    def __call__(self, indices: range) -> list[_SampleResult]:
+        return [_check_sample(self.dataset, i) for i in indices]
+
+
+def check_dataset(
+    name: str,
+    root: str,
+    split: str,
+    num_classes: int,
+    list_file: str | None = None,
+    workers: int = 0,
+    progress: bool = False,
+) -> CheckReport:
+    """Run every check on one dataset split (``workers`` > 1 decodes files in a process pool)."""
+    report = CheckReport(name, str(root), split, num_classes)
+    try:
+        dataset = build_dataset(name, root, split, num_classes, list_file=list_file)
+    except (DataError, ValueError) as exc:
+        report.issues.append(Issue("layout", str(root), str(exc)))
+        return report
+    report.num_images = len(dataset)
+    report.num_labels = sum(dataset.label_path(i) is not None for i in range(len(dataset)))
+    report.issues += [Issue("orphan label", p, "label file without an image") for p in dataset.orphan_labels()]
+    totals = np.zeros(256, dtype=np.int64)
+    try:
+        results = map_index_chunks(_CheckChunk(dataset), len(dataset), workers, f"check {name}", progress)
+        for result in results:
+            report.issues += result.issues
+            if result.train_id_pixels is not None:
+                totals += np.asarray(result.train_id_pixels, dtype=np.int64)
+    except ImportError as exc:
+        report.issues.append(Issue("missing dependency", str(root), str(exc)))
+    report.class_pixels = [int(c) for c in totals[:num_classes]]
+    report.ignored_pixels = int(totals[IGNORE_INDEX])
+    return report
+
+
+def format_report(report: CheckReport) -> str:
+    """Human-readable summary: counts, issues grouped by kind, class pixel shares."""
+    lines = [
+        f"check-data: {report.dataset} at {report.root} (split {report.split}, {report.num_classes} classes)",
+        f"images: {report.num_images}, labels: {report.num_labels}, "
+        f"errors: {len(report.errors)}, warnings: {len(report.warnings)}",
+    ]
+    grouped: dict[tuple[str, str], list[Issue]] = defaultdict(list)
+    for issue in report.issues:
+        grouped[(issue.severity, issue.kind)].append(issue)
+    for (severity, kind), issues in sorted(grouped.items()):
+        lines.append(f"{severity.upper()}: {kind} ({len(issues)})")
+        lines += [f"  {i.path}: {i.detail}" for i in issues[:_SHOWN_PER_KIND]]
+        if len(issues) > _SHOWN_PER_KIND:
+            lines.append(f"  ... and {len(issues) - _SHOWN_PER_KIND} more")
+    total = sum(report.class_pixels) + report.ignored_pixels
+    if total:
+        lines.append("")
+        lines.append(f"{'id':>4}  {'class':<14}{'pixels':>14}{'share':>9}")
+        rows = list(enumerate(class_names(report.num_classes)))
+        for train_id, cls in rows:
+            pixels = report.class_pixels[train_id]
+            lines.append(f"{train_id:>4}  {cls:<14}{pixels:>14}{100 * pixels / total:>8.2f}%")
+        lines.append(f"{IGNORE_INDEX:>4}  {'ignored':<14}{report.ignored_pixels:>14}"
+                     f"{100 * report.ignored_pixels / total:>8.2f}%")
+    lines.append("")
+    lines.append("result: OK" if report.ok else f"result: FAILED ({len(report.errors)} errors)")
+    return "\n".join(lines)
+
+
+def add_check_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``tufl check-data`` options to ``parser``."""
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset name")
+    parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument(
+        "--split", default=None,
+        help="split (default: train; Cross-City needs <City>/train or <City>/test, e.g. Rome/test)",
+    )
+    parser.add_argument(
+        "--num-classes", type=int, default=None, choices=(19, 16, 13),
+        help="class set (default: 19; SYNTHIA 16; Cross-City 13)",
+    )
+    parser.add_argument("--list-file", default=None, help="text file of sample names to check")
+    parser.add_argument(
+        "--workers", type=int, default=min(8, os.cpu_count() or 1),
+        help="decoding processes (default: %(default)s)",
+    )
+
+
+def run_check_data(args: argparse.Namespace) -> int:
+    """Run check-data from parsed arguments, print the report; 0 when OK, 1 otherwise."""
+    split = args.split or DEFAULT_SPLIT[args.dataset]
+    if split is None:
+        print(f"check-data: --split is required for {args.dataset} (e.g. Rome/test)")
+        return 2
+    num_classes = args.num_classes or DEFAULT_NUM_CLASSES[args.dataset]
+    report = check_dataset(
+        args.dataset, args.root, split, num_classes, list_file=args.list_file, workers=args.workers, progress=True
+    )
+    print(format_report(report))
+    return 0 if report.ok else 1

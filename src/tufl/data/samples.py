@@ -1,0 +1,121 @@
+"""Torch datasets of training and evaluation samples over a :class:`SegDataset`.
+
+Training datasets are indexed by a key ``(index, seed)``: the sample's augmentation
+draws come from ``numpy.random.default_rng([seed, index])``, so a sample does not
+depend on which worker builds it. :class:`tufl.data.loader.InfiniteLoader` derives
+the seeds from (run seed, epoch, position).
+
+Outputs (dicts of tensors):
+
+* source: ``image`` uint8 ``[3, h, w]``, ``label`` int64 ``[h, w]``, ``index``;
+* target: ``weak``/``strong`` uint8 ``[3, h, w]``, ``theta`` float32 ``[2, 3]``,
+  ``index``, plus ``label`` (weak-view train ids) when the base dataset has labels;
+* eval: ``image`` uint8 ``[3, H, W]`` (after the dataset resize), ``label`` int64 at
+  the label file's full resolution, ``index``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tufl.data.base import SegDataset
+from tufl.data.transforms import SourceAugConfig, augment_source, image_to_tensor
+from tufl.data.views import TargetViewConfig, make_target_pair
+
+SampleKey = tuple[int, int]
+"""``(index into the base dataset, seed of the sample's augmentation draws)``."""
+
+
+def key_rng(key: SampleKey) -> np.random.Generator:
+    """The random generator of one keyed sample."""
+    index, seed = key
+    return np.random.default_rng([int(seed), int(index)])
+
+
+def check_key(key: SampleKey, size: int) -> int:
+    """The index of ``key``, checked against a dataset of ``size`` samples."""
+    index = int(key[0])
+    if not 0 <= index < size:
+        raise IndexError(f"sample index {index} out of range (0..{size - 1})")
+    return index
+
+
+_check_key = check_key  # old private name, still imported by tufl.train.pseudo_labels
+
+
+class SourceSamples(Dataset):
+    """Augmented labelled source samples (random scale, crop, flip, optional jitter)."""
+
+    def __init__(self, base: SegDataset, cfg: SourceAugConfig) -> None:
+        if not base.has_labels:
+            raise ValueError(f"{base.name}: source samples need labels, but the dataset has none")
+        problems = cfg.problems()
+        if problems:
+            raise ValueError("invalid SourceAugConfig: " + "; ".join(problems))
+        self.base = base
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor | int]:
+        index = check_key(key, len(self.base))
+        image, label = self.base.load(index)
+        assert label is not None
+        image, label = augment_source(image, label, self.cfg, key_rng(key), self.base.interpolation)
+        return {
+            "image": image_to_tensor(image),
+            "label": torch.from_numpy(label.astype(np.int64)),
+            "index": index,
+        }
+
+
+class TargetPairs(Dataset):
+    """Weak and strong views of target images, with the affine ``theta`` that aligns them."""
+
+    def __init__(self, base: SegDataset, cfg: TargetViewConfig) -> None:
+        problems = cfg.problems()
+        if problems:
+            raise ValueError("invalid TargetViewConfig: " + "; ".join(problems))
+        self.base = base
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor | int]:
+        index = check_key(key, len(self.base))
+        image, label = self.base.load(index)
+        pair = make_target_pair(image, label, self.cfg, key_rng(key), self.base.interpolation)
+        sample: dict[str, torch.Tensor | int] = {
+            "weak": pair.weak,
+            "strong": pair.strong,
+            "theta": torch.from_numpy(pair.theta),
+            "index": index,
+        }
+        if pair.label is not None:
+            sample["label"] = torch.from_numpy(pair.label.astype(np.int64))
+        return sample
+
+
+class EvalSamples(Dataset):
+    """Evaluation samples: resized image, full-resolution train-id label. Indexed by int."""
+
+    def __init__(self, base: SegDataset) -> None:
+        if not base.has_labels:
+            raise ValueError(f"{base.name}: evaluation needs labels, but the dataset has none")
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        label = self.base.read_label(index, full_resolution=True)
+        assert label is not None
+        return {
+            "image": image_to_tensor(self.base.read_image(index)),
+            "label": torch.from_numpy(label.astype(np.int64)),
+            "index": int(index),
+        }

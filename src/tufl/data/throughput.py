@@ -1,0 +1,224 @@
+"""Images per second of the data pipelines, on generated files at the standard sizes.
+
+Pipelines measured (batch of 2, like the DeepLabV2 protocol):
+
+* GTA5-like source: 1914x1052 PNGs resized to 1280x720, random 512x512 crop, flip;
+* SYNTHIA-like source: 1280x760 PNGs (16-bit labels), random 512x512 crop, flip;
+* Cityscapes-like target pair: 2048x1024 PNGs resized to 1024x512, random 512x512
+  weak view and the strong view (photometric T + affine A).
+
+The generated images are smooth random fields plus noise, so that their PNG
+decoding cost is closer to photographs than pure noise would be. Run it with
+``python -m tufl.data.throughput [--out-dir DIR] [--workers 0 2] ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from tufl.data.factory import build_dataset
+from tufl.data.io import Size
+from tufl.data.loader import InfiniteLoader
+from tufl.data.samples import SourceSamples, TargetPairs
+from tufl.data.transforms import SourceAugConfig
+from tufl.data.views import TargetViewConfig
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One measured pipeline: generated file size, dataset resize, crop, and kind."""
+
+    name: str
+    dataset: Literal["gta5", "synthia", "cityscapes"]
+    file_size: Size
+    resize: Size | None
+    crop: Size
+    kind: Literal["source", "target"]
+
+
+STANDARD_PIPELINES = (
+    PipelineSpec(
+        "gta5 source 1914x1052->1280x720, crop 512", "gta5", (1914, 1052), (1280, 720), (512, 512), "source"
+    ),
+    PipelineSpec("synthia source 1280x760, crop 512", "synthia", (1280, 760), None, (512, 512), "source"),
+    PipelineSpec(
+        "cityscapes target pair 2048x1024->1024x512, crop 512", "cityscapes", (2048, 1024), (1024, 512),
+        (512, 512), "target",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    """Measured rate of one pipeline with one worker count."""
+
+    pipeline: str
+    num_workers: int
+    batch_size: int
+    batches: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.batch_size * self.batches / self.seconds
+
+
+def _smooth_image(rng: np.random.Generator, size: Size) -> np.ndarray:
+    width, height = size
+    coarse = rng.integers(0, 256, (max(2, height // 32), max(2, width // 32), 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.float32)
+    noisy = smooth + rng.normal(0.0, 3.0, smooth.shape).astype(np.float32)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def _blocky_labels(rng: np.random.Generator, size: Size, values: Sequence[int]) -> np.ndarray:
+    width, height = size
+    coarse = rng.choice(np.asarray(values, dtype=np.uint8), (max(2, height // 64), max(2, width // 64)))
+    return np.asarray(Image.fromarray(coarse).resize((width, height), Image.NEAREST))
+
+
+def write_synthetic(spec: PipelineSpec, root: Path, num_images: int, seed: int = 0) -> None:
+    """Write ``num_images`` generated samples of ``spec.dataset`` in its official layout."""
+    rng = np.random.default_rng(seed)
+    ids = list(range(34)) if spec.dataset != "synthia" else list(range(23))
+    for k in range(num_images):
+        image = Image.fromarray(_smooth_image(rng, spec.file_size))
+        label = _blocky_labels(rng, spec.file_size, ids)
+        if spec.dataset == "gta5":
+            (root / "images").mkdir(parents=True, exist_ok=True)
+            (root / "labels").mkdir(parents=True, exist_ok=True)
+            image.save(root / "images" / f"{k + 1:05d}.png")
+            palette_label = Image.fromarray(label)
+            palette_label.putpalette([c for i in range(256) for c in (i, (37 * i) % 256, 255 - i)])
+            palette_label.save(root / "labels" / f"{k + 1:05d}.png")
+        elif spec.dataset == "synthia":
+            import cv2
+
+            (root / "RGB").mkdir(parents=True, exist_ok=True)
+            (root / "GT" / "LABELS").mkdir(parents=True, exist_ok=True)
+            image.save(root / "RGB" / f"{k:07d}.png")
+            instance = rng.integers(0, 5000, label.shape, dtype=np.uint16)
+            rgb16 = np.stack([label.astype(np.uint16), instance, np.zeros_like(instance)], axis=2)
+            cv2.imwrite(str(root / "GT" / "LABELS" / f"{k:07d}.png"), rgb16[:, :, ::-1])
+        else:
+            city = root / "leftImg8bit" / "train" / "synthcity"
+            city.mkdir(parents=True, exist_ok=True)
+            image.save(city / f"synthcity_{k:06d}_000019_leftImg8bit.png")
+
+
+def _make_samples(spec: PipelineSpec, root: Path) -> Dataset:
+    num_classes = 16 if spec.dataset == "synthia" else 19
+    base = build_dataset(spec.dataset, str(root), "train", num_classes, resize=spec.resize)
+    if spec.kind == "source":
+        return SourceSamples(base, SourceAugConfig(crop_size=spec.crop))
+    return TargetPairs(base, TargetViewConfig(crop_size=spec.crop))
+
+
+def _shrink(spec: PipelineSpec, divisor: int) -> PipelineSpec:
+    def div(size: Size | None) -> Size | None:
+        return None if size is None else (max(8, size[0] // divisor), max(8, size[1] // divisor))
+
+    return PipelineSpec(spec.name, spec.dataset, div(spec.file_size), div(spec.resize), div(spec.crop), spec.kind)
+
+
+def measure_throughput(
+    work_dir: str | Path,
+    num_images: int = 8,
+    batches: int = 20,
+    batch_size: int = 2,
+    workers: Sequence[int] = (0, 2),
+    size_divisor: int = 1,
+    seed: int = 0,
+    pipelines: Sequence[PipelineSpec] = STANDARD_PIPELINES,
+) -> list[ThroughputResult]:
+    """Generate each pipeline's data under ``work_dir`` and time ``batches`` batches per worker count.
+
+    The first batch of each run (worker start-up) is not timed. ``size_divisor``
+    shrinks every size (for quick smoke runs). SYNTHIA is skipped without OpenCV.
+    """
+    results = []
+    for spec in pipelines:
+        spec = _shrink(spec, size_divisor) if size_divisor > 1 else spec
+        if spec.dataset == "synthia" and importlib.util.find_spec("cv2") is None:
+            print(f"skipping {spec.name}: OpenCV (tufl[synthia]) is not installed", file=sys.stderr)
+            continue
+        root = Path(work_dir) / spec.dataset
+        write_synthetic(spec, root, num_images, seed)
+        samples = _make_samples(spec, root)
+        for num_workers in workers:
+            loader = InfiniteLoader(samples, batch_size, seed, num_workers=num_workers)
+            with loader:
+                next(loader)
+                start = time.perf_counter()
+                for _ in range(batches):
+                    next(loader)
+                seconds = time.perf_counter() - start
+            results.append(ThroughputResult(spec.name, num_workers, batch_size, batches, seconds))
+    return results
+
+
+def format_results(results: Sequence[ThroughputResult]) -> str:
+    """Markdown table of the results."""
+    lines = [
+        "| pipeline | workers | images/s | batches x batch size | seconds |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.pipeline} | {r.num_workers} | {r.images_per_second:.2f} | {r.batches} x {r.batch_size} "
+            f"| {r.seconds:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the throughput benchmark options to ``parser``."""
+    parser.add_argument(
+        "--out-dir", default=None, help="where to write the generated data (default: a temporary folder)"
+    )
+    parser.add_argument("--images", type=int, default=8, help="generated images per dataset (default: %(default)s)")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per run (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=2, help="batch size (default: %(default)s)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts (default: 0 2)")
+    parser.add_argument("--size-divisor", type=int, default=1, help="shrink all sizes by this factor (smoke runs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of generated data and augmentation")
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    """Run the benchmark from parsed arguments and print a markdown table; returns 0."""
+    if min(args.images, args.batches, args.batch_size, args.size_divisor) < 1 or min(args.workers) < 0:
+        print("throughput: --images, --batches, --batch-size, --size-divisor must be >= 1, --workers >= 0")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="tufl-throughput-") as tmp:
+        work_dir = Path(args.out_dir) if args.out_dir else Path(tmp)
+        results = measure_throughput(
+            work_dir, args.images, args.batches, args.batch_size, args.workers, args.size_divisor, args.seed
+        )
+    machine = platform.processor() or platform.machine()
+    print(f"python {platform.python_version()}, torch {torch.__version__}, {machine}")
+    print(format_results(results))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tufl.data.throughput", description=__doc__.splitlines()[0])
+    add_throughput_arguments(parser)
+    return run_throughput(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

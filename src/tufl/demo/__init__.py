@@ -1,0 +1,1 @@
+"""Built-in demo: procedural synthetic and realistic driving scenes."""

@@ -1,0 +1,159 @@
+"""The evaluation loop over a labelled loader, and the report next to the checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from tufl.data.labels import SUPPORTED_NUM_CLASSES
+from tufl.evaluation.inference import eval_mode, predict_probs
+from tufl.evaluation.metrics import ConfusionMatrix, EvalResult
+from tufl.evaluation.report import Scalar, write_csv, write_json
+from tufl.evaluation.writers import save_color, save_train_ids
+
+CheckpointKind = Literal["last", "best"]
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Mapping[str, Any]],
+    num_classes: int,
+    device: torch.device | str,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    window: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    amp: bool = False,
+    progress: bool = True,
+    save_dir: str | os.PathLike[str] | None = None,
+) -> EvalResult:
+    """Predict every batch of ``loader`` and score it against its labels.
+
+    Batches are dicts with ``"image"`` (uint8 ``[B, 3, h, w]``), ``"label"`` (int
+    ``[B, H, W]`` train ids at full resolution, 255 = ignore) and ``"index"``. When
+    the dataset resized the image, the class probabilities are resized (bilinear)
+    to the label size before the argmax; labels are never resized. The model is
+    moved to ``device`` and run in eval mode (its mode is restored afterwards).
+    Under torch.distributed the counts are summed over ranks, so every rank returns
+    the result for the union of the ranks' data.
+
+    ``save_dir``: also write each prediction as ``trainid/<name>.png`` and
+    ``color/<name>.png``, ``<name>`` being the batch's ``"name"`` entry (file stem)
+    if present, else the zero-padded ``"index"`` (19/16/13-class models only).
+    """
+    if save_dir is not None and num_classes not in SUPPORTED_NUM_CLASSES:
+        raise ValueError(f"saving colour predictions needs a 19-, 16- or 13-class model, got {num_classes}")
+    device = torch.device(device)
+    model.to(device)
+    confusion = ConfusionMatrix(num_classes, device)
+    num_images = 0
+    show = progress and (not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0)
+    with eval_mode(model):
+        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not show):
+            label = _batch_tensor(batch, "label").to(device, non_blocking=True)
+            if label.dim() != 3:
+                raise ValueError(f"expected labels of shape [B, H, W], got {tuple(label.shape)}")
+            probs = predict_probs(
+                model, _batch_tensor(batch, "image"), scales, flip, window, stride, num_classes, amp
+            )
+            if probs.shape[-2:] != label.shape[-2:]:
+                probs = F.interpolate(probs, size=label.shape[-2:], mode="bilinear", align_corners=False)
+            pred = probs.argmax(dim=1)
+            confusion.update(pred, label)
+            num_images += label.shape[0]
+            if save_dir is not None:
+                _save_predictions(Path(save_dir), batch, pred, num_classes)
+    confusion.all_reduce()
+    settings = {
+        "scales": list(scales),
+        "flip": flip,
+        "window": list(window) if window else None,
+        "stride": list(stride or window) if window else None,
+        "amp": amp,
+    }
+    return EvalResult.from_confusion(confusion, _sum_over_ranks(num_images, device), settings)
+
+
+def write_eval_report(
+    result: EvalResult,
+    out_dir: str | os.PathLike[str] | None,
+    checkpoint_path: str | os.PathLike[str],
+    checkpoint_kind: CheckpointKind,
+    metadata: Mapping[str, Scalar] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``eval_<kind>.csv`` and ``eval_<kind>.json`` (default: next to the checkpoint).
+
+    Both files name the evaluated checkpoint (path and kind, "last" or "best")
+    followed by ``metadata`` (e.g. dataset, split, config) and the scores.
+    Returns the CSV and JSON paths.
+    """
+    if checkpoint_kind not in ("last", "best"):
+        raise ValueError(f"checkpoint_kind must be 'last' or 'best', got {checkpoint_kind!r}")
+    checkpoint = Path(checkpoint_path)
+    folder = Path(out_dir) if out_dir is not None else checkpoint.parent
+    header: dict[str, Scalar] = {"checkpoint": str(checkpoint), "checkpoint_kind": checkpoint_kind}
+    header.update(metadata or {})
+    stem = f"eval_{checkpoint_kind}"
+    csv_path = write_csv(result, folder / f"{stem}.csv", header)
+    json_path = write_json(result, folder / f"{stem}.json", header)
+    return csv_path, json_path
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the inference options of :func:`evaluate` (``--scales --flip --window ...``)."""
+    group = parser.add_argument_group("inference")
+    group.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales (default: 1.0)")
+    group.add_argument("--flip", action="store_true", help="average with the horizontally flipped input")
+    group.add_argument("--window", type=int, nargs=2, metavar=("H", "W"), help="sliding-window size")
+    group.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="sliding-window stride")
+    group.add_argument("--amp", action="store_true", help="mixed precision (bf16/fp16 on CUDA)")
+    group.add_argument("--save-dir", help="also write the predictions (train ids and colours) here")
+    group.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    return parser
+
+
+def evaluate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`evaluate` from :func:`add_evaluate_arguments`' options."""
+    return {
+        "scales": tuple(args.scales),
+        "flip": args.flip,
+        "window": tuple(args.window) if args.window else None,
+        "stride": tuple(args.stride) if args.stride else None,
+        "amp": args.amp,
+        "progress": args.progress,
+        "save_dir": args.save_dir,
+    }
+
+
+def _batch_tensor(batch: Mapping[str, Any], key: str) -> Tensor:
+    value = batch.get(key) if isinstance(batch, Mapping) else None
+    if not isinstance(value, Tensor):
+        raise TypeError(f"evaluation batches must be dicts with a tensor {key!r}, got {type(batch).__name__}")
+    return value
+
+
+def _save_predictions(folder: Path, batch: Mapping[str, Any], pred: Tensor, num_classes: int) -> None:
+    names = batch.get("name")
+    if names is None:
+        names = [f"{int(i):06d}" for i in _batch_tensor(batch, "index").reshape(-1).tolist()]
+    for name, ids in zip(names, pred.to(torch.uint8).cpu(), strict=True):
+        stem = Path(str(name)).stem
+        save_train_ids(folder / "trainid" / f"{stem}.png", ids)
+        save_color(folder / "color" / f"{stem}.png", ids, num_classes)
+
+
+def _sum_over_ranks(value: int, device: torch.device) -> int:
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    total = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return int(total)

@@ -1,0 +1,190 @@
+"""Predict image files and write the results as PNGs.
+
+For inputs under a common folder, outputs mirror their relative paths:
+
+    out_dir/color/<rel>.png     Cityscapes colours
+    out_dir/overlay/<rel>.png   colours blended over the image
+    out_dir/trainid/<rel>.png   train ids (greyscale)
+    out_dir/labelIds/<rel>.png  Cityscapes label ids, optional (benchmark server format)
+
+Each kind has its own folder so that, for example, ``out_dir/labelIds`` can be
+given directly to the Cityscapes evaluation as its results folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from tufl.data.labels import SUPPORTED_NUM_CLASSES
+from tufl.evaluation.inference import eval_mode, predict_probs
+from tufl.evaluation.writers import save_color, save_label_ids, save_overlay, save_train_ids
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class PredictionFiles(NamedTuple):
+    """The files written for one input image."""
+
+    source: Path
+    color: Path
+    overlay: Path
+    train_ids: Path
+    label_ids: Path | None
+
+
+def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Image files named by ``paths``: files, folders (searched recursively) or glob patterns.
+
+    Order: as given, folders and patterns sorted; duplicates are dropped. Raises
+    ``FileNotFoundError`` naming every entry that matches no image.
+    """
+    found: dict[Path, None] = {}
+    unmatched: list[str] = []
+    for entry in paths:
+        text = os.fspath(entry)
+        path = Path(text)
+        if path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            matches = [path]
+        elif path.is_dir():
+            matches = sorted(p for p in path.rglob("*") if _is_image(p))
+        else:
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if _is_image(Path(p)))
+        if not matches:
+            unmatched.append(text)
+        found.update(dict.fromkeys(matches))
+    if unmatched:
+        raise FileNotFoundError(f"no image found for: {', '.join(unmatched)}")
+    return list(found)
+
+
+def predict_files(
+    model: nn.Module,
+    files: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    num_classes: int,
+    device: torch.device | str,
+    batch_size: int = 1,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    amp: bool = False,
+    resize: tuple[int, int] | None = None,
+    window: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    label_ids: bool = False,
+    alpha: float = 0.5,
+    progress: bool = True,
+) -> list[PredictionFiles]:
+    """Predict each image file and write its colour, overlay and train-id PNGs.
+
+    ``resize=(height, width)`` feeds the network that size; the probabilities are
+    resized back, so every output has the size of its input image. Consecutive
+    images of the same (network) size are predicted in batches of ``batch_size``.
+    ``label_ids`` also writes Cityscapes label ids (19/16/13-class models). The
+    model is moved to ``device`` and run in eval mode.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if resize is not None and (len(resize) != 2 or min(resize) < 1):
+        raise ValueError(f"resize must be two positive sizes (height, width), got {resize}")
+    if label_ids and num_classes not in SUPPORTED_NUM_CLASSES:
+        raise ValueError(f"label ids need a 19-, 16- or 13-class model, got {num_classes} classes")
+    sources = [Path(f) for f in files]
+    if not sources:
+        raise ValueError("no input files to predict")
+    device = torch.device(device)
+    model.to(device)
+    out = Path(out_dir)
+    names = _relative_names(sources)
+    written: list[PredictionFiles] = []
+    with eval_mode(model), tqdm(total=len(sources), desc="predict", unit="image", disable=not progress) as bar:
+        for batch in _batches(sources, batch_size, resize):
+            network_input = torch.stack([image if resize is None else _resize(image, resize) for _, image in batch])
+            probs = predict_probs(model, network_input, scales, flip, window, stride, num_classes, amp)
+            for k, (source, image) in enumerate(batch):
+                p = probs[k : k + 1]
+                if p.shape[-2:] != image.shape[-2:]:
+                    p = F.interpolate(p, size=image.shape[-2:], mode="bilinear", align_corners=False)
+                pred = p[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+                written.append(_write(out, names[source], image, pred, num_classes, label_ids, alpha, source))
+            bar.update(len(batch))
+    return written
+
+
+def load_rgb(path: Path) -> Tensor:
+    """An image file as a uint8 ``[3, H, W]`` RGB tensor."""
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{path}: cannot read the image ({error})") from error
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def _relative_names(sources: list[Path]) -> dict[Path, Path]:
+    """Output name (relative path without suffix) of each source, unique per source."""
+    resolved = [s.resolve() for s in sources]
+    root = Path(os.path.commonpath([r.parent for r in resolved]))
+    names = {s: r.relative_to(root).with_suffix("") for s, r in zip(sources, resolved, strict=True)}
+    seen: dict[Path, Path] = {}
+    for source, name in names.items():
+        if name in seen:
+            raise ValueError(f"{seen[name]} and {source} would write the same outputs (same name, different suffix)")
+        seen[name] = source
+    return names
+
+
+def _batches(
+    sources: list[Path], batch_size: int, resize: tuple[int, int] | None
+) -> Iterator[list[tuple[Path, Tensor]]]:
+    """Consecutive (path, image) groups whose network inputs share one size."""
+    batch: list[tuple[Path, Tensor]] = []
+    for source in sources:
+        image = load_rgb(source)
+        if batch and (len(batch) == batch_size or (resize is None and batch[0][1].shape != image.shape)):
+            yield batch
+            batch = []
+        batch.append((source, image))
+    if batch:
+        yield batch
+
+
+def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear (antialiased) resize of a ``[3, H, W]`` image to float ``[3, *size]``."""
+    return F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def _write(
+    out: Path,
+    name: Path,
+    image: Tensor,
+    pred: np.ndarray,
+    num_classes: int,
+    label_ids: bool,
+    alpha: float,
+    source: Path,
+) -> PredictionFiles:
+    file = name.parent / f"{name.name}.png"
+    return PredictionFiles(
+        source=source,
+        color=save_color(out / "color" / file, pred, num_classes),
+        overlay=save_overlay(out / "overlay" / file, image, pred, num_classes, alpha),
+        train_ids=save_train_ids(out / "trainid" / file, pred),
+        label_ids=save_label_ids(out / "labelIds" / file, pred, num_classes) if label_ids else None,
+    )

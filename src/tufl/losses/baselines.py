@@ -1,0 +1,211 @@
+"""Unsupervised baselines of PAPER.md, for ablations.
+
+All are called like :class:`tufl.losses.TUFL`: ``loss(weak_logits, strong_logits,
+valid=None)`` with ``[B, C, H, W]`` logits and an optional bool ``[B, H, W]`` mask of
+informative pixels, and return a scalar computed in float32 (0, not NaN, when no
+pixel counts). The single-view losses read the view named by ``view`` (default
+``"weak"``, the clean view, as entropy minimisation is usually applied to the
+unaugmented target image) and ignore the other one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from tufl.losses.focal_terms import focal_consistency_terms
+from tufl.losses.selection import masked_mean, top_fraction_mask
+from tufl.losses.tufl import TUFL, thresholded_mean
+from tufl.losses.validation import (
+    check_logit_pair,
+    class_weight_tensor,
+    focal_problems,
+    probability_problems,
+    ratio_problems,
+)
+
+View = Literal["weak", "strong"]
+VIEWS = ("weak", "strong")
+
+
+def view_problems(view: str) -> list[str]:
+    """``view`` must name one of the two views."""
+    return [] if view in VIEWS else [f"view: must be one of {VIEWS}, got {view!r}"]
+
+
+def _raise_problems(owner: str, problems: list[str]) -> None:
+    if problems:
+        raise ValueError(f"{owner}: " + "; ".join(problems))
+
+
+class _SingleViewLoss(nn.Module):
+    """Common argument handling of the losses that read one view."""
+
+    def __init__(self, num_classes: int, view: View) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.view = view
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, view={self.view!r}"
+
+    def _log_probs(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None) -> Tensor:
+        check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
+        logits = weak_logits if self.view == "weak" else strong_logits
+        return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+
+
+class EntropyMinimization(_SingleViewLoss):
+    """ADVENT-style entropy minimisation: mean normalised Shannon entropy of one view.
+
+    Per pixel ``H = -sum_c p_c log p_c / log C`` (in ``[0, 1]``); pixels count if valid
+    and ``max_c p_c > threshold`` (0 = all); OHEM keeps the ``ceil(ohem_ratio * n)``
+    largest entropies among them.
+    """
+
+    def __init__(self, num_classes: int, view: View = "weak", threshold: float = 0.0, ohem_ratio: float = 1.0) -> None:
+        _raise_problems(
+            "EntropyMinimization",
+            view_problems(view)
+            + probability_problems("threshold", threshold)
+            + ratio_problems("ohem_ratio", ohem_ratio),
+        )
+        super().__init__(num_classes, view)
+        self.threshold = float(threshold)
+        self.ohem_ratio = float(ohem_ratio)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, threshold={self.threshold}, ohem_ratio={self.ohem_ratio}"
+
+    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
+            log_p = self._log_probs(weak_logits, strong_logits, valid)
+            p = log_p.exp()
+            entropy = -(p * log_p).sum(dim=1) / math.log(max(self.num_classes, 2))
+            passing = p.detach().amax(dim=1) > self.threshold
+            if valid is not None:
+                passing &= valid
+            keep = top_fraction_mask(entropy, passing, self.ohem_ratio)
+            return masked_mean(entropy, keep)
+
+
+class MaxSquares(_SingleViewLoss):
+    """Maximum squares loss: mean over valid pixels of ``-sum_c p_c^2 / 2`` of one view."""
+
+    def __init__(self, num_classes: int, view: View = "weak") -> None:
+        _raise_problems("MaxSquares", view_problems(view))
+        super().__init__(num_classes, view)
+
+    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
+            p = self._log_probs(weak_logits, strong_logits, valid).exp()
+            per_pixel = -0.5 * (p * p).sum(dim=1)
+            keep = torch.ones_like(per_pixel, dtype=torch.bool) if valid is None else valid
+            return masked_mean(per_pixel, keep)
+
+
+class ConfidenceEntropy(_SingleViewLoss):
+    """Cross-entropy of one view to its sharpened "target distribution".
+
+    With ``p`` the view's prediction and ``f_c = sum_i p_ic`` over the valid pixels
+    of the batch, the target is ``t_ic = (p_ic^2 / f_c) / sum_k (p_ik^2 / f_k)``, held
+    fixed (stop-gradient); the loss is the mean over valid pixels of
+    ``-sum_c t_ic log p_ic / log C``.
+    """
+
+    def __init__(self, num_classes: int, view: View = "weak") -> None:
+        _raise_problems("ConfidenceEntropy", view_problems(view))
+        super().__init__(num_classes, view)
+
+    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
+            log_p = self._log_probs(weak_logits, strong_logits, valid)
+            with torch.no_grad():
+                p = log_p.exp()
+                counted = p if valid is None else p * valid.unsqueeze(1)
+                frequency = counted.sum(dim=(0, 2, 3), keepdim=True).clamp(min=torch.finfo(p.dtype).tiny)
+                target = p * p / frequency
+                target = target / target.sum(dim=1, keepdim=True)
+            per_pixel = -(target * log_p).sum(dim=1) / math.log(max(self.num_classes, 2))
+            keep = torch.ones_like(per_pixel, dtype=torch.bool) if valid is None else valid
+            return masked_mean(per_pixel, keep)
+
+
+class FixedThresholdFocalLoss(nn.Module):
+    """TUFL's per-pixel loss on pixels with ``m_i > threshold`` (one fixed threshold, no adaptation).
+
+    Same arguments and behaviour as :class:`tufl.losses.TUFL` otherwise (OHEM,
+    class weights, ``last_pass_fraction``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        threshold: float = 0.8,
+        gamma: float = 2.0,
+        focal_type: int = 1,
+        ohem_ratio: float = 1.0,
+        class_weights: Sequence[float] | Tensor | None = None,
+        detach_focal: bool = False,
+    ) -> None:
+        _raise_problems(
+            "FixedThresholdFocalLoss",
+            probability_problems("threshold", threshold)
+            + focal_problems(gamma, focal_type)
+            + ratio_problems("ohem_ratio", ohem_ratio),
+        )
+        super().__init__()
+        self.num_classes = num_classes
+        self.gamma = float(gamma)
+        self.focal_type = int(focal_type)
+        self.ohem_ratio = float(ohem_ratio)
+        self.detach_focal = bool(detach_focal)
+        self.threshold = float(threshold)
+        self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
+        self.register_buffer("thresholds", torch.full((num_classes,), self.threshold), persistent=False)
+        self.last_pass_fraction = torch.zeros(())
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, threshold={self.threshold}, gamma={self.gamma}, "
+            f"focal_type={self.focal_type}, ohem_ratio={self.ohem_ratio}, detach_focal={self.detach_focal}"
+        )
+
+    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+        check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
+        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
+            per_pixel, conf, cls = focal_consistency_terms(
+                weak_logits, strong_logits, self.gamma, self.focal_type, self.class_weights, self.detach_focal
+            )
+            loss, self.last_pass_fraction = thresholded_mean(
+                per_pixel, conf.float(), cls, valid, self.thresholds, self.ohem_ratio
+            )
+        return loss
+
+
+def neutral_cross_entropy(
+    num_classes: int,
+    theta0: float = 0.8,
+    a: float = 0.9,
+    b: float = 0.8,
+    d: float = 8.0,
+    a_decay: float = 0.0,
+    ohem_ratio: float = 1.0,
+    class_weights: Sequence[float] | Tensor | None = None,
+) -> TUFL:
+    """The authors' earlier "neutral cross-entropy": TUFL with ``gamma = 0`` (``w_i = 1``)."""
+    return TUFL(
+        num_classes,
+        gamma=0.0,
+        theta0=theta0,
+        a=a,
+        b=b,
+        d=d,
+        a_decay=a_decay,
+        ohem_ratio=ohem_ratio,
+        class_weights=class_weights,
+    )

@@ -1,0 +1,59 @@
+"""Supervised pixel cross-entropy of the source branch (``L_sup`` in PAPER.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tufl.data.labels import IGNORE_INDEX
+from tufl.losses.selection import masked_mean, top_fraction_mask
+from tufl.losses.validation import check_logits, class_weight_tensor, ratio_problems
+
+
+class SupervisedCE(nn.Module):
+    """Pixel cross-entropy with ignore index 255, optional class weights and OHEM.
+
+    Called as ``loss(logits, labels)`` with logits ``[B, C, H, W]`` and integer labels
+    ``[B, H, W]`` in ``0..C-1`` or 255. Per pixel ``l_i = lam_{y_i} * CE_i``; OHEM keeps
+    the ``ceil(ohem_ratio * n)`` largest ``l_i`` among the ``n`` labelled pixels; the
+    result is ``sum l_i / sum lam_{y_i}`` over the kept pixels (the plain mean without
+    class weights), which equals ``F.cross_entropy(..., weight=lam)`` when OHEM is
+    off. Computed in float32 whatever the autocast state; 0 when no pixel is labelled.
+    """
+
+    def __init__(
+        self, num_classes: int, class_weights: Sequence[float] | Tensor | None = None, ohem_ratio: float = 1.0
+    ) -> None:
+        problems = ratio_problems("ohem_ratio", ohem_ratio)
+        if problems:
+            raise ValueError("SupervisedCE: " + "; ".join(problems))
+        super().__init__()
+        self.num_classes = num_classes
+        self.ohem_ratio = float(ohem_ratio)
+        self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
+
+    def extra_repr(self) -> str:
+        weighted = self.class_weights is not None
+        return f"num_classes={self.num_classes}, ohem_ratio={self.ohem_ratio}, weighted={weighted}"
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        check_logits(logits, self.num_classes)
+        expected = (logits.shape[0], *logits.shape[2:])
+        if tuple(labels.shape) != expected or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(
+                f"labels: expected an integer tensor of shape {expected}, got {labels.dtype} {tuple(labels.shape)}"
+            )
+        labels = labels.long()
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            weight = None if self.class_weights is None else self.class_weights.to(logits.dtype)
+            per_pixel = F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE_INDEX, reduction="none")
+            labelled = labels != IGNORE_INDEX
+            keep = top_fraction_mask(per_pixel, labelled, self.ohem_ratio)
+            if weight is None:
+                return masked_mean(per_pixel, keep)
+            pixel_weights = weight[torch.where(labelled, labels, 0)]
+            return masked_mean(per_pixel, keep, pixel_weights)

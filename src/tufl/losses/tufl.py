@@ -1,0 +1,131 @@
+"""Threshold-adaptive unsupervised focal loss (PAPER.md, stage one)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from tufl.losses.focal_terms import focal_consistency_terms
+from tufl.losses.selection import masked_mean, top_fraction_mask
+from tufl.losses.thresholds import average_across_workers, ema_thresholds, history_weight, order_statistic_psi
+from tufl.losses.validation import (
+    check_logit_pair,
+    class_weight_tensor,
+    focal_problems,
+    ratio_problems,
+    threshold_problems,
+)
+
+
+def thresholded_mean(
+    per_pixel: Tensor, conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds: Tensor, ohem_ratio: float
+) -> tuple[Tensor, Tensor]:
+    """Mean of ``per_pixel`` over valid pixels with ``conf > thresholds[cls]``, after OHEM.
+
+    Returns ``(loss, pass_fraction)``: the loss is 0 (still connected to the graph)
+    when no pixel passes; ``pass_fraction`` is the detached fraction of valid pixels
+    that passed the thresholds.
+    """
+    passing = conf > thresholds[cls]
+    if valid is None:
+        pass_fraction = passing.sum() / passing.numel()
+    else:
+        passing &= valid
+        pass_fraction = passing.sum() / valid.sum().clamp(min=1)
+    keep = top_fraction_mask(per_pixel, passing, ohem_ratio)
+    return masked_mean(per_pixel, keep), pass_fraction.detach()
+
+
+class TUFL(nn.Module):
+    """TUFL: focal consistency from the weak to the strong view plus weak-view entropy,
+    on pixels above adaptive per-class confidence thresholds.
+
+    Called as ``loss(weak_logits, strong_logits, valid=None)`` with logits
+    ``[B, C, H, W]`` (the weak ones already warped into the strong view) and an
+    optional bool ``[B, H, W]`` mask of pixels that carry information; other pixels
+    take part in nothing (threshold statistics, loss, mean). Each call, in training
+    mode, first updates the thresholds from the batch (``psi``, averaged over
+    data-parallel workers when ``torch.distributed`` is initialised, then the EMA
+    and the 0.999 cap), then keeps pixels with ``m_i > theta_{c_i}``, applies OHEM
+    (the ``ceil(ohem_ratio * n)`` largest per-pixel losses) and averages; the loss
+    is 0 when no pixel passes. In eval mode the thresholds are used but not updated.
+    With ``a_decay > 0`` the history weight of the ``t``-th update (``t = 0, 1, ...``,
+    counted by the ``step`` buffer) is ``1 - a * exp(-t * a_decay)``, else ``a``.
+
+    The loss is computed in float32 (float64 for float64 logits) whatever the
+    autocast state, and can be back-propagated once. Use one instance per output
+    head: each keeps its own thresholds. ``last_pass_fraction`` holds the fraction of
+    valid pixels that passed the thresholds in the last call (a detached tensor).
+    """
+
+    thresholds: Tensor
+    step: Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        gamma: float = 2.0,
+        focal_type: int = 1,
+        theta0: float = 0.8,
+        a: float = 0.9,
+        b: float = 0.8,
+        d: float = 8.0,
+        a_decay: float = 0.0,
+        ohem_ratio: float = 1.0,
+        class_weights: Sequence[float] | Tensor | None = None,
+        detach_focal: bool = False,
+    ) -> None:
+        super().__init__()
+        problems = (
+            focal_problems(gamma, focal_type)
+            + threshold_problems(theta0, a, b, d, a_decay)
+            + ratio_problems("ohem_ratio", ohem_ratio)
+        )
+        if num_classes < 1:
+            problems.insert(0, f"num_classes: must be >= 1, got {num_classes}")
+        if problems:
+            raise ValueError("TUFL: " + "; ".join(problems))
+        self.num_classes = num_classes
+        self.gamma = float(gamma)
+        self.focal_type = int(focal_type)
+        self.a, self.b, self.d, self.a_decay = float(a), float(b), float(d), float(a_decay)
+        self.ohem_ratio = float(ohem_ratio)
+        self.detach_focal = bool(detach_focal)
+        self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
+        self.register_buffer("thresholds", torch.full((num_classes,), float(theta0), dtype=torch.float32))
+        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+        self.last_pass_fraction = torch.zeros(())
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, gamma={self.gamma}, focal_type={self.focal_type}, "
+            f"a={self.a}, b={self.b}, d={self.d}, a_decay={self.a_decay}, ohem_ratio={self.ohem_ratio}, "
+            f"detach_focal={self.detach_focal}"
+        )
+
+    @torch.no_grad()
+    def update_thresholds(self, conf: Tensor, cls: Tensor, valid: Tensor | None) -> Tensor:
+        """One threshold step from a batch's confidences and pseudo-classes; returns the new thresholds."""
+        # Softmax maxima are at least 1 / C (1 / (C + 1) leaves room for rounding).
+        psi = order_statistic_psi(conf, cls, valid, self.thresholds, self.b, self.d, 1.0 / (self.num_classes + 1))
+        psi = average_across_workers(psi)
+        a_t = history_weight(self.step, self.a, self.a_decay)
+        self.thresholds.copy_(ema_thresholds(self.thresholds, psi, a_t))
+        self.step += 1
+        return self.thresholds
+
+    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+        check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
+        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
+            per_pixel, conf, cls = focal_consistency_terms(
+                weak_logits, strong_logits, self.gamma, self.focal_type, self.class_weights, self.detach_focal
+            )
+            conf = conf.float()
+            if self.training:
+                self.update_thresholds(conf, cls, valid)
+            loss, self.last_pass_fraction = thresholded_mean(
+                per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio
+            )
+        return loss

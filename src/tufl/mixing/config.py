@@ -1,0 +1,78 @@
+"""Configuration of cross-domain image mixing (stage two)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tufl.data.labels import class_names
+
+MIX_MODES = ("single", "dual_soft")
+
+
+@dataclass
+class MixConfig:
+    """Options of :class:`tufl.mixing.mixer.CrossDomainMixer`.
+
+    ``p_longtail``, ``longtail_k`` and ``max_fetch_retries`` drive long-tail
+    pasting, which belongs to the ``single`` mode; ``dual_alpha`` and
+    ``dual_longtail_classes`` belong to the ``dual_soft`` mode.
+    """
+
+    # "single": ClassMix source -> target; "dual_soft": a source template blended
+    # into both the source and the target image.
+    mode: Literal["single", "dual_soft"] = "single"
+    # Weight of the mixed loss in the stage-two objective (applied by the trainer).
+    lambda_mix: float = 0.5
+    # Probability that a sample takes the long-tail branch (single mode).
+    p_longtail: float = 0.3
+    # Number of long-tail instances of such a sample: uniform over these values.
+    longtail_k: tuple[int, ...] = (2, 3, 4)
+    # Target pixels weigh the fraction of pseudo-labels at least this confident.
+    confidence_threshold: float = 0.968
+    # Half-width in pixels of the band along the mask boundary; 0 = no band.
+    boundary_band: int = 0
+    # Factor on the pixel weights inside the boundary band.
+    boundary_weight: float = 2.0
+    # Paste related classes together (rider with bicycle/motorcycle, pole with
+    # traffic light/sign; see tufl.mixing.relations).
+    class_relations: bool = False
+    # Extra fetch attempts for a long-tail instance whose class is not visible
+    # in the loaded image (so 1 + max_fetch_retries attempts in all).
+    max_fetch_retries: int = 3
+    # Blending weight of the template in dual_soft mode (and of its label's loss).
+    dual_alpha: float = 0.8
+    # Long-tail classes of the dual_soft template, by name; empty = the default
+    # list of the class set (GTA5 list for 19 classes, SYNTHIA list otherwise).
+    dual_longtail_classes: tuple[str, ...] = ()
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        found: list[str] = []
+        if self.mode not in MIX_MODES:
+            found.append(f"mode: must be one of {MIX_MODES}, got {self.mode!r}")
+        if self.lambda_mix < 0:
+            found.append(f"lambda_mix: must be >= 0, got {self.lambda_mix}")
+        if not 0.0 <= self.p_longtail <= 1.0:
+            found.append(f"p_longtail: must be in [0, 1], got {self.p_longtail}")
+        if not self.longtail_k:
+            found.append("longtail_k: must list at least one instance count")
+        elif any(k < 1 for k in self.longtail_k):
+            found.append(f"longtail_k: counts must be >= 1, got {tuple(self.longtail_k)}")
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            found.append(f"confidence_threshold: must be in [0, 1], got {self.confidence_threshold}")
+        if self.boundary_band < 0:
+            found.append(f"boundary_band: must be >= 0 (0 = off), got {self.boundary_band}")
+        if self.boundary_weight < 0:
+            found.append(f"boundary_weight: must be >= 0, got {self.boundary_weight}")
+        if self.max_fetch_retries < 0:
+            found.append(f"max_fetch_retries: must be >= 0, got {self.max_fetch_retries}")
+        if not 0.0 <= self.dual_alpha <= 1.0:
+            found.append(f"dual_alpha: must be in [0, 1], got {self.dual_alpha}")
+        known = class_names(19)
+        unknown = [n for n in self.dual_longtail_classes if n not in known]
+        if unknown:
+            found.append(f"dual_longtail_classes: unknown class names {unknown}; known: {known}")
+        if len(set(self.dual_longtail_classes)) != len(self.dual_longtail_classes):
+            found.append(f"dual_longtail_classes: names repeat in {tuple(self.dual_longtail_classes)}")
+        return found

@@ -1,0 +1,135 @@
+"""Model configuration and construction: network, weights, input convention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from torch import nn
+
+from tufl.data.labels import SUPPORTED_NUM_CLASSES
+from tufl.models.bisenet import BiSeNet
+from tufl.models.deeplabv2 import DeepLabV2
+from tufl.models.resnet import freeze_batchnorm
+from tufl.models.segmentor import INPUT_CONVENTIONS, Segmentor
+from tufl.models.weights import (
+    CONVENTION_OF_FORMAT,
+    LoadReport,
+    WeightsError,
+    backbone_state,
+    detect_format,
+    load_state,
+    read_weights,
+)
+
+# Checkpoint keys of heads that exist only in training networks.
+AUX_PREFIX = "net.aux_"
+
+
+@dataclass
+class ModelConfig:
+    """The ``model`` section of a config."""
+
+    arch: Literal["deeplabv2", "bisenet"] = "deeplabv2"
+    num_classes: int = 19
+    # DeepLabV2 only: dilations of the summed-ASPP classifier. (6, 12, 18, 24) is the
+    # published head; (6, 12) is what AdaptSegNet/DACS-derived code computes.
+    aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)
+    # DeepLabV2 only: auxiliary classifier on layer3 (ADVENT multi-level).
+    multi_level: bool = False
+    # Freeze the backbone's BatchNorm (statistics and affine parameters).
+    freeze_bn: bool = True
+    # Initial weights: local path or URL; null = random initialisation.
+    pretrained: str | None = None
+    pretrained_format: Literal["auto", "torchvision", "deeplab_init", "tufl"] = "auto"
+    # Input normalisation; "auto" follows the weights (imagenet_rgb without weights).
+    input_convention: Literal["auto", "imagenet_rgb", "caffe_bgr"] = "auto"
+    # Accept weight files that do not cover the whole network.
+    allow_partial_load: bool = False
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.num_classes not in SUPPORTED_NUM_CLASSES:
+            out.append(f"num_classes: must be one of {SUPPORTED_NUM_CLASSES}")
+        if not self.aspp_dilations or any(d < 1 for d in self.aspp_dilations):
+            out.append("aspp_dilations: needs at least one dilation, all >= 1")
+        if self.multi_level and self.arch != "deeplabv2":
+            out.append("multi_level: only DeepLabV2 has a multi-level head")
+        return out
+
+
+@dataclass
+class BuiltModel:
+    model: Segmentor
+    weights_format: str | None
+    load_report: LoadReport | None
+
+
+def _network(cfg: ModelConfig, training: bool) -> nn.Module:
+    if cfg.arch == "deeplabv2":
+        return DeepLabV2(cfg.num_classes, cfg.aspp_dilations, multi_level=cfg.multi_level and training)
+    return BiSeNet(cfg.num_classes, aux_heads=training)
+
+
+def _backbone(net: nn.Module) -> nn.Module:
+    return net.backbone if isinstance(net, DeepLabV2) else net.context_path.backbone
+
+
+def _check_checkpoint_fits(obj: dict[str, Any], cfg: ModelConfig, source: str) -> None:
+    stored = obj.get("model_config", {})
+    for key in ("arch", "num_classes"):
+        if key in stored and stored[key] != getattr(cfg, key):
+            raise WeightsError(
+                f"checkpoint {source} was trained with model.{key}={stored[key]!r}, "
+                f"but the config asks for {getattr(cfg, key)!r}"
+            )
+
+
+def build_model(cfg: ModelConfig, training: bool = True, weights: dict[str, Any] | None = None) -> BuiltModel:
+    """Build the configured network wrapped in a :class:`Segmentor`.
+
+    ``training=False`` builds an inference network: no auxiliary heads. ``weights``
+    may pass an already-read weight file instead of ``cfg.pretrained``.
+    The input convention is taken from the weights; an explicit
+    ``cfg.input_convention`` that contradicts them is an error.
+    """
+    source = cfg.pretrained or "<given weights>"
+    fmt = None
+    if weights is None and cfg.pretrained:
+        weights = read_weights(cfg.pretrained)
+    if weights is not None:
+        fmt = detect_format(weights, source) if cfg.pretrained_format == "auto" else cfg.pretrained_format
+        if fmt == "tufl":
+            _check_checkpoint_fits(weights, cfg, source)
+            weights_convention = weights.get("input_convention", "imagenet_rgb")
+        else:
+            weights_convention = CONVENTION_OF_FORMAT[fmt]
+        if cfg.input_convention not in ("auto", weights_convention):
+            raise WeightsError(
+                f"model.input_convention={cfg.input_convention} contradicts the weights {source}, "
+                f"which expect {weights_convention} input"
+            )
+        convention = weights_convention
+    else:
+        convention = "imagenet_rgb" if cfg.input_convention == "auto" else cfg.input_convention
+
+    net = _network(cfg, training)
+    if cfg.freeze_bn:
+        freeze_batchnorm(_backbone(net))
+    model = Segmentor(net, cfg.num_classes, INPUT_CONVENTIONS[convention])
+
+    report = None
+    if weights is not None and fmt == "tufl":
+        if "model" not in weights:
+            raise WeightsError(f"checkpoint {source} has no 'model' entry")
+        report = load_state(model, weights["model"], source, allow_partial=cfg.allow_partial_load,
+                            optional_prefixes=(AUX_PREFIX,))
+    elif weights is not None:
+        state, skipped = backbone_state(weights, fmt)  # type: ignore[arg-type]
+        report = load_state(_backbone(net), state, source, allow_partial=cfg.allow_partial_load,
+                            skipped=skipped)
+    return BuiltModel(model, fmt, report)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

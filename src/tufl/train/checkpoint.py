@@ -1,0 +1,88 @@
+"""Training checkpoints: atomic writes, ``weights_only`` reads, and RNG state capture.
+
+A checkpoint is a plain dict of tensors and primitive values (loadable with
+``torch.load(..., weights_only=True)``):
+
+``format``, ``version``, ``iteration``, ``model`` (Segmentor state dict),
+``model_config``, ``input_convention``, ``num_classes``, ``optimizer``,
+``scaler``, ``losses`` (threshold states), ``rng``, ``data`` (loader positions),
+``counters``, ``best``, ``config`` (the resolved config as a plain dict).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tufl.atomic import atomic_path
+from tufl.models.weights import CHECKPOINT_FORMAT, WeightsError
+
+CHECKPOINT_VERSION = 1
+LAST_NAME = "checkpoint_last.pt"
+BEST_NAME = "checkpoint_best.pt"
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically (temporary file, then rename)."""
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a tufl checkpoint with ``weights_only=True``; clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path} is not a tufl checkpoint")
+    return obj
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and CUDA generator states as weights_only-safe values."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": _to_lists(random.getstate()),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_to_tuples(state["python"]))
+    np_state = state["numpy"]
+    np.random.set_state((
+        "MT19937",
+        np_state["keys"].numpy().astype(np.uint32),
+        np_state["pos"],
+        np_state["has_gauss"],
+        np_state["cached_gaussian"],
+    ))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(value: Any) -> Any:
+    return [_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _to_tuples(value: Any) -> Any:
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value

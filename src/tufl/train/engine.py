@@ -1,0 +1,417 @@
+"""The training loop: source-only, stage one (TUFL) and stage two (CIM).
+
+One :class:`Trainer` per run directory. It builds everything from a validated
+:class:`~tufl.config.schema.Config`, prints and saves what it is about to do,
+then loops: learning-rate schedule, micro-batches with gradient accumulation,
+mixed precision, non-finite-loss skipping, logging, periodic checkpoints and
+validation. ``resume=True`` restores the last checkpoint (model, optimiser,
+scaler, loss thresholds, RNG states, data positions, counters), so an interrupted
+run ends with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from tufl.atomic import atomic_write_text
+from tufl.config.loader import dump_config, to_plain
+from tufl.config.schema import Config
+from tufl.data.loader import InfiniteLoader
+from tufl.models.build import build_model
+from tufl.models.segmentor import Segmentor
+from tufl.models.weights import read_weights
+from tufl.train import checkpoint as ckpt
+from tufl.train.builders import build_objective, build_train_data, build_validation
+from tufl.train.distributed import DistContext, all_true, init_distributed, shutdown
+from tufl.train.optim import build_optimizer, set_learning_rate
+from tufl.train.run_log import MetricsLog
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive non-finite losses."""
+
+
+def step_generator(seed: int, iteration: int, rank: int, micro: int) -> torch.Generator:
+    """The CPU generator of one micro-step's training-side draws (mixing)."""
+    state = np.random.SeedSequence([seed, 7919, iteration, rank, micro]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def amp_settings(device: torch.device, enabled: bool) -> tuple[bool, torch.dtype]:
+    """Whether autocast is on and its dtype: bf16 where supported, else fp16 (CUDA only)."""
+    if not enabled or device.type != "cuda":
+        return False, torch.float32
+    return True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    @property
+    def last(self) -> Path:
+        return self.root / ckpt.LAST_NAME
+
+    @property
+    def best(self) -> Path:
+        return self.root / ckpt.BEST_NAME
+
+
+class Trainer:
+    """Trains one run; see the module docstring."""
+
+    def __init__(self, cfg: Config, resume: bool = False, ctx: DistContext | None = None) -> None:
+        self.cfg = cfg
+        self.ctx = ctx or init_distributed(cfg.experiment.device)
+        self.paths = RunPaths(cfg.experiment.run_dir)
+        self.device = self.ctx.device
+        state = self._checkpoint_to_resume(resume)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(cfg.experiment.seed)
+
+        init_weights = read_weights(cfg.model.pretrained) if cfg.model.pretrained else None
+        built = build_model(cfg.model, training=True, weights=init_weights)
+        self.model: Segmentor = built.model
+        self.weights_format = built.weights_format
+        self.load_report = built.load_report
+        cfg.model.input_convention = self.model.convention.name  # type: ignore[assignment]
+        if self.ctx.enabled and cfg.train.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # type: ignore[assignment]
+        self.model.to(self.device)
+        if cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                    if self.ctx.enabled else None)
+
+        pseudo_labeller = None
+        if cfg.experiment.mode == "stage2" and cfg.pseudo_labels.source == "online":
+            pseudo_labeller = build_model(cfg.model, training=False, weights=init_weights).model
+            pseudo_labeller.to(self.device).eval().requires_grad_(False)
+        self.data = build_train_data(cfg, self.ctx, self.paths.root)
+        self.objective = build_objective(cfg, self.model, self.data, pseudo_labeller).to(self.device)
+        self.validation = build_validation(cfg, self.ctx)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.amp, self.amp_dtype = amp_settings(self.device, cfg.train.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+
+        self.iteration = 0
+        self.counters = {"nonfinite_skipped": 0, "nonfinite_in_row": 0}
+        self.best: dict[str, Any] = {"miou": None, "iteration": None}
+        self._source_pos, self._target_pos = 0, 0
+        if state is not None:
+            self._restore(state)
+        self.source_loader = InfiniteLoader(self.data.source, self.data.micro_batch, cfg.experiment.seed,
+                                            self.ctx.rank, self.ctx.world_size, cfg.data.num_workers,
+                                            start_batch=self._source_pos,
+                                            pin_memory=self.device.type == "cuda")
+        self.target_loader = None
+        if self.objective.needs_target:
+            self.target_loader = InfiniteLoader(self.data.target, self.data.micro_batch, cfg.experiment.seed + 1,
+                                                self.ctx.rank, self.ctx.world_size, cfg.data.num_workers,
+                                                start_batch=self._target_pos,
+                                                pin_memory=self.device.type == "cuda")
+        self.log = None
+        if self.ctx.is_main:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            self.log = MetricsLog(self.paths.root, self.iteration if state is not None else None,
+                                  tensorboard=cfg.train.tensorboard)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _checkpoint_to_resume(self, resume: bool) -> dict[str, Any] | None:
+        last = self.paths.last
+        if not resume:
+            if last.exists():
+                raise FileExistsError(
+                    f"{self.paths.root} already holds a run ({last.name}); pass --resume to continue it "
+                    "or choose another experiment.output_dir"
+                )
+            return None
+        if not last.exists():
+            if self.ctx.is_main:
+                print(f"[tufl] --resume: no checkpoint in {self.paths.root}, starting a new run")
+            return None
+        return ckpt.load_checkpoint(last)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        data = state["data"]
+        expect = {"world_size": self.ctx.world_size, "micro_batch": self.data.micro_batch}
+        for key, value in expect.items():
+            if data.get(key) != value:
+                raise RuntimeError(
+                    f"cannot resume {self.paths.last}: it was written with {key}={data.get(key)}, "
+                    f"this run has {key}={value}; the data stream would not continue exactly"
+                )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.objective.load_state_dict(state["losses"])
+        self.iteration = int(state["iteration"])
+        self.counters.update(state["counters"])
+        self.best = dict(state["best"])
+        self._source_pos = int(data["source_batches"])
+        self._target_pos = int(data["target_batches"])
+        rng = state["rng"]
+        ckpt.restore_rng_state(rng[self.ctx.rank] if isinstance(rng, list) else rng)
+
+    def summary(self) -> dict[str, Any]:
+        """What this run will do: the numbers failed reproductions usually get wrong."""
+        cfg = self.cfg
+        groups = {g["name"]: g["base_lr"] for g in self.optimizer.param_groups}
+        info = {
+            "mode": cfg.experiment.mode,
+            "architecture": cfg.model.arch,
+            "num_classes": cfg.model.num_classes,
+            "weights": cfg.model.pretrained or "random initialisation",
+            "weights_format": self.weights_format,
+            "input_convention": self.model.convention.name,
+            "iterations": cfg.train.iters,
+            "batch_per_domain": cfg.data.batch_size,
+            "batch_per_domain_per_gpu_step": self.data.micro_batch,
+            "gradient_accumulation": cfg.train.accumulate,
+            "world_size": self.ctx.world_size,
+            "source": f"{cfg.data.source.name} ({len(self.data.source)} images, resize {cfg.data.source.resize})",
+            "target": f"{cfg.data.target.name} ({len(self.data.target)} images, resize {cfg.data.target.resize})",
+            "source_crop": list(cfg.data.source_aug.crop_size),
+            "target_crop": list(cfg.data.target_views.crop_size),
+            "lr_backbone": groups.get("backbone"),
+            "lr_head": groups.get("head"),
+            "unsupervised_loss": cfg.loss.unsupervised,
+            "lambda_u": cfg.loss.lambda_u if cfg.experiment.mode != "source_only" else None,
+            "lambda_mix": cfg.mix.lambda_mix if cfg.experiment.mode == "stage2" else None,
+            "device": str(self.device),
+            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp else "off",
+            "torch": torch.__version__,
+        }
+        if self.validation is not None:
+            info["validation"] = f"{cfg.data.val.name} {cfg.data.val.split} ({len(self.validation.dataset)} images)"
+        return info
+
+    def _announce(self) -> None:
+        info = self.summary()
+        atomic_write_text(self.paths.root / "run_info.json", json.dumps(info, indent=2) + "\n")
+        dump_config(self.cfg, self.paths.root / "config.yaml")
+        width = max(map(len, info))
+        print(f"[tufl] run directory: {self.paths.root}")
+        for key, value in info.items():
+            print(f"[tufl]   {key:<{width}}  {value}")
+        if self.load_report is not None:
+            print("[tufl] " + self.load_report.summary().replace("\n", "\n[tufl] "))
+
+    # ------------------------------------------------------------------ loop
+
+    def _forward(self) -> Any:
+        return self.ddp if self.ddp is not None else self.model
+
+    def _micro_batches(self) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+        for _ in range(self.cfg.train.accumulate):
+            source = self._to_device(next(self.source_loader))
+            if self.data.template_loader is not None:
+                template = self._to_device(next(self.data.template_loader))
+                source["template_image"], source["template_label"] = template["image"], template["label"]
+            target = self._to_device(next(self.target_loader)) if self.target_loader is not None else None
+            yield source, target
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in batch.items():
+            if isinstance(value, Tensor):
+                value = value.to(self.device, non_blocking=True)
+                if self.cfg.train.channels_last and value.dim() == 4 and value.shape[1] == 3:
+                    value = value.contiguous(memory_format=torch.channels_last)
+            out[key] = value
+        return out
+
+    def train_step(self) -> dict[str, Tensor] | None:
+        """One optimiser step; returns the logged values, or None if it was skipped."""
+        cfg = self.cfg
+        lr = set_learning_rate(self.optimizer, self.iteration, cfg.train.iters, cfg.optim)
+        loss_state = copy.deepcopy(self.objective.state_dict())
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, Tensor] = {}
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        forward = self._forward()
+        for micro, (source, target) in enumerate(self._micro_batches()):
+            last = micro == cfg.train.accumulate - 1
+            sync = contextlib.nullcontext() if (self.ddp is None or last) else self.ddp.no_sync()
+            generator = step_generator(cfg.experiment.seed, self.iteration, self.ctx.rank, micro)
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                    out = self.objective(forward, source, target, generator)
+                loss = out.loss / cfg.train.accumulate
+                finite &= torch.isfinite(loss)
+                self.scaler.scale(loss).backward()
+            if out.mix is not None:
+                self._last_inputs = (source["image"], target["weak"], out.mix)
+            for key, value in {"loss": out.loss.detach(), **out.logs}.items():
+                sums[key] = sums.get(key, 0) + value.float() / cfg.train.accumulate
+        if not all_true(bool(finite.item()), self.ctx):
+            self.objective.load_state_dict(loss_state)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.counters["nonfinite_skipped"] += 1
+            self.counters["nonfinite_in_row"] += 1
+            if self.counters["nonfinite_in_row"] >= cfg.train.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{self.counters['nonfinite_in_row']} non-finite losses in a row at iteration "
+                    f"{self.iteration}: stopping. Lower optim.lr, set train.grad_clip, disable "
+                    "train.amp, or check the data (tufl check-data)."
+                )
+            return None
+        self.counters["nonfinite_in_row"] = 0
+        if cfg.train.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        sums["lr"] = torch.tensor(lr)
+        return sums
+
+    def run(self) -> Path:
+        """Train to ``train.iters``; returns the run directory."""
+        cfg = self.cfg
+        if self.ctx.is_main:
+            self._announce()
+        self.model.train()
+        bar = tqdm(total=cfg.train.iters, initial=self.iteration, disable=not (cfg.train.progress and self.ctx.is_main),
+                   desc=f"{cfg.experiment.mode}", dynamic_ncols=True, mininterval=1.0)
+        window: dict[str, float] = {}
+        window_steps = 0
+        started = time.time()
+        try:
+            while self.iteration < cfg.train.iters:
+                logged = self.train_step()
+                self.iteration += 1
+                bar.update(1)
+                if logged is not None:
+                    for key, value in logged.items():
+                        window[key] = window.get(key, 0.0) + value  # stays on device until logged
+                    window_steps += 1
+                if self.iteration % cfg.train.log_every == 0 or self.iteration == cfg.train.iters:
+                    self._log_window(window, window_steps, bar, started)
+                    window, window_steps = {}, 0
+                if cfg.train.inspect_every and self.iteration % cfg.train.inspect_every == 0:
+                    self._save_inspection()
+                if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters:
+                    self.save(self.paths.last)
+                validate_now = cfg.train.val_every and self.iteration % cfg.train.val_every == 0
+                if self.validation is not None and (validate_now or self.iteration == cfg.train.iters):
+                    self._validate()
+        finally:
+            bar.close()
+            self.source_loader.close()
+            if self.target_loader is not None:
+                self.target_loader.close()
+            if self.log is not None:
+                self.log.close()
+        if self.ctx.is_main:
+            print(f"[tufl] finished {cfg.train.iters} iterations in {time.time() - started:.0f} s; "
+                  f"checkpoint: {self.paths.last}")
+        return self.paths.root
+
+    def _log_window(self, window: dict[str, Any], steps: int, bar: tqdm, started: float) -> None:
+        if self.log is None:
+            return
+        values = {k: float(v) / steps for k, v in window.items()} if steps else {}
+        values["skipped_nonfinite"] = self.counters["nonfinite_skipped"]
+        values["elapsed_s"] = round(time.time() - started, 2)
+        thresholds = getattr(self.objective, "thresholds", None)
+        if thresholds is not None:
+            values["thresholds"] = {str(i): round(float(t), 5) for i, t in enumerate(thresholds.tolist())}
+        skipped = self.data.skipped_files()
+        if skipped:
+            values["skipped_files"] = skipped
+        self.log.write(self.iteration, "train", values)
+        shown = {k: f"{values[k]:.4g}" for k in ("loss", "loss_sup", "loss_unsup", "loss_mix", "pass_fraction", "lr")
+                 if k in values}
+        bar.set_postfix(shown, refresh=False)
+
+    def _validate(self) -> None:
+        result = self.validation.run(self.model)
+        self.model.train()
+        if not self.ctx.is_main:
+            return
+        miou = result.miou
+        improved = self.best["miou"] is None or miou > self.best["miou"]
+        if improved:
+            self.best = {"miou": miou, "iteration": self.iteration}
+        self.log.write(self.iteration, "val", {"miou": miou, "iou": dict(zip(result.class_names, result.iou)),
+                                                "best_miou": self.best["miou"]})
+        tqdm.write(f"[tufl] iteration {self.iteration}: val mIoU {100 * miou:.2f} "
+                   f"(best {100 * self.best['miou']:.2f} at {self.best['iteration']})")
+        if improved:
+            self.save(self.paths.best)
+
+    def _save_inspection(self) -> None:
+        last = getattr(self, "_last_inputs", None)
+        if last is None or not self.ctx.is_main:
+            return
+        sources, targets, mix = last
+        from tufl.data.labels import palette
+        from tufl.mixing.grid import save_mix_grid
+
+        view = mix.target
+        save_mix_grid(self.paths.root / "inspect" / f"mix_{self.iteration:07d}.png",
+                      sources, targets, view.images, view.labels, view.weights,
+                      palette(self.cfg.model.num_classes))
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict[str, Any]:
+        rng = ckpt.capture_rng_state()
+        if self.ctx.enabled:
+            gathered: list[Any] = [None] * self.ctx.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        return {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "model_config": to_plain(self.cfg.model),
+            "input_convention": self.model.convention.name,
+            "num_classes": self.cfg.model.num_classes,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "losses": self.objective.state_dict(),
+            "rng": rng,
+            "data": {
+                "source_batches": self.source_loader.batches_consumed,
+                "target_batches": self.target_loader.batches_consumed if self.target_loader else 0,
+                "world_size": self.ctx.world_size,
+                "micro_batch": self.data.micro_batch,
+            },
+            "counters": dict(self.counters),
+            "best": dict(self.best),
+            "config": to_plain(self.cfg),
+        }
+
+    def save(self, path: Path) -> None:
+        state = self.state()  # collective under DDP: every rank takes part
+        if self.ctx.is_main:
+            ckpt.save_checkpoint(path, state)
+        if self.ctx.enabled:
+            torch.distributed.barrier()
+
+
+def train(cfg: Config, resume: bool = False) -> Path:
+    """Build a :class:`Trainer` for ``cfg`` and run it; returns the run directory."""
+    ctx = init_distributed(cfg.experiment.device)
+    try:
+        return Trainer(cfg, resume=resume, ctx=ctx).run()
+    finally:
+        shutdown(ctx)

@@ -1,0 +1,47 @@
+"""The loss benchmark and the slow reference it times."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tufl.bench.loss_bench import main, run_loss_benchmark
+from tufl.losses.reference import ReferenceTUFL
+
+
+def test_benchmark_reports_agreement_on_tiny_inputs():
+    result = run_loss_benchmark(num_classes=5, height=8, width=12, batch=2, repeats=2, warmup=1)
+    assert result["agree"] is True
+    assert result["shape"] == [2, 5, 8, 12]
+    assert result["max_threshold_diff"] <= 1e-5
+    assert result["fused_ms"] > 0 and result["reference_ms"] > 0
+    assert result["speedup"] == pytest.approx(result["reference_ms"] / result["fused_ms"])
+    assert 0.0 <= result["pass_fraction"] <= 1.0
+
+
+def test_benchmark_command_line_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(["--classes", "3", "--height", "4", "--width", "6", "--repeats", "1", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["shape"] == [2, 3, 4, 6] and saved["agree"] is True
+    assert json.loads(capsys.readouterr().out) == saved
+
+
+def test_benchmark_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="positive"):
+        run_loss_benchmark(height=0)
+
+
+def test_reference_literal_hand_example():
+    # One pixel, two classes: P = softmax([log 3, 0]) = (0.75, 0.25); Q = (0.5, 0.5).
+    # theta0 = 0.5, b = 1, d = 1: s = [0.75, 0.5], index floor(2 * 0.5) = 1 -> psi = 0.5; theta stays 0.5.
+    # Value: -w * sum_c P_c log Q_c with w = (1 - 0.5)^2 = 0.25 -> 0.25 * log 2.
+    z1 = torch.tensor([[[[float(torch.log(torch.tensor(3.0)))]], [[0.0]]]])
+    z2 = torch.zeros(1, 2, 1, 1)
+    ref = ReferenceTUFL(2, theta0=0.5, b=1.0, d=1.0)
+    loss = ref(z1, z2)
+    assert loss.item() == pytest.approx(0.25 * float(torch.log(torch.tensor(2.0))), rel=1e-6)
+    assert ref.thresholds.tolist() == pytest.approx([0.5, 0.5])
+    assert ref.last_pass_fraction.item() == 1.0
