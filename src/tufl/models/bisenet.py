@@ -8,6 +8,11 @@
 * Heads: the main head on the fused 1/8 features, and two auxiliary heads on the
   context branches built from the 1/16 and 1/32 features, used for deep
   supervision in training only (they are not even built for inference models).
+
+The branches that work on globally pooled ``1x1`` features (ARM attention, global
+context) use a biased convolution instead of BatchNorm, so training works with one
+image per GPU (the authors' BiSeNet setting), where BatchNorm over a single value
+per channel is undefined.
 """
 
 from __future__ import annotations
@@ -50,12 +55,7 @@ class AttentionRefinement(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.conv = ConvBNReLU(cin, cout, 3)
-        self.attention = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(cout, cout, 1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.Sigmoid(),
-        )
+        self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cout, cout, 1), nn.Sigmoid())
 
     def forward(self, x: Tensor) -> Tensor:
         feat = self.conv(x)
@@ -71,7 +71,9 @@ class ContextPath(nn.Module):
         c16, c32 = self.backbone.channels[2], self.backbone.channels[3]
         self.arm16 = AttentionRefinement(c16, channels)
         self.arm32 = AttentionRefinement(c32, channels)
-        self.global_context = nn.Sequential(nn.AdaptiveAvgPool2d(1), ConvBNReLU(c32, channels, 1))
+        self.global_context = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(c32, channels, 1), nn.ReLU(inplace=True)
+        )
         self.refine32 = ConvBNReLU(channels, channels, 3)
         self.refine16 = ConvBNReLU(channels, channels, 3)
 

@@ -133,3 +133,24 @@ def build_model(cfg: ModelConfig, training: bool = True, weights: dict[str, Any]
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def model_from_checkpoint(path: str, training: bool = False) -> tuple[Segmentor, dict[str, Any]]:
+    """Rebuild the network of a tufl checkpoint from the model config stored in it.
+
+    Returns the network (an inference network unless ``training``) and the
+    checkpoint's contents.
+    """
+    from tufl.config.loader import ConfigError, from_dict
+
+    state = read_weights(path)
+    if detect_format(state, path) != "tufl":
+        raise WeightsError(f"{path} is not a tufl checkpoint (train one with `tufl train`)")
+    try:
+        cfg = from_dict(ModelConfig, dict(state.get("model_config", {})), default_origin=path)
+    except ConfigError as exc:
+        raise WeightsError(f"{path}: stored model config is invalid: {exc}") from exc
+    cfg.pretrained = path
+    cfg.pretrained_format = "tufl"
+    cfg.input_convention = "auto"
+    return build_model(cfg, training=training, weights=state).model, state

@@ -13,7 +13,7 @@ from tufl.config.schema import Config, DatasetConfig
 from tufl.data.base import SegDataset
 from tufl.data.class_index import ClassIndex
 from tufl.data.factory import build_dataset
-from tufl.data.loader import InfiniteLoader, eval_loader
+from tufl.data.loader import eval_loader
 from tufl.data.samples import EvalSamples, SourceSamples, TargetPairs
 from tufl.evaluation.evaluate import evaluate
 from tufl.evaluation.metrics import EvalResult
@@ -38,7 +38,8 @@ class TrainData:
     target: TargetPairs
     micro_batch: int
     class_index: ClassIndex | None = None
-    template_loader: InfiniteLoader | None = None
+    # dual_soft mixing draws a third source batch (the template) every step.
+    needs_template: bool = False
 
     def skipped_files(self) -> int:
         return sum(getattr(d.base, "skipped", 0) for d in (self.source, self.target))
@@ -72,9 +73,7 @@ def build_train_data(cfg: Config, ctx: DistContext, run_dir: Path) -> TrainData:
         if cfg.mix.mode == "single" and cfg.mix.p_longtail > 0:
             cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
             data.class_index = ClassIndex.build_or_load(source.base, cache, num_workers=max(cfg.data.num_workers, 1))
-        if cfg.mix.mode == "dual_soft":
-            data.template_loader = InfiniteLoader(source, micro, cfg.experiment.seed + 2, ctx.rank,
-                                                  ctx.world_size, 0)
+        data.needs_template = cfg.mix.mode == "dual_soft"
     return data
 
 

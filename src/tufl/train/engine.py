@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from tufl.atomic import atomic_write_text
-from tufl.config.loader import dump_config, to_plain
+from tufl.config.loader import ConfigError, dump_config, to_plain
 from tufl.config.schema import Config
 from tufl.data.loader import InfiniteLoader
 from tufl.models.build import build_model
@@ -92,6 +92,8 @@ class Trainer:
         self.weights_format = built.weights_format
         self.load_report = built.load_report
         cfg.model.input_convention = self.model.convention.name  # type: ignore[assignment]
+        if cfg.train.sync_bn and self.ctx.enabled and self.device.type != "cuda":
+            raise ConfigError(["train.sync_bn: SyncBatchNorm needs CUDA devices; turn it off for CPU training"])
         if self.ctx.enabled and cfg.train.sync_bn:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # type: ignore[assignment]
         self.model.to(self.device)
@@ -114,19 +116,15 @@ class Trainer:
         self.iteration = 0
         self.counters = {"nonfinite_skipped": 0, "nonfinite_in_row": 0}
         self.best: dict[str, Any] = {"miou": None, "iteration": None}
-        self._source_pos, self._target_pos = 0, 0
+        positions = {"source": 0, "target": 0, "template": 0}
         if state is not None:
-            self._restore(state)
-        self.source_loader = InfiniteLoader(self.data.source, self.data.micro_batch, cfg.experiment.seed,
-                                            self.ctx.rank, self.ctx.world_size, cfg.data.num_workers,
-                                            start_batch=self._source_pos,
-                                            pin_memory=self.device.type == "cuda")
-        self.target_loader = None
-        if self.objective.needs_target:
-            self.target_loader = InfiniteLoader(self.data.target, self.data.micro_batch, cfg.experiment.seed + 1,
-                                                self.ctx.rank, self.ctx.world_size, cfg.data.num_workers,
-                                                start_batch=self._target_pos,
-                                                pin_memory=self.device.type == "cuda")
+            positions = self._restore(state)
+        self.source_loader = self._loader(self.data.source, 0, positions["source"])
+        self.target_loader = (self._loader(self.data.target, 1, positions["target"])
+                              if self.objective.needs_target else None)
+        # dual_soft: a third source stream, the templates (no workers: one small batch a step)
+        self.template_loader = (self._loader(self.data.source, 2, positions["template"], workers=0)
+                                if self.data.needs_template else None)
         self.log = None
         if self.ctx.is_main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
@@ -134,6 +132,12 @@ class Trainer:
                                   tensorboard=cfg.train.tensorboard)
 
     # ------------------------------------------------------------------ set-up
+
+    def _loader(self, dataset: Any, stream: int, start: int, workers: int | None = None) -> InfiniteLoader:
+        cfg = self.cfg
+        return InfiniteLoader(dataset, self.data.micro_batch, cfg.experiment.seed + stream, self.ctx.rank,
+                              self.ctx.world_size, cfg.data.num_workers if workers is None else workers,
+                              start_batch=start, pin_memory=self.device.type == "cuda")
 
     def _checkpoint_to_resume(self, resume: bool) -> dict[str, Any] | None:
         last = self.paths.last
@@ -150,7 +154,7 @@ class Trainer:
             return None
         return ckpt.load_checkpoint(last)
 
-    def _restore(self, state: dict[str, Any]) -> None:
+    def _restore(self, state: dict[str, Any]) -> dict[str, int]:
         data = state["data"]
         expect = {"world_size": self.ctx.world_size, "micro_batch": self.data.micro_batch}
         for key, value in expect.items():
@@ -166,10 +170,9 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.counters.update(state["counters"])
         self.best = dict(state["best"])
-        self._source_pos = int(data["source_batches"])
-        self._target_pos = int(data["target_batches"])
         rng = state["rng"]
         ckpt.restore_rng_state(rng[self.ctx.rank] if isinstance(rng, list) else rng)
+        return {k: int(data[f"{k}_batches"]) for k in ("source", "target", "template")}
 
     def summary(self) -> dict[str, Any]:
         """What this run will do: the numbers failed reproductions usually get wrong."""
@@ -223,8 +226,8 @@ class Trainer:
     def _micro_batches(self) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
         for _ in range(self.cfg.train.accumulate):
             source = self._to_device(next(self.source_loader))
-            if self.data.template_loader is not None:
-                template = self._to_device(next(self.data.template_loader))
+            if self.template_loader is not None:
+                template = self._to_device(next(self.template_loader))
                 source["template_image"], source["template_label"] = template["image"], template["label"]
             target = self._to_device(next(self.target_loader)) if self.target_loader is not None else None
             yield source, target
@@ -243,7 +246,10 @@ class Trainer:
         """One optimiser step; returns the logged values, or None if it was skipped."""
         cfg = self.cfg
         lr = set_learning_rate(self.optimizer, self.iteration, cfg.train.iters, cfg.optim)
+        # A skipped step must leave no trace: thresholds and BatchNorm statistics are
+        # updated during the forward pass, so keep copies to restore.
         loss_state = copy.deepcopy(self.objective.state_dict())
+        buffers = [(b, b.clone()) for b in self.model.buffers() if b.is_floating_point() or b.dtype == torch.long]
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, Tensor] = {}
         finite = torch.ones((), dtype=torch.bool, device=self.device)
@@ -264,6 +270,9 @@ class Trainer:
                 sums[key] = sums.get(key, 0) + value.float() / cfg.train.accumulate
         if not all_true(bool(finite.item()), self.ctx):
             self.objective.load_state_dict(loss_state)
+            with torch.no_grad():
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
             self.optimizer.zero_grad(set_to_none=True)
             self.counters["nonfinite_skipped"] += 1
             self.counters["nonfinite_in_row"] += 1
@@ -308,16 +317,17 @@ class Trainer:
                     window, window_steps = {}, 0
                 if cfg.train.inspect_every and self.iteration % cfg.train.inspect_every == 0:
                     self._save_inspection()
-                if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters:
-                    self.save(self.paths.last)
+                # Validate before checkpointing, so the checkpoint's best-so-far is current.
                 validate_now = cfg.train.val_every and self.iteration % cfg.train.val_every == 0
                 if self.validation is not None and (validate_now or self.iteration == cfg.train.iters):
                     self._validate()
+                if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters:
+                    self.save(self.paths.last)
         finally:
             bar.close()
-            self.source_loader.close()
-            if self.target_loader is not None:
-                self.target_loader.close()
+            for loader in (self.source_loader, self.target_loader, self.template_loader):
+                if loader is not None:
+                    loader.close()
             if self.log is not None:
                 self.log.close()
         if self.ctx.is_main:
@@ -343,18 +353,19 @@ class Trainer:
         bar.set_postfix(shown, refresh=False)
 
     def _validate(self) -> None:
+        # Every rank evaluates its shard; the confusion matrix is summed over ranks, so
+        # all ranks see the same mIoU and take the same "save best" decision.
         result = self.validation.run(self.model)
         self.model.train()
-        if not self.ctx.is_main:
-            return
         miou = result.miou
         improved = self.best["miou"] is None or miou > self.best["miou"]
         if improved:
             self.best = {"miou": miou, "iteration": self.iteration}
-        self.log.write(self.iteration, "val", {"miou": miou, "iou": dict(zip(result.class_names, result.iou)),
-                                                "best_miou": self.best["miou"]})
-        tqdm.write(f"[tufl] iteration {self.iteration}: val mIoU {100 * miou:.2f} "
-                   f"(best {100 * self.best['miou']:.2f} at {self.best['iteration']})")
+        if self.ctx.is_main:
+            self.log.write(self.iteration, "val", {"miou": miou, "iou": dict(zip(result.class_names, result.iou)),
+                                                    "best_miou": self.best["miou"]})
+            tqdm.write(f"[tufl] iteration {self.iteration}: val mIoU {100 * miou:.2f} "
+                       f"(best {100 * self.best['miou']:.2f} at {self.best['iteration']})")
         if improved:
             self.save(self.paths.best)
 
@@ -392,6 +403,7 @@ class Trainer:
             "data": {
                 "source_batches": self.source_loader.batches_consumed,
                 "target_batches": self.target_loader.batches_consumed if self.target_loader else 0,
+                "template_batches": self.template_loader.batches_consumed if self.template_loader else 0,
                 "world_size": self.ctx.world_size,
                 "micro_batch": self.data.micro_batch,
             },

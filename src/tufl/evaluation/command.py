@@ -1,0 +1,88 @@
+"""``tufl evaluate --checkpoint CKPT [--config FILE] [--split S] [inference options]``.
+
+Without ``--config`` the run's own resolved config, stored in the checkpoint, says
+where the validation data are. Inference options default to the config's ``eval``
+section. The per-class table is printed; CSV and JSON land next to the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tufl.config.command import add_config_arguments
+from tufl.errors import USER_ERRORS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, required=False)
+    parser.add_argument("--checkpoint", required=True, help="tufl checkpoint (checkpoint_last.pt / checkpoint_best.pt)")
+    parser.add_argument("--split", default=None, help="split of data.val to evaluate (default: the config's)")
+    parser.add_argument("--device", default=None, help="device (default: experiment.device)")
+    parser.add_argument("--out", default=None, help="folder of the CSV/JSON report (default: next to the checkpoint)")
+    group = parser.add_argument_group("inference (defaults: the config's eval section)")
+    group.add_argument("--scales", type=float, nargs="+", default=None, help="test scales, e.g. 0.5 0.75 1 1.25 1.5 1.75")
+    group.add_argument("--flip", action="store_true", default=None, help="average with the flipped input")
+    group.add_argument("--window", type=int, nargs=2, metavar=("H", "W"), help="sliding-window size")
+    group.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="sliding-window stride")
+    group.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision")
+    group.add_argument("--save-dir", help="also write the predictions (train ids and colours) here")
+
+
+def run_config(args: argparse.Namespace, state: dict):  # noqa: ANN201 - returns Config
+    """The config named by --config, else the one stored in the checkpoint."""
+    from tufl.config.loader import apply_overrides, from_dict, load_config
+    from tufl.config.schema import Config
+
+    if args.config:
+        return load_config(Config, args.config, args.overrides)
+    if "config" not in state:
+        raise FileNotFoundError(f"{args.checkpoint} stores no config; pass --config")
+    origins: dict[str, str] = {}
+    tree = apply_overrides(dict(state["config"]), args.overrides, origins)
+    return from_dict(Config, tree, origins, default_origin=f"{args.checkpoint} (stored config)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from tufl.data.loader import eval_loader
+        from tufl.data.samples import EvalSamples
+        from tufl.evaluation.evaluate import evaluate, write_eval_report
+        from tufl.evaluation.report import format_table
+        from tufl.models.build import model_from_checkpoint
+        from tufl.train.builders import open_dataset
+        from tufl.train.checkpoint import BEST_NAME
+        from tufl.train.distributed import pick_device
+
+        model, state = model_from_checkpoint(args.checkpoint)
+        cfg = run_config(args, state)
+        if cfg.data.val is None:
+            raise FileNotFoundError("the config has no data.val section: nothing to evaluate on")
+        if args.split:
+            cfg.data.val.split = args.split
+        if cfg.model.num_classes != model.num_classes:
+            raise FileNotFoundError(f"config has {cfg.model.num_classes} classes, the checkpoint {model.num_classes}")
+        dataset = EvalSamples(open_dataset(cfg.data.val, model.num_classes, cfg.data.skip_bad_files))
+        e = cfg.eval
+        window = tuple(args.window) if args.window else e.window
+        stride = tuple(args.stride) if args.stride else (e.stride if not args.window else window)
+        device = pick_device(args.device or cfg.experiment.device)
+        result = evaluate(model, eval_loader(dataset, e.batch_size, e.num_workers), model.num_classes, device,
+                          scales=tuple(args.scales or e.scales), flip=e.flip if args.flip is None else True,
+                          window=window, stride=stride, amp=e.amp if args.amp is None else False,
+                          save_dir=args.save_dir)
+        kind = "best" if Path(args.checkpoint).name == BEST_NAME else "last"
+        title = (f"{Path(args.checkpoint)} ({kind} checkpoint, iteration {state.get('iteration')}) on "
+                 f"{cfg.data.val.name} {cfg.data.val.split}, {len(dataset)} images")
+        print(format_table(result, title))
+        csv_path, json_path = write_eval_report(
+            result, args.out, args.checkpoint, kind,
+            {"iteration": state.get("iteration"), "dataset": cfg.data.val.name, "split": cfg.data.val.split,
+             "root": cfg.data.val.root},
+        )
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[tufl] wrote {csv_path} and {json_path}")
+    return 0
