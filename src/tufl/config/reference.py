@@ -21,8 +21,11 @@ _COMMENT = re.compile(r"^\s+#\s?(.*)$")
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """Comment lines directly above each field of a dataclass, joined."""
+    """Comment lines directly above each field of a dataclass (or its bases), joined."""
     comments: dict[str, str] = {}
+    for base in cls.__mro__[1:]:
+        if dataclasses.is_dataclass(base):
+            comments.update(field_comments(base))
     pending: list[str] = []
     for line in inspect.getsource(cls).splitlines():
         if m := _COMMENT.match(line):
@@ -45,14 +48,6 @@ def _nested_dataclass(tp: Any) -> type | None:
     return None
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None
-
-
 def _format_default(value: Any) -> str:
     plain = to_plain(value)
     if plain is None:
@@ -64,23 +59,24 @@ def _format_default(value: Any) -> str:
     return f"`{plain}`"
 
 
-def reference_rows(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """``(key, type, default, description)`` for every leaf key under ``cls``."""
+def reference_rows(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, description)`` for every leaf key under ``cls``; defaults
+    are read from ``instance`` (the parent's default for this section) when given."""
     rows = []
+    instance = cls() if instance is None else instance
     hints = typing.get_type_hints(cls)
     comments = field_comments(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         nested = _nested_dataclass(hints[f.name])
         doc = comments.get(f.name, "")
+        default = getattr(instance, f.name)
         if nested is not None:
-            optional = type(None) in typing.get_args(hints[f.name])
-            default = _default(f)
-            if optional:
+            if type(None) in typing.get_args(hints[f.name]):
                 rows.append((key, "section or null", "`null`" if default is None else "(section)", doc))
-            rows.extend(reference_rows(nested, key + "."))
+            rows.extend(reference_rows(nested, key + ".", default))
         else:
-            rows.append((key, _type_name(hints[f.name]), _format_default(_default(f)), doc))
+            rows.append((key, _type_name(hints[f.name]), _format_default(default), doc))
     return rows
 
 

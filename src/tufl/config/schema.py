@@ -35,10 +35,13 @@ Mode = Literal["source_only", "stage1", "stage2"]
 class ExperimentConfig:
     """Run identity: name, output folder, seed, training mode, device."""
 
+    # Name of the run (default output folder runs/<name>).
     name: str = "experiment"
     # Folder of checkpoints, logs and the resolved config; null = runs/<name>.
     output_dir: str | None = None
+    # Seed of model initialisation, data order and augmentation, and mixing draws.
     seed: int = 0
+    # source_only: supervised only; stage1: + TUFL; stage2: + cross-domain mixing.
     mode: Mode = "stage1"
     # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
@@ -52,13 +55,17 @@ class ExperimentConfig:
 class DatasetConfig:
     """One dataset in its official layout."""
 
+    # Dataset format: gta5, synthia, cityscapes or crosscity (official layouts).
     name: Literal["gta5", "synthia", "cityscapes", "crosscity"] = "cityscapes"
+    # Folder the official download unpacked to.
     root: str = "data/cityscapes"
+    # gta5/synthia: train; cityscapes: train/val/test; crosscity: <City>/train or <City>/test.
     split: str = "train"
     # Text file of sample names (ADVENT/DACS split files); null = every file found.
     list_file: str | None = None
     # (width, height) applied when loading; null = native size.
     resize: tuple[int, int] | None = None
+    # Image resampling of the resize (labels always use nearest neighbour).
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
 
     def problems(self) -> list[str]:
@@ -71,17 +78,22 @@ class DatasetConfig:
 class DataConfig:
     """Datasets, batch size and augmentation."""
 
+    # Labelled source domain.
     source: DatasetConfig = field(default_factory=lambda: DatasetConfig("gta5", "data/GTA5", "train", resize=(1280, 720)))
+    # Unlabelled target domain (its labels, if any, are never used for training).
     target: DatasetConfig = field(default_factory=lambda: DatasetConfig("cityscapes", "data/cityscapes", "train", resize=(1024, 512)))
     # Labelled target split for validation during training and `tufl evaluate`;
     # null = no validation.
     val: DatasetConfig | None = field(default_factory=lambda: DatasetConfig("cityscapes", "data/cityscapes", "val", resize=(1024, 512)))
     # Images per domain per optimiser step, over all GPUs and accumulation steps.
     batch_size: int = 2
+    # Data-loading worker processes per GPU.
     num_workers: int = 4
     # Skip unreadable samples (counted and reported) instead of stopping.
     skip_bad_files: bool = False
+    # Source augmentation: random scale, crop (width, height), flip, optional jitter.
     source_aug: SourceAugConfig = field(default_factory=SourceAugConfig)
+    # Target weak view (scale, crop, flip) and strong view (photometric T + affine A).
     target_views: TargetViewConfig = field(default_factory=TargetViewConfig)
     # Where the class -> images index of the source (long-tail pasting) is cached;
     # null = <output_dir>/cache.
@@ -109,7 +121,9 @@ class LossConfig:
     unsupervised: UnsupervisedName = "tufl"
     # Weight of the unsupervised loss (authors' BiSeNet setting: 0.08).
     lambda_u: float = 0.08
+    # Source cross-entropy: class_weights (null = all 1), ohem_ratio (1 = off).
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    # TUFL (PAPER.md): focal gamma/type, thresholds theta0, a, b, d, a_decay, OHEM, class weights.
     tufl: TUFLConfig = field(default_factory=TUFLConfig)
     nce: NCEConfig = field(default_factory=NCEConfig)
     fixed_focal: FixedFocalConfig = field(default_factory=FixedFocalConfig)
@@ -131,6 +145,7 @@ class PseudoLabelConfig:
     # "online": the frozen stage-one model predicts them every step;
     # "offline": read files written by `tufl pseudo-label` from `dir`.
     source: Literal["online", "offline"] = "online"
+    # Folder of <name>_pseudo.png / <name>_conf.png files (offline source).
     dir: str | None = None
 
     def problems(self) -> list[str]:
@@ -143,11 +158,13 @@ class PseudoLabelConfig:
 class TrainConfig:
     """The training loop."""
 
+    # Optimiser steps of the run (the poly schedule ends here).
     iters: int = 40000
     # Micro-batches per optimiser step (gradient accumulation).
     accumulate: int = 1
     # Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
     amp: bool = True
+    # channels_last memory format (faster convolutions on recent GPUs).
     channels_last: bool = False
     # Clip the global gradient norm to this value; null = off.
     grad_clip: float | None = None
@@ -157,7 +174,9 @@ class TrainConfig:
     sync_bn: bool = False
     # torch.use_deterministic_algorithms (bitwise reproducible on CPU; slower on GPU).
     deterministic: bool = False
+    # Log averaged losses every N iterations (JSONL, TensorBoard, progress bar).
     log_every: int = 10
+    # Write checkpoint_last.pt every N iterations (and at the end).
     checkpoint_every: int = 1000
     # Validate on data.val every N iterations (0 = only at the end).
     val_every: int = 2000
@@ -165,7 +184,9 @@ class TrainConfig:
     max_nonfinite: int = 20
     # Save a PNG grid of the mixed stage-two inputs every N iterations (0 = off).
     inspect_every: int = 0
+    # Show a progress bar (rank 0).
     progress: bool = True
+    # Also write TensorBoard scalars when the tensorboard package is installed.
     tensorboard: bool = True
 
     def problems(self) -> list[str]:
@@ -185,12 +206,17 @@ class TrainConfig:
 class EvalConfig:
     """Inference settings for validation and `tufl evaluate`."""
 
+    # Test scales; several = multi-scale inference (e.g. 0.5 ... 1.75).
     scales: tuple[float, ...] = (1.0,)
+    # Average with the horizontally flipped input.
     flip: bool = False
     # Sliding-window size (height, width) and stride; null = whole image at once.
     window: tuple[int, int] | None = None
+    # Sliding-window stride (height, width); set together with window.
     stride: tuple[int, int] | None = None
+    # Mixed precision on CUDA.
     amp: bool = True
+    # Evaluation images per forward pass and loader workers.
     batch_size: int = 1
     num_workers: int = 2
 

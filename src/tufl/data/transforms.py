@@ -29,15 +29,25 @@ class PhotometricConfig:
     ``noise_std`` is the largest noise standard deviation in 0..255 units.
     """
 
+    # Probability of the colour-jitter block (brightness, contrast, saturation, sharpness).
     jitter_p: float = 0.8
+    # Brightness factor drawn from [1 - s, 1 + s] (0 = off).
     brightness: float = 0.4
+    # Contrast factor drawn from [1 - s, 1 + s] (0 = off).
     contrast: float = 0.4
+    # Saturation factor drawn from [1 - s, 1 + s] (0 = off).
     saturation: float = 0.4
+    # Sharpness factor drawn from [1 - s, 1 + s] (0 = off).
     sharpness: float = 0.5
+    # Probability of histogram equalisation.
     equalize_p: float = 0.1
+    # Probability of a Gaussian blur.
     blur_p: float = 0.5
+    # Range of the blur sigma (pixels).
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    # Probability of Gaussian noise.
     noise_p: float = 0.5
+    # Largest noise standard deviation (0..255 units).
     noise_std: float = 8.0
 
     def problems(self) -> list[str]:
@@ -62,10 +72,15 @@ def _source_jitter() -> PhotometricConfig:
 class SourceAugConfig:
     """Augmentation of a labelled source sample: random scale, crop (padded), flip, jitter."""
 
+    # Crop (width, height); padded with ignore where the scaled image is smaller.
     crop_size: tuple[int, int] = (512, 512)
+    # Random rescaling factor range before cropping.
     scale_range: tuple[float, float] = (1.0, 1.0)
+    # Random horizontal flip (p = 0.5).
     hflip: bool = True
+    # Apply photometric jitter to source images.
     photometric: bool = False
+    # Strengths of that jitter.
     photometric_params: PhotometricConfig = field(default_factory=_source_jitter)
 
     def problems(self) -> list[str]:

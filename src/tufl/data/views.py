@@ -44,9 +44,13 @@ from tufl.data.transforms import (
 class AffineConfig:
     """Random affine A of the strong view (PAPER.md defaults). Angles in degrees."""
 
+    # Rotation range in degrees.
     rotation: tuple[float, float] = (-30.0, 30.0)
+    # Shear range in degrees.
     shear: tuple[float, float] = (-5.0, 5.0)
+    # Zoom range.
     scale: tuple[float, float] = (0.8, 1.2)
+    # Probability of a horizontal flip inside the affine.
     hflip_p: float = 0.5
 
     def problems(self) -> list[str]:
@@ -66,10 +70,15 @@ class TargetViewConfig:
     ``scale_range[0]`` large enough for the target resize and crop.
     """
 
+    # Weak-view crop (width, height).
     crop_size: tuple[int, int] = (512, 512)
+    # Weak-view random rescaling range before cropping.
     scale_range: tuple[float, float] = (1.0, 1.5)
+    # Weak-view random horizontal flip.
     hflip: bool = True
+    # Photometric transform T of the strong view.
     photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+    # Random affine A of the strong view (no translation, zero padding).
     affine: AffineConfig = field(default_factory=AffineConfig)
 
     def problems(self) -> list[str]:

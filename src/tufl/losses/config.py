@@ -41,12 +41,19 @@ class NCEConfig:
     ``class_weights``: one weight per class, or null for all ones.
     """
 
+    # Initial per-class threshold.
     theta0: float = 0.8
+    # History weight of the threshold update theta <- a*theta + (1-a)*psi.
     a: float = 0.9
+    # psi_c = sorted confidences[floor((N_c + 1) * b * theta_c^d)] (authors' scripts: 0.8).
     b: float = 0.8
+    # Exponent d of that order statistic.
     d: float = 8.0
+    # Warm-up of the history weight a_t = 1 - a*exp(-t*a_decay); 0 = off.
     a_decay: float = 0.0
+    # Keep this fraction of the largest per-pixel losses (1 = off).
     ohem_ratio: float = 1.0
+    # Fixed per-class weights lambda_c (null = all 1).
     class_weights: tuple[float, ...] | None = None
 
     def problems(self) -> list[str]:
@@ -66,8 +73,11 @@ class TUFLConfig(NCEConfig):
     ``|sg(P) - Q|^gamma``; ``detach_focal``: stop the gradient through the focal factor.
     """
 
+    # Focal exponent (0 = neutral cross-entropy).
     gamma: float = 2.0
+    # 1: |1 - Q_c|^gamma; 2: |sg(P_c) - Q_c|^gamma.
     focal_type: Literal[1, 2] = 1
+    # Stop the gradient through the focal factor (authors: no).
     detach_focal: bool = False
 
     def problems(self) -> list[str]:
@@ -79,11 +89,17 @@ class TUFLConfig(NCEConfig):
 class FixedFocalConfig:
     """TUFL's per-pixel loss with one fixed confidence threshold (no adaptation)."""
 
+    # Fixed confidence threshold (fixed_focal) / minimum confidence (entropy; 0 = all pixels).
     threshold: float = 0.8
+    # Focal exponent (0 = neutral cross-entropy).
     gamma: float = 2.0
+    # 1: |1 - Q_c|^gamma; 2: |sg(P_c) - Q_c|^gamma.
     focal_type: Literal[1, 2] = 1
+    # Stop the gradient through the focal factor (authors: no).
     detach_focal: bool = False
+    # Keep this fraction of the largest per-pixel losses (1 = off).
     ohem_ratio: float = 1.0
+    # Fixed per-class weights lambda_c (null = all 1).
     class_weights: tuple[float, ...] | None = None
 
     def problems(self) -> list[str]:
@@ -101,8 +117,11 @@ class EntropyConfig:
     """Entropy minimisation of one view (``view``), on pixels with confidence above
     ``threshold`` (0 = all), keeping the ``ohem_ratio`` largest entropies."""
 
+    # Which target view the single-view loss reads.
     view: Literal["weak", "strong"] = "weak"
+    # Fixed confidence threshold (fixed_focal) / minimum confidence (entropy; 0 = all pixels).
     threshold: float = 0.0
+    # Keep this fraction of the largest per-pixel losses (1 = off).
     ohem_ratio: float = 1.0
 
     def problems(self) -> list[str]:
@@ -118,6 +137,7 @@ class EntropyConfig:
 class MaxSquaresConfig:
     """Maximum squares loss of one view."""
 
+    # Which target view the single-view loss reads.
     view: Literal["weak", "strong"] = "weak"
 
     def problems(self) -> list[str]:
@@ -129,6 +149,7 @@ class MaxSquaresConfig:
 class ConfEntropyConfig:
     """Confidence entropy (cross-entropy to the sharpened target ``p^2 / sum p``) of one view."""
 
+    # Which target view the single-view loss reads.
     view: Literal["weak", "strong"] = "weak"
 
     def problems(self) -> list[str]:
@@ -140,7 +161,9 @@ class ConfEntropyConfig:
 class SupervisedConfig:
     """Supervised cross-entropy: optional class weights (null = all ones) and OHEM ratio (1 = off)."""
 
+    # Fixed per-class weights lambda_c (null = all 1).
     class_weights: tuple[float, ...] | None = None
+    # Keep this fraction of the largest per-pixel losses (1 = off).
     ohem_ratio: float = 1.0
 
     def problems(self) -> list[str]:

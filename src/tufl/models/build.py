@@ -30,7 +30,9 @@ AUX_PREFIX = "net.aux_"
 class ModelConfig:
     """The ``model`` section of a config."""
 
+    # deeplabv2 (ResNet-101) or bisenet (ResNet-18).
     arch: Literal["deeplabv2", "bisenet"] = "deeplabv2"
+    # 19 (GTA5), 16 (SYNTHIA; evaluation adds the 13-class mIoU*) or 13 (Cross-City).
     num_classes: int = 19
     # DeepLabV2 only: dilations of the summed-ASPP classifier. (6, 12, 18, 24) is the
     # published head; (6, 12) is what AdaptSegNet/DACS-derived code computes.
@@ -41,6 +43,7 @@ class ModelConfig:
     freeze_bn: bool = True
     # Initial weights: local path or URL; null = random initialisation.
     pretrained: str | None = None
+    # Layout of the weight file; auto detects torchvision, deeplab_init or tufl.
     pretrained_format: Literal["auto", "torchvision", "deeplab_init", "tufl"] = "auto"
     # Input normalisation; "auto" follows the weights (imagenet_rgb without weights).
     input_convention: Literal["auto", "imagenet_rgb", "caffe_bgr"] = "auto"

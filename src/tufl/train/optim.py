@@ -13,12 +13,16 @@ from tufl.models.segmentor import Segmentor
 class OptimConfig:
     """The ``optim`` section: SGD, poly decay, optional linear warm-up."""
 
+    # Base learning rate (backbone).
     lr: float = 2.5e-4
     # Learning-rate multiplier of the classifier heads (10x is the DeepLabV2 convention).
     head_lr_mult: float = 10.0
+    # SGD momentum and weight decay.
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    # Nesterov momentum.
     nesterov: bool = False
+    # lr = base * (1 - iter / iters) ** poly_power.
     poly_power: float = 0.9
     # Linear warm-up from warmup_ratio * lr over warmup_iters iterations (0 = off).
     warmup_iters: int = 0

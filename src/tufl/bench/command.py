@@ -1,0 +1,53 @@
+"""``tufl benchmark {loss,train,inference,data} [options]``: the speed measurements
+recorded in ``docs/benchmarks.md`` (run ``tufl benchmark WHAT --help`` for options)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from torch import nn
+
+WHAT = ("loss", "train", "inference", "data")
+
+
+def default_models() -> dict[str, nn.Module]:
+    """The two inference networks at 19 classes (random weights: speed only)."""
+    from tufl.models.build import ModelConfig, build_model
+
+    return {
+        "deeplabv2": build_model(ModelConfig(arch="deeplabv2"), training=False).model,
+        "bisenet": build_model(ModelConfig(arch="bisenet"), training=False).model,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=WHAT, help="loss: TUFL vs literal reference; train: iteration time and "
+                        "memory; inference: frames/s at 1024x2048; data: loader images/s")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark (see WHAT --help)")
+
+
+def run(args: argparse.Namespace) -> int:
+    prog = f"tufl benchmark {args.what}"
+    if args.what == "loss":
+        from tufl.bench import loss_bench
+
+        sys.argv[0] = prog
+        result = loss_bench.main(args.options)
+        return 0 if result.get("agree", True) else 1
+    if args.what == "inference":
+        from tufl.bench import inference_bench
+
+        inference_bench.main(args.options, build_models=default_models)
+        return 0
+    if args.what == "train":
+        from tufl.bench import train_bench
+
+        sub = argparse.ArgumentParser(prog=prog)
+        train_bench.add_arguments(sub)
+        return train_bench.run(sub.parse_args(args.options))
+    from tufl.data import throughput
+
+    sub = argparse.ArgumentParser(prog=prog)
+    throughput.add_throughput_arguments(sub)
+    return throughput.run_throughput(sub.parse_args(args.options))

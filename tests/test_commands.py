@@ -1,0 +1,163 @@
+"""The command-line interface: each command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import runs
+from tufl.cli import COMMANDS, main
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+
+
+def _tufl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "tufl", *args], capture_output=True, text=True)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_unknown_command_is_an_error():
+    done = _tufl("frobnicate", check=False)
+    assert done.returncode == 2 and "unknown command 'frobnicate'" in done.stderr
+
+
+def test_config_errors_name_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"_base_": str(CONFIGS / "gta5_cityscapes/bisenet_stage1.yaml"),
+                                   "optim": {"lrr": 1}}))
+    done = _tufl("show-config", "--config", str(bad), check=False)
+    assert done.returncode == 2 and f"{bad}: optim.lrr: unknown key" in done.stderr
+    done = _tufl("train", "--config", str(CONFIGS / "gta5_cityscapes/bisenet_stage1.yaml"), "--set", "optim.lr=fast",
+                 check=False)
+    assert done.returncode == 2 and "--set: optim.lr: expected a number, got 'fast'" in done.stderr
+    done = _tufl("train", "--config", str(tmp_path / "missing.yaml"), check=False)
+    assert done.returncode == 2 and "missing.yaml: config file not found" in done.stderr
+
+
+def test_train_with_missing_dataset_names_expected_folders(tmp_path):
+    done = _tufl("train", "--config", str(CONFIGS / "gta5_cityscapes/bisenet_source_only.yaml"),
+                 "--set", f"data.source.root={tmp_path / 'nowhere'}", "--set", "model.pretrained=null",
+                 "--set", f"experiment.output_dir={tmp_path / 'run'}", check=False)
+    assert done.returncode == 2
+    assert "nowhere" in done.stderr and "images/" in done.stderr and "labels/" in done.stderr
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "_base_"),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_shipped_configs_validate_and_build_their_network(path):
+    from tufl.config.loader import load_config
+    from tufl.config.schema import Config
+    from tufl.models.build import build_model
+
+    cfg = load_config(Config, path)
+    expected_classes = {"gta5_cityscapes": 19, "synthia_cityscapes": 16, "cityscapes_crosscity": 13}
+    assert cfg.model.num_classes == expected_classes[path.parent.name]
+    assert cfg.experiment.mode in path.stem
+    cfg.model.pretrained = None  # weights are not available here; the architecture is
+    model = build_model(cfg.model).model
+    assert model.num_classes == cfg.model.num_classes
+    assert model.net.num_heads == (3 if cfg.model.arch == "bisenet" else 1)
+
+
+def test_show_config_prints_resolved_values():
+    done = _tufl("show-config", "--config", str(CONFIGS / "synthia_cityscapes/deeplabv2_stage2.yaml"),
+                 "--set", "mix.p_longtail=0.1")
+    cfg = yaml.safe_load(done.stdout)
+    assert cfg["model"]["num_classes"] == 16 and cfg["experiment"]["mode"] == "stage2"
+    assert cfg["mix"]["p_longtail"] == 0.1 and cfg["loss"]["tufl"]["gamma"] == 2.0
+    assert cfg["optim"]["head_lr_mult"] == 10.0 and cfg["data"]["source"]["name"] == "synthia"
+
+
+def test_config_reference_is_up_to_date():
+    from tufl.config.reference import render_reference
+
+    assert (REPO / "docs/config.md").read_text() == render_reference(), (
+        "docs/config.md is stale: run `python -m tufl.config.reference > docs/config.md`")
+
+
+def test_check_data_cli_passes_generated_scenes_and_fails_a_broken_root(scene_info, tmp_path):
+    done = _tufl("check-data", "--dataset", "gta5", "--root", str(scene_info.source_root), "--num-classes", "19")
+    assert "OK" in done.stdout or "no problems" in done.stdout.lower()
+    done = _tufl("check-data", "--dataset", "cityscapes", "--root", str(tmp_path), "--split", "val", check=False)
+    assert done.returncode != 0 and "leftImg8bit/" in (done.stdout + done.stderr)
+
+
+def test_evaluate_predict_export_from_a_checkpoint(source_only_run, tmp_path):
+    ckpt = source_only_run / "checkpoint_last.pt"
+    done = _tufl("evaluate", "--checkpoint", str(ckpt), "--out", str(tmp_path))
+    assert "mIoU" in done.stdout and "last checkpoint" in done.stdout
+    report = json.loads((tmp_path / "eval_last.json").read_text())
+    assert report["checkpoint_kind"] == "last" and report["checkpoint"] == str(ckpt)
+    # the number equals the one the trainer's validation logged at the same iteration
+    val = [json.loads(line) for line in (source_only_run / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in val if r["kind"] == "val" and r["iter"] == 20][0]["miou"]
+    assert report["miou"] == pytest.approx(logged, abs=1e-9)
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 72, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    _tufl("predict", "--checkpoint", str(ckpt), str(images), "--out", str(tmp_path / "pred"), "--label-ids")
+    for kind in ("color", "overlay", "trainid", "labelIds"):
+        assert sorted(p.name for p in (tmp_path / "pred" / kind).glob("*.png")) == ["0.png", "1.png", "2.png"]
+    trainid = np.asarray(Image.open(tmp_path / "pred" / "trainid" / "0.png"))
+    assert trainid.shape == (40, 72) and trainid.max() < 19
+
+    done = _tufl("export", "--checkpoint", str(ckpt), "--onnx", str(tmp_path / "m.onnx"),
+                 "--height", "64", "--width", "128", "--exporter", "torchscript")
+    assert (tmp_path / "m.onnx").is_file() and "max |logit difference|" in done.stdout
+    diff = float(done.stdout.split("=")[-1])
+    assert diff < 1e-3
+
+
+def test_pseudo_label_files_equal_online_predictions_and_drive_offline_stage2(scene_info, source_only_run, tmp_path):
+    from tufl.data.factory import build_dataset
+    from tufl.models.build import model_from_checkpoint
+    from tufl.train.engine import train
+    from tufl.train.pseudo_labels import predict_pseudo_labels, read_pseudo_label
+
+    tree = runs.run_tree(scene_info, tmp_path / "s2", "stage2", iters=3,
+                         model={"pretrained": str(source_only_run / "checkpoint_last.pt")},
+                         pseudo_labels={"source": "offline", "dir": str(tmp_path / "pl")})
+    path = runs.write_yaml(tree, tmp_path / "s2.yaml")
+    _tufl("pseudo-label", "--config", str(path), "--checkpoint", str(source_only_run / "checkpoint_last.pt"))
+    model, _ = model_from_checkpoint(str(source_only_run / "checkpoint_last.pt"))
+    model.eval()
+    dataset = build_dataset("cityscapes", str(scene_info.target_root), "train", 19)
+    for i in range(len(dataset)):
+        image = torch.from_numpy(np.array(dataset.load(i)[0])).permute(2, 0, 1)[None]
+        labels, conf = predict_pseudo_labels(model, image)
+        stored_labels, stored_conf = read_pseudo_label(tmp_path / "pl", dataset, i)
+        assert np.array_equal(stored_labels, labels[0].numpy())
+        assert np.abs(stored_conf - conf[0].numpy()).max() <= 0.5 / 65535 + 1e-7
+    train(runs.config(tree))
+    records = [json.loads(line) for line in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+    assert all(r["loss_mix"] > 0 for r in records if r["kind"] == "train")
+
+
+def test_benchmark_commands_run_small(tmp_path):
+    done = _tufl("benchmark", "loss", "--height", "32", "--width", "48", "--repeats", "1")
+    assert "speed" in done.stdout.lower()
+    done = _tufl("benchmark", "train", "--archs", "bisenet", "--modes", "stage2", "--height", "64", "--width", "64",
+                 "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "t.json"))
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert rows[0]["arch"] == "bisenet" and rows[0]["mode"] == "stage2" and rows[0]["seconds_per_iter"] > 0
