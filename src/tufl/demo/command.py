@@ -36,11 +36,12 @@ class DemoSettings:
     n_source: int
     n_target_train: int
     n_target_val: int
-    iters: tuple[int, int, int]
+    # Iterations of the three stages; None = those of the demo configs.
+    iters: tuple[int, int, int] | None = None
     overrides: tuple[str, ...] = ()
 
 
-DEFAULT = DemoSettings((256, 128), 300, 300, 60, (1200, 300, 300))
+DEFAULT = DemoSettings((256, 128), 300, 300, 60)
 QUICK = DemoSettings((128, 64), 16, 16, 6, (40, 10, 10), (
     "data.source_aug.crop_size=[128, 64]", "data.target_views.crop_size=[128, 64]",
     "data.num_workers=0", "train.checkpoint_every=10", "train.log_every=5", "train.inspect_every=5",
@@ -65,7 +66,7 @@ def machine_description() -> str:
 
 
 def _stage_config(stage: str, data_info: Any, run_dir: Path, init: Path | None, seed: int,
-                  iters: int, settings: DemoSettings, extra: list[str]):
+                  iters: int | None, settings: DemoSettings, extra: list[str]):
     from tufl.config.loader import load_config
     from tufl.config.schema import Config
 
@@ -74,7 +75,7 @@ def _stage_config(stage: str, data_info: Any, run_dir: Path, init: Path | None, 
         f"data.target.root={data_info.target_root}",
         f"experiment.output_dir={run_dir}",
         f"experiment.seed={seed}",
-        f"train.iters={iters}",
+        *([f"train.iters={iters}"] if iters is not None else []),
         *settings.overrides,
         *extra,
     ]
@@ -133,12 +134,14 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
     init: Path | None = None
     reports, models, results = [], {}, {}
     dataset = None
-    for (name, stage), iters in zip(STAGES, settings.iters):
+    iterations = []
+    for (name, stage), iters in zip(STAGES, settings.iters or (None, None, None)):
         run_dir = out / "runs" / stage
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh run every time: nothing is reused from an earlier demo
         cfg = _stage_config(stage, info, run_dir, init, seed, iters, settings, extra)
-        print(f"\n[demo] === {name}: {iters} iterations ===")
+        iterations.append(cfg.train.iters)
+        print(f"\n[demo] === {name}: {cfg.train.iters} iterations ===")
         t0 = time.time()
         train(cfg)
         seconds = time.time() - t0
@@ -159,7 +162,7 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
         "seed": seed, "machine": machine_description(), "image size": f"{settings.size[0]}x{settings.size[1]}",
         "source images": settings.n_source, "target train images": settings.n_target_train,
         "target val images": settings.n_target_val,
-        "iterations (source-only, stage one, stage two)": ", ".join(map(str, settings.iters)),
+        "iterations (source-only, stage one, stage two)": ", ".join(map(str, iterations)),
         "network": "BiSeNet (ResNet-18), random initialisation", "configs": str(config_path("base").parent),
         "data generation seconds": round(data_seconds, 1), "total seconds": round(total, 1),
     }
