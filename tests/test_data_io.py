@@ -10,9 +10,9 @@ import pytest
 from fixtures import write_index_png, write_png16_rgb, write_rgb_png
 from PIL import Image
 
+from tufl.atomic import atomic_write_text
 from tufl.data.io import (
     BadFileError,
-    atomic_write_text,
     image_size,
     read_index_png,
     read_png_unchanged,

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from tufl.data import labels
-from tufl.evaluation.atomic import atomic_path, write_json_atomic
+from tufl.atomic import atomic_path
+from tufl.atomic import atomic_write_json as write_json_atomic
 from tufl.evaluation.writers import (
     colorize,
     overlay,

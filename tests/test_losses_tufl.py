@@ -364,9 +364,9 @@ def test_order_statistic_equals_literal_pseudo_code(b, d, min_confidence):
     g = torch.Generator().manual_seed(12)
     classes = 6
     n = 300
-    # Coarse confidences force ties, also with theta itself; class 5 never appears.
+    # Coarse confidences force ties, also with theta itself; the last class never appears.
     conf = (torch.randint(40, 101, (n,), generator=g).float() / 100).to(torch.float32)
-    cls = torch.randint(0, 5, (n,), generator=g)
+    cls = torch.randint(0, classes - 1, (n,), generator=g)
     valid = torch.rand(n, generator=g) > 0.2
     theta = torch.tensor([0.8, 0.5, 0.0, 0.999, 0.7, 0.6], dtype=torch.float32)
     got = order_statistic_psi(conf, cls, valid, theta, b, d, min_confidence)

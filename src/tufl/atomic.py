@@ -5,12 +5,17 @@ A crash or a kill mid-write never leaves a truncated file under the final name.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
+from PIL import Image
 
 
 @contextmanager
@@ -38,9 +43,39 @@ def atomic_write(path: str | Path, writer: Callable[[IO[Any]], None], binary: bo
             os.fsync(handle.fileno())
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str) -> Path:
     atomic_write(path, lambda h: h.write(text), binary=False)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda h: h.write(data))
+
+
+def json_safe(value: Any) -> Any:
+    """Non-finite floats become ``None``, tuples lists, paths strings (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented strict JSON (NaN and inf become ``null``)."""
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    return Path(path)
+
+
+def atomic_save_png(path: str | Path, array: np.ndarray) -> Path:
+    """Save a ``uint8`` ``[H, W]`` (grey) or ``[H, W, 3]`` (RGB) array as a PNG."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"{path}: expected a uint8 [H, W] or [H, W, 3] array, got {array.dtype} {array.shape}")
+    image = Image.fromarray(np.ascontiguousarray(array))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tufl.evaluation.atomic import write_json_atomic
+from tufl.atomic import atomic_write_json as write_json_atomic
 from tufl.evaluation.inference import amp_dtype, eval_mode, forward_logits
 
 ModelBuilder = Callable[[], Mapping[str, nn.Module]]

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from tufl.data.base import SegDataset
-from tufl.data.io import BadFileError, atomic_write_text
+from tufl.atomic import atomic_write_text
+from tufl.data.io import BadFileError
 from tufl.data.parallel import map_index_chunks
 
 _FORMAT_VERSION = 1

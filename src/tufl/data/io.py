@@ -12,8 +12,6 @@ imported only when such a file is read.
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
@@ -154,18 +152,3 @@ def resize_label(label: np.ndarray, size: Size) -> np.ndarray:
     if (label.shape[1], label.shape[0]) == tuple(size):
         return label
     return np.asarray(Image.fromarray(label).resize(tuple(size), Image.NEAREST))
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

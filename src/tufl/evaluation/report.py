@@ -9,7 +9,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from tufl.evaluation.atomic import write_json_atomic, write_text_atomic
+from tufl.atomic import atomic_write_json as write_json_atomic
+from tufl.atomic import atomic_write_text as write_text_atomic
 from tufl.evaluation.metrics import EvalResult
 
 Scalar = str | int | float | bool | None

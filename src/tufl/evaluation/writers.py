@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 
 from tufl.data import labels
-from tufl.evaluation.atomic import save_png_atomic
+from tufl.atomic import atomic_save_png as save_png_atomic
 
 
 def as_train_id_map(pred: np.ndarray | Tensor) -> np.ndarray:

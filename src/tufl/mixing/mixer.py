@@ -231,8 +231,10 @@ class CrossDomainMixer:
             longtail = draws.tolist()
             flags = draws.to(device, non_blocking=True)
 
-            def count_rule(n: Tensor) -> Tensor:
+            def mixed_rule(n: Tensor) -> Tensor:
                 return torch.where(flags, longtail_class_count(n), half_class_count(n))
+
+            count_rule = mixed_rule
 
         mix = classmix(
             source_images, source_labels, target_images, pseudo_labels,

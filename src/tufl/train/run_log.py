@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
 
-from tufl.atomic import atomic_write_text
+from tufl.atomic import atomic_write_text, json_safe
 
 
 class MetricsLog:
@@ -45,7 +44,7 @@ class MetricsLog:
         return self._tb is not None
 
     def write(self, iteration: int, kind: str, values: dict[str, Any]) -> None:
-        record = _json_safe({"iter": iteration, "kind": kind, **values})
+        record = json_safe({"iter": iteration, "kind": kind, **values})
         self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self._file.flush()
         if self._tb is not None:
@@ -61,17 +60,6 @@ class MetricsLog:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf (e.g. the IoU of a class absent from the data) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
