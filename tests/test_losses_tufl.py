@@ -101,11 +101,18 @@ def random_pair(seed, shape=(2, C, 3, 3), scale=2.5, dtype=torch.float64):
 @pytest.mark.parametrize("detach_focal", [False, True])
 @pytest.mark.parametrize("gamma", [0.0, 2.0, 1.5])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_per_pixel_terms_match_loop_reference(focal_type, detach_focal, gamma, weighted):
+@pytest.mark.parametrize("formulas", ["chunked", "for_compile"])
+def test_per_pixel_terms_match_loop_reference(focal_type, detach_focal, gamma, weighted, formulas, monkeypatch):
+    """Both implementations: the chunked kernel, and the pure function given to torch.compile (run eagerly here)."""
+    import tufl.losses.focal_terms as focal_terms
+    from tufl.losses.focal_compiled import per_pixel_terms
+
+    monkeypatch.setattr(focal_terms, "compiled_per_pixel_terms", per_pixel_terms)
     z1, z2 = random_pair(1, shape=(2, C, 2, 3))
     lam = torch.tensor([0.5, 2.0, 1.0, 0.25], dtype=torch.float64) if weighted else None
     upstream = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
-    loss, conf, cls = focal_consistency_terms(z1, z2, gamma, focal_type, lam, detach_focal)
+    loss, conf, cls = focal_consistency_terms(z1, z2, gamma, focal_type, lam, detach_focal,
+                                              compiled=formulas == "for_compile")
     (loss * upstream).sum().backward()
     got = (loss.detach(), conf, cls, z1.grad.clone(), z2.grad.clone())
 
@@ -141,6 +148,21 @@ def test_cpu_chunking_does_not_change_results(monkeypatch, chunk_pixels):
         assert got[1][key].item() == pytest.approx(m, abs=1e-12) and got[2][key].item() == k
     torch.testing.assert_close(got[3], z1.grad, atol=1e-10, rtol=1e-8)
     torch.testing.assert_close(got[4], z2.grad, atol=1e-10, rtol=1e-8)
+
+
+def test_compiled_tufl_equals_the_chunked_kernel():
+    """``TUFL(compile=True)`` through torch.compile (inductor) gives the chunked kernel's results."""
+    results = []
+    for compile in (False, True):
+        loss_fn = TUFL(C, compile=compile)
+        for seed in (20, 21):  # two steps: thresholds move
+            z1, z2 = random_pair(seed, shape=(2, C, 5, 7))
+            z1.data[0, :, 0, 0] = 1.0  # a tie: the first class is the pseudo-class
+            loss = loss_fn(z1, z2)
+        loss.backward()
+        results.append((loss.detach(), z1.grad, z2.grad, loss_fn.thresholds))
+    for eager, compiled in zip(*results):
+        torch.testing.assert_close(compiled, eager, atol=1e-10, rtol=1e-8)
 
 
 def test_gradient_only_for_the_views_that_need_it():

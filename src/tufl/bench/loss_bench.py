@@ -76,6 +76,7 @@ def run_loss_benchmark(
     warmup: int = 1,
     logit_scale: float = 3.0,
     seed: int = 0,
+    compiled: bool = False,
 ) -> dict[str, Any]:
     """Time TUFL and ReferenceTUFL (default options) and check that they agree.
 
@@ -87,7 +88,8 @@ def run_loss_benchmark(
     whose confidence sits within rounding of their threshold can pass in only one of
     the two), ``agree`` (loss and thresholds within tolerance, at most
     ``max(2, pixels / 1e5)`` such pixels), the last pass fraction and the run
-    conditions.
+    conditions. ``compiled`` also times ``TUFL(compile=True)`` (keys prefixed
+    ``compiled_``; its compilation happens in the warm-up steps).
     """
     if min(num_classes, height, width, batch, repeats) < 1 or warmup < 0:
         raise ValueError("num_classes, height, width, batch and repeats must be positive and warmup non-negative")
@@ -96,38 +98,19 @@ def run_loss_benchmark(
     shape = (batch, num_classes, height, width)
     weak = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
     strong = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
-    fused, reference = TUFL(num_classes).to(device), ReferenceTUFL(num_classes).to(device)
-
-    times: dict[str, list[float]] = {"fused": [], "reference": []}
+    losses = {"fused": TUFL(num_classes), "reference": ReferenceTUFL(num_classes)}
+    if compiled:
+        losses["compiled"] = TUFL(num_classes, compile=True)
+    times: dict[str, list[float]] = {name: [] for name in losses}
+    last: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     for step in range(warmup + repeats):
-        seconds_f, loss_f, grad_weak_f, grad_strong_f = _timed_step(fused, weak, strong)
-        seconds_r, loss_r, grad_weak_r, grad_strong_r = _timed_step(reference, weak, strong)
-        if step >= warmup:
-            times["fused"].append(seconds_f * 1e3)
-            times["reference"].append(seconds_r * 1e3)
+        for name, loss_fn in losses.items():
+            seconds, *last[name] = _timed_step(loss_fn.to(device), weak, strong)
+            if step >= warmup:
+                times[name].append(seconds * 1e3)
 
-    # A pixel whose confidence sits within rounding of its threshold may pass in one
-    # implementation and not in the other; its gradient then differs entirely. Such
-    # pixels are counted, and a handful of them is tolerated.
-    grad_scale = max(float(grad_weak_r.float().abs().max()), float(grad_strong_r.float().abs().max()), 1e-30)
-    mismatch = torch.zeros(shape[0], *shape[2:], dtype=torch.bool, device=device)
-    for fast, slow in ((grad_weak_f, grad_weak_r), (grad_strong_f, grad_strong_r)):
-        mismatch |= ((fast.float() - slow.float()).abs() > 1e-3 * grad_scale).any(dim=1)
-    mismatched = int(mismatch.sum())
-    diffs = {
-        "max_loss_diff": _max_abs_diff(loss_f, loss_r),
-        "max_grad_weak_diff": _max_abs_diff(grad_weak_f, grad_weak_r),
-        "max_grad_strong_diff": _max_abs_diff(grad_strong_f, grad_strong_r),
-        "grad_mismatch_pixels": mismatched,
-        "max_threshold_diff": _max_abs_diff(fused.thresholds, reference.thresholds),
-    }
-    agree = (
-        diffs["max_loss_diff"] <= 1e-4 * max(1.0, abs(float(loss_r)))
-        and mismatched <= max(2, mismatch.numel() // 100_000)
-        and diffs["max_threshold_diff"] <= 1e-5
-    )
-    fused_ms, reference_ms = statistics.median(times["fused"]), statistics.median(times["reference"])
-    return {
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    result: dict[str, Any] = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "torch": torch.__version__,
@@ -135,16 +118,46 @@ def run_loss_benchmark(
         "shape": list(shape),
         "dtype": str(dtype).removeprefix("torch."),
         "repeats": repeats,
-        "fused_ms": fused_ms,
-        "reference_ms": reference_ms,
-        "fused_min_ms": min(times["fused"]),
-        "reference_min_ms": min(times["reference"]),
-        "speedup": reference_ms / fused_ms,
-        "speedup_min": min(times["reference"]) / min(times["fused"]),
-        **diffs,
-        "agree": agree,
-        "pass_fraction": float(fused.last_pass_fraction),
     }
+    for name in losses:
+        result[f"{name}_ms"] = medians[name]
+        result[f"{name}_min_ms"] = min(times[name])
+    for name in [n for n in losses if n != "reference"]:
+        prefix = "" if name == "fused" else f"{name}_"
+        result[f"{prefix}speedup"] = medians["reference"] / medians[name]
+        result[f"{prefix}speedup_min"] = min(times["reference"]) / min(times[name])
+        diffs = _agreement(last[name], last["reference"], losses[name], losses["reference"])
+        result.update({f"{prefix}{key}": value for key, value in diffs.items()})
+    result["pass_fraction"] = float(losses["fused"].last_pass_fraction)
+    return result
+
+
+def _agreement(fast: Sequence[Tensor], slow: Sequence[Tensor], fast_fn: nn.Module, slow_fn: nn.Module) -> dict:
+    """Largest differences of the last step's loss, gradients and thresholds, and ``agree``.
+
+    A pixel whose confidence sits within rounding of its threshold may pass in one
+    implementation and not in the other; its gradient then differs entirely. Such
+    pixels are counted, and a handful of them is tolerated.
+    """
+    (loss_f, grad_weak_f, grad_strong_f), (loss_r, grad_weak_r, grad_strong_r) = fast, slow
+    grad_scale = max(float(grad_weak_r.float().abs().max()), float(grad_strong_r.float().abs().max()), 1e-30)
+    mismatch = torch.zeros_like(grad_weak_r[:, 0], dtype=torch.bool)
+    for f, r in ((grad_weak_f, grad_weak_r), (grad_strong_f, grad_strong_r)):
+        mismatch |= ((f.float() - r.float()).abs() > 1e-3 * grad_scale).any(dim=1)
+    mismatched = int(mismatch.sum())
+    diffs: dict[str, Any] = {
+        "max_loss_diff": _max_abs_diff(loss_f, loss_r),
+        "max_grad_weak_diff": _max_abs_diff(grad_weak_f, grad_weak_r),
+        "max_grad_strong_diff": _max_abs_diff(grad_strong_f, grad_strong_r),
+        "grad_mismatch_pixels": mismatched,
+        "max_threshold_diff": _max_abs_diff(fast_fn.thresholds, slow_fn.thresholds),
+    }
+    diffs["agree"] = (
+        diffs["max_loss_diff"] <= 1e-4 * max(1.0, abs(float(loss_r)))
+        and mismatched <= max(2, mismatch.numel() // 100_000)
+        and diffs["max_threshold_diff"] <= 1e-5
+    )
+    return diffs
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -159,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true", help="also time TUFL(compile=True) (torch.compile)")
     parser.add_argument("--json", default=None, help="also write the result to this file")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -175,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             repeats=args.repeats,
             dtype=_DTYPES[args.dtype],
             warmup=args.warmup,
+            compiled=args.compile,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -196,6 +196,7 @@ def neutral_cross_entropy(
     a_decay: float = 0.0,
     ohem_ratio: float = 1.0,
     class_weights: Sequence[float] | Tensor | None = None,
+    compile: bool = False,
 ) -> TUFL:
     """The authors' earlier "neutral cross-entropy": TUFL with ``gamma = 0`` (``w_i = 1``)."""
     return TUFL(
@@ -208,4 +209,5 @@ def neutral_cross_entropy(
         a_decay=a_decay,
         ohem_ratio=ohem_ratio,
         class_weights=class_weights,
+        compile=compile,
     )

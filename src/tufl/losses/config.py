@@ -38,7 +38,8 @@ class NCEConfig:
     ``b``, ``d``: the order statistic ``floor((N_c + 1) * b * theta_c^d)``;
     ``a_decay``: warm-up ``a_t = 1 - a * exp(-t * a_decay)`` when > 0;
     ``ohem_ratio``: fraction of the largest per-pixel losses kept (1 = off);
-    ``class_weights``: one weight per class, or null for all ones.
+    ``class_weights``: one weight per class, or null for all ones;
+    ``compile``: compute the per-pixel terms through ``torch.compile``.
     """
 
     # Initial per-class threshold.
@@ -55,6 +56,8 @@ class NCEConfig:
     ohem_ratio: float = 1.0
     # Fixed per-class weights lambda_c (null = all 1).
     class_weights: tuple[float, ...] | None = None
+    # torch.compile the per-pixel terms: faster on a GPU (compiles at the first step), slower on the CPU.
+    compile: bool = False
 
     def problems(self) -> list[str]:
         """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
@@ -223,6 +226,7 @@ def build_unsupervised_loss(name: str, num_classes: int, cfg: UnsupervisedLossCo
             ohem_ratio=cfg.ohem_ratio,
             class_weights=_weights(cfg.class_weights, num_classes),
             detach_focal=cfg.detach_focal,
+            compile=cfg.compile,
         )
     if isinstance(cfg, NCEConfig):
         return neutral_cross_entropy(
@@ -234,6 +238,7 @@ def build_unsupervised_loss(name: str, num_classes: int, cfg: UnsupervisedLossCo
             a_decay=cfg.a_decay,
             ohem_ratio=cfg.ohem_ratio,
             class_weights=_weights(cfg.class_weights, num_classes),
+            compile=cfg.compile,
         )
     if isinstance(cfg, FixedFocalConfig):
         return FixedThresholdFocalLoss(

@@ -58,6 +58,8 @@ class TUFL(nn.Module):
     autocast state, and can be back-propagated once. Use one instance per output
     head: each keeps its own thresholds. ``last_pass_fraction`` holds the fraction of
     valid pixels that passed the thresholds in the last call (a detached tensor).
+    ``compile=True`` computes the per-pixel terms through ``torch.compile`` (same
+    formulas; faster on a GPU, slower on the CPU; the first call per shape compiles).
     """
 
     thresholds: Tensor
@@ -76,6 +78,7 @@ class TUFL(nn.Module):
         ohem_ratio: float = 1.0,
         class_weights: Sequence[float] | Tensor | None = None,
         detach_focal: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         problems = (
@@ -93,6 +96,7 @@ class TUFL(nn.Module):
         self.a, self.b, self.d, self.a_decay = float(a), float(b), float(d), float(a_decay)
         self.ohem_ratio = float(ohem_ratio)
         self.detach_focal = bool(detach_focal)
+        self.compile = bool(compile)
         self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
         self.register_buffer("thresholds", torch.full((num_classes,), float(theta0), dtype=torch.float32))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
@@ -102,7 +106,7 @@ class TUFL(nn.Module):
         return (
             f"num_classes={self.num_classes}, gamma={self.gamma}, focal_type={self.focal_type}, "
             f"a={self.a}, b={self.b}, d={self.d}, a_decay={self.a_decay}, ohem_ratio={self.ohem_ratio}, "
-            f"detach_focal={self.detach_focal}"
+            f"detach_focal={self.detach_focal}, compile={self.compile}"
         )
 
     @torch.no_grad()
@@ -120,7 +124,8 @@ class TUFL(nn.Module):
         check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
         with torch.autocast(device_type=weak_logits.device.type, enabled=False):
             per_pixel, conf, cls = focal_consistency_terms(
-                weak_logits, strong_logits, self.gamma, self.focal_type, self.class_weights, self.detach_focal
+                weak_logits, strong_logits, self.gamma, self.focal_type, self.class_weights, self.detach_focal,
+                compiled=self.compile,
             )
             conf = conf.float()
             if self.training:

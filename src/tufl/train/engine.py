@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ class Trainer:
         self.device = self.ctx.device
         state = self._checkpoint_to_resume(resume)
         if cfg.train.deterministic:
+            # cuBLAS is deterministic only with this workspace setting (read when it starts).
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         elif self.device.type == "cuda":
