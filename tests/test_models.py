@@ -77,6 +77,18 @@ def test_bisenet_feature_strides_and_inference_build_has_no_aux_heads():
     assert sp.shape[-2:] == (8, 16)
 
 
+def test_bisenet_trains_with_one_image_per_batch():
+    """The authors' BiSeNet setting is one image per GPU: the globally pooled branches
+    must not hold a BatchNorm, which cannot train on one value per channel."""
+    model = build_model(ModelConfig(arch="bisenet", freeze_bn=False)).model
+    model.train()
+    out = model(torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8))
+    loss = sum(head.logsumexp(dim=1).mean() for head in out.heads())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
 def test_freeze_bn_fixes_statistics_and_affine_parameters():
     model = build_model(ModelConfig(arch="deeplabv2", freeze_bn=True)).model
     bns = [m for m in model.net.backbone.modules() if isinstance(m, FrozenBatchNorm2d)]

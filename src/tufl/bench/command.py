@@ -34,11 +34,11 @@ def run(args: argparse.Namespace) -> int:
 
         sys.argv[0] = prog
         result = loss_bench.main(args.options)
-        return 0 if result.get("agree", True) else 1
+        return 0 if result["agree"] and result.get("compiled_agree", True) else 1
     if args.what == "inference":
         from tufl.bench import inference_bench
 
-        inference_bench.main(args.options, build_models=default_models)
+        inference_bench.main(args.options, build_models=default_models, prog=prog)
         return 0
     if args.what == "train":
         from tufl.bench import train_bench

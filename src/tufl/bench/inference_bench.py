@@ -109,18 +109,22 @@ def load_builder(spec: str) -> ModelBuilder:
     return builder
 
 
-def main(argv: Sequence[str] | None = None, build_models: ModelBuilder | None = None) -> list[dict[str, Any]]:
+def main(
+    argv: Sequence[str] | None = None,
+    build_models: ModelBuilder | None = None,
+    prog: str = "python -m tufl.bench.inference_bench",
+) -> list[dict[str, Any]]:
     """Command-line entry; ``build_models`` replaces ``--builder`` when given."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tufl.bench.inference_bench", description=__doc__.split("\n", 1)[0]
-    )
-    parser.add_argument("--builder", help="'package.module:function' returning {name: model}")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--height", type=int, default=1024)
-    parser.add_argument("--width", type=int, default=2048)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n", 1)[0])
+    if build_models is None:
+        parser.add_argument("--builder", help="'package.module:function' returning {name: model}")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="default: cuda when available, else cpu")
+    parser.add_argument("--height", type=int, default=1024, help="input height (default: 1024)")
+    parser.add_argument("--width", type=int, default=2048, help="input width (default: 2048)")
+    parser.add_argument("--batch", type=int, default=1, help="images per forward pass (default: 1)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default: 5)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps (default: 20)")
     parser.add_argument("--amp", action="store_true", help="also time mixed precision")
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args(argv)
