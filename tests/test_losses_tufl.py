@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tufl.losses import TUFL, focal_consistency_terms, order_statistic_psi
+from tufl.losses.focal_compiled import differentiable_focal_terms
 from tufl.losses.reference import ReferenceTUFL
 
 C = 4
@@ -101,18 +102,13 @@ def random_pair(seed, shape=(2, C, 3, 3), scale=2.5, dtype=torch.float64):
 @pytest.mark.parametrize("detach_focal", [False, True])
 @pytest.mark.parametrize("gamma", [0.0, 2.0, 1.5])
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("formulas", ["chunked", "for_compile"])
-def test_per_pixel_terms_match_loop_reference(focal_type, detach_focal, gamma, weighted, formulas, monkeypatch):
-    """Both implementations: the chunked kernel, and the pure function given to torch.compile (run eagerly here)."""
-    import tufl.losses.focal_terms as focal_terms
-    from tufl.losses.focal_compiled import per_pixel_terms
-
-    monkeypatch.setattr(focal_terms, "compiled_per_pixel_terms", per_pixel_terms)
+@pytest.mark.parametrize("terms", [focal_consistency_terms, differentiable_focal_terms], ids=["fused", "for_compile"])
+def test_per_pixel_terms_match_loop_reference(focal_type, detach_focal, gamma, weighted, terms):
+    """Both implementations: the fused kernel, and the function given to torch.compile (run eagerly here)."""
     z1, z2 = random_pair(1, shape=(2, C, 2, 3))
     lam = torch.tensor([0.5, 2.0, 1.0, 0.25], dtype=torch.float64) if weighted else None
     upstream = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
-    loss, conf, cls = focal_consistency_terms(z1, z2, gamma, focal_type, lam, detach_focal,
-                                              compiled=formulas == "for_compile")
+    loss, conf, cls = terms(z1, z2, gamma, focal_type, lam, detach_focal)
     (loss * upstream).sum().backward()
     got = (loss.detach(), conf, cls, z1.grad.clone(), z2.grad.clone())
 
@@ -150,17 +146,29 @@ def test_cpu_chunking_does_not_change_results(monkeypatch, chunk_pixels):
     torch.testing.assert_close(got[4], z2.grad, atol=1e-10, rtol=1e-8)
 
 
-def test_compiled_tufl_equals_the_chunked_kernel():
-    """``TUFL(compile=True)`` through torch.compile (inductor) gives the chunked kernel's results."""
+@pytest.mark.parametrize("data_parallel", [False, True], ids=["one_graph", "three_graphs"])
+def test_compiled_tufl_equals_the_fused_kernel(data_parallel, monkeypatch):
+    """``TUFL(compile=True)`` through torch.compile (inductor) gives the fused kernel's results: loss,
+    gradients, thresholds and pass fraction, in training (with a valid mask) and in eval mode. With
+    data-parallel workers the thresholds are averaged between the compiled pieces (three graphs)."""
+    import tufl.losses.tufl as tufl_module
+
+    if data_parallel:
+        monkeypatch.setattr(tufl_module, "workers_average_thresholds", lambda: True)
     results = []
     for compile in (False, True):
-        loss_fn = TUFL(C, compile=compile)
-        for seed in (20, 21):  # two steps: thresholds move
+        loss_fn = TUFL(C, compile=compile, class_weights=[0.5, 2.0, 1.0, 0.25])
+        outputs = []
+        for seed in (20, 21, 22):  # two training steps (thresholds move), then eval
+            loss_fn.train(seed < 22)
             z1, z2 = random_pair(seed, shape=(2, C, 5, 7))
             z1.data[0, :, 0, 0] = 1.0  # a tie: the first class is the pseudo-class
-            loss = loss_fn(z1, z2)
-        loss.backward()
-        results.append((loss.detach(), z1.grad, z2.grad, loss_fn.thresholds))
+            valid = torch.rand(2, 5, 7, generator=torch.Generator().manual_seed(seed)) > 0.2
+            loss = loss_fn(z1, z2, valid)
+            loss.backward()
+            outputs += [loss.detach(), z1.grad, z2.grad, loss_fn.thresholds.clone(), loss_fn.last_pass_fraction]
+        results.append(outputs)
+    assert int(loss_fn.step) == 2
     for eager, compiled in zip(*results):
         torch.testing.assert_close(compiled, eager, atol=1e-10, rtol=1e-8)
 

@@ -53,6 +53,22 @@ def test_stage1_from_source_only_reduces_loss_and_adapts_thresholds(scene_info, 
     assert len(keys) == 3
 
 
+def test_stage1_with_compiled_loss_follows_the_eager_run(scene_info, source_only_run, tmp_path):
+    """``loss.tufl.compile: true`` inside the trainer (three BiSeNet heads share the compiled graph)."""
+    logged = {}
+    for compile in (False, True):
+        tree = runs.run_tree(scene_info, tmp_path / f"compile_{compile}", "stage1", iters=4,
+                             model={"pretrained": str(source_only_run / "checkpoint_last.pt")},
+                             loss={"tufl": {"compile": compile}}, train={"deterministic": True})
+        train(runs.config(tree))
+        logged[compile] = read_metrics(tmp_path / f"compile_{compile}", "train")
+    for eager, compiled in zip(logged[False], logged[True]):
+        assert compiled["loss_unsup"] == pytest.approx(eager["loss_unsup"], rel=1e-3, abs=1e-6)
+        assert compiled["pass_fraction"] == pytest.approx(eager["pass_fraction"], abs=1e-3)
+        for name, value in eager["thresholds"].items():
+            assert compiled["thresholds"][name] == pytest.approx(value, abs=1e-4)
+
+
 def test_existing_run_is_not_overwritten_without_resume(scene_info, tmp_path):
     tree = runs.run_tree(scene_info, tmp_path / "r", "source_only", iters=2)
     train(runs.config(tree))

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from tufl.losses.focal_terms import focal_consistency_terms
 from tufl.losses.selection import masked_mean, top_fraction_mask
-from tufl.losses.tufl import TUFL, thresholded_mean
+from tufl.losses.selection import thresholded_mean
+from tufl.losses.tufl import TUFL
 from tufl.losses.validation import (
     check_logit_pair,
     class_weight_tensor,

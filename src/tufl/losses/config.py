@@ -39,7 +39,7 @@ class NCEConfig:
     ``a_decay``: warm-up ``a_t = 1 - a * exp(-t * a_decay)`` when > 0;
     ``ohem_ratio``: fraction of the largest per-pixel losses kept (1 = off);
     ``class_weights``: one weight per class, or null for all ones;
-    ``compile``: compute the per-pixel terms through ``torch.compile``.
+    ``compile``: run the loss through ``torch.compile`` (see :class:`TUFL`).
     """
 
     # Initial per-class threshold.
@@ -56,7 +56,7 @@ class NCEConfig:
     ohem_ratio: float = 1.0
     # Fixed per-class weights lambda_c (null = all 1).
     class_weights: tuple[float, ...] | None = None
-    # torch.compile the per-pixel terms: faster on a GPU (compiles at the first step), slower on the CPU.
+    # Run the loss through torch.compile: far fewer kernel launches on a GPU (compiles at the first step).
     compile: bool = False
 
     def problems(self) -> list[str]:

@@ -1,77 +1,89 @@
-"""The per-pixel TUFL terms as one pure function for ``torch.compile`` (GPU option).
+"""TUFL's step as pure functions for ``torch.compile`` (``TUFL(compile=True)``).
 
-Computes what the chunked kernel of :mod:`tufl.losses.focal_terms` computes (loss,
-confidence, pseudo-class and both gradient maps, same formulas) as plain tensor
-expressions over the whole ``[B, C, N]`` batch, so the compiler can fuse them into a
-few passes over the logits. On a GPU this saves most of the eager kernels' memory
-traffic and launches; on the CPU the chunked eager kernel is faster.
+The eager loss runs about 165 small tensor operations per call; on a GPU at
+training sizes their launches, not their memory traffic, set the time. Compiled as
+one graph, the per-pixel loss (forward, and backward derived by autograd), the
+threshold update and the masked mean become a few fused kernels. The formulas are
+those of :mod:`tufl.losses.focal_terms` (PAPER.md), written with plain
+differentiable operations; the stop-gradients of PAPER.md are ``detach()``.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-Terms = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+from tufl.losses.selection import thresholded_mean
+from tufl.losses.thresholds import ema_thresholds, history_weight, order_statistic_psi
 
 
-def per_pixel_terms(
-    weak: Tensor, strong: Tensor, class_weights: Tensor | None, gamma: float, focal_type: int, detach_focal: bool
-) -> Terms:
-    """``(loss, conf, cls, grad_weak, grad_strong)`` of ``[B, C, N]`` logits; the first three ``[B, 1, N]``."""
-    num_classes = weak.shape[1]
-    ids = torch.arange(num_classes, device=weak.device).view(1, -1, 1)
-    top1 = weak.amax(dim=1, keepdim=True)
-    e1 = torch.exp(weak - top1)
-    s1 = e1.sum(dim=1, keepdim=True)
-    conf = 1.0 / s1
-    p = e1 * conf
-    log_p = weak - top1 - torch.log(s1)
-    # First maximum: the largest descending code among the classes where e1 == 1.
-    codes = (num_classes - ids).to(weak.dtype)
-    cls = (num_classes - (torch.floor(e1) * codes).amax(dim=1, keepdim=True)).long().clamp(0, num_classes - 1)
-    is_k = ids == cls
+def differentiable_focal_terms(
+    weak: Tensor,
+    strong: Tensor,
+    gamma: float = 2.0,
+    focal_type: int = 1,
+    class_weights: Tensor | None = None,
+    detach_focal: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-pixel loss, confidence and pseudo-class of ``[B, C, H, W]`` logits, each ``[B, H, W]``.
 
-    top2 = strong.amax(dim=1, keepdim=True)
-    e2 = torch.exp(strong - top2)
-    s2 = e2.sum(dim=1, keepdim=True)
-    q = e2 / s2
-    log_q = strong - top2 - torch.log(s2)
-
-    lam_p = p if class_weights is None else p * class_weights.view(1, -1, 1)
-    cross = (lam_p * log_q).sum(dim=1, keepdim=True)  # A
-    weight_sum = lam_p.sum(dim=1, keepdim=True)  # S
-    q_k = torch.where(is_k, q, 0.0).sum(dim=1, keepdim=True)
-    base = (1.0 if focal_type == 1 else conf) - q_k
+    ``l = -w sum_c lam_c sg(P_c) log Q_c + sum_c lam_c (sg(P_c) log sg(P_c) - P_c log P_c)``:
+    the second sum is 0 in value and carries the entropy gradient to the weak view.
+    """
+    dtype = torch.promote_types(weak.dtype, torch.float32)
+    log_p = torch.log_softmax(weak.to(dtype), dim=1)
+    log_q = torch.log_softmax(strong.to(dtype), dim=1)
+    p = log_p.exp()
+    p_sg, log_p_sg = p.detach(), log_p.detach()
+    lam = None if class_weights is None else class_weights.to(dtype).view(1, -1, 1, 1)
+    lam_p_sg = p_sg if lam is None else lam * p_sg
+    conf, cls = p_sg.max(dim=1, keepdim=True)
+    cross = (lam_p_sg * log_q).sum(dim=1)
     if gamma == 0.0:
-        w, slope = torch.ones_like(base), torch.zeros_like(base)
+        w = torch.ones_like(cross)
     else:
-        w = base.abs().pow(gamma)
+        q_k = log_q.gather(1, cls).exp().squeeze(1)
+        base = (1.0 if focal_type == 1 else conf.squeeze(1)) - q_k
+        magnitude = base.abs()
+        # |base|^gamma with the subgradient 0 at base = 0 (infinite slope for gamma < 1)
+        w = torch.where(magnitude > 0, magnitude.clamp(min=torch.finfo(dtype).tiny).pow(gamma), 0.0)
         if detach_focal:
-            slope = torch.zeros_like(base)
-        else:
-            slope = -gamma * base.abs().pow(gamma - 1.0) * torch.sign(base)
-            if gamma < 1.0:
-                slope = torch.where(base == 0, 0.0, slope)
-    loss = -w * cross
+            w = w.detach()
+    entropy_p = p * log_p if lam is None else lam * p * log_p
+    entropy_term = (lam_p_sg * log_p_sg).sum(dim=1) - entropy_p.sum(dim=1)
+    return -w * cross + entropy_term, conf.squeeze(1), cls.squeeze(1)
 
-    u = log_p + 1.0 if class_weights is None else (log_p + 1.0) * class_weights.view(1, -1, 1)
-    u_bar = (p * u).sum(dim=1, keepdim=True)
-    grad_weak = p * (u_bar - u)
-    focal_term = cross * slope * q_k  # A w' Q_k
-    grad_strong = q * (w * weight_sum + focal_term) - w * lam_p - torch.where(is_k, focal_term, 0.0)
-    return loss, conf, cls, grad_weak, grad_strong
+
+def tufl_step(
+    weak: Tensor,
+    strong: Tensor,
+    valid: Tensor | None,
+    thresholds: Tensor,
+    step: Tensor,
+    focal: tuple[float, int, Tensor | None, bool],
+    update: tuple[float, float, float, float, float] | None,
+    ohem_ratio: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One whole TUFL call: ``(loss, pass_fraction, thresholds)``.
+
+    ``focal = (gamma, focal_type, class_weights, detach_focal)``; ``update = (a, a_decay,
+    b, d, min_confidence)`` updates the thresholds first (returned, not written), ``None``
+    keeps them.
+    """
+    per_pixel, conf, cls = differentiable_focal_terms(weak, strong, *focal)
+    conf = conf.float()
+    if update is not None:
+        a, a_decay, b, d, min_confidence = update
+        psi = order_statistic_psi(conf, cls, valid, thresholds, b, d, min_confidence)
+        thresholds = ema_thresholds(thresholds, psi, history_weight(step, a, a_decay))
+    loss, pass_fraction = thresholded_mean(per_pixel, conf, cls, valid, thresholds, ohem_ratio)
+    return loss, pass_fraction, thresholds
 
 
 @functools.cache
-def _compiled_terms():
-    return torch.compile(per_pixel_terms, fullgraph=True, dynamic=False)
-
-
-def compiled_per_pixel_terms(
-    weak: Tensor, strong: Tensor, class_weights: Tensor | None, gamma: float, focal_type: int, detach_focal: bool
-) -> Terms:
-    """:func:`per_pixel_terms` through ``torch.compile`` (compiled on first use for each shape)."""
-    return _compiled_terms()(weak, strong, class_weights, gamma, focal_type, detach_focal)
+def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` through ``torch.compile`` (one compiled object per function)."""
+    return torch.compile(function, dynamic=False)

@@ -22,8 +22,7 @@ materialised: with ``e = exp(z - max z)`` and ``s = sum e``, ``P = e / s`` and
 
 On the CPU the pixels are processed in cache-sized chunks with reused scratch
 buffers (fresh large tensors pay page faults on every call); elsewhere the whole
-batch is one chunk. ``compiled=True`` hands the same formulas to ``torch.compile``
-instead (:mod:`tufl.losses.focal_compiled`; faster on a GPU).
+batch is one chunk.
 """
 
 from __future__ import annotations
@@ -33,8 +32,6 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-
-from tufl.losses.focal_compiled import compiled_per_pixel_terms
 
 # Elements (classes x pixels) of one chunk on the CPU: ~2 MiB per float32 map, so
 # the handful of temporaries of a chunk stays in the L3 cache.
@@ -121,16 +118,7 @@ class _FocalConsistency(torch.autograd.Function):
         detach_focal: bool,
         want_grads: tuple[bool, bool],
         per_chunk: int | None,
-        compiled: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        if compiled:
-            lam = None if class_weights is None else class_weights.to(weak.dtype)
-            loss, conf, cls, grad_weak, grad_strong = compiled_per_pixel_terms(
-                weak, strong, lam, gamma, focal_type, detach_focal
-            )
-            ctx.grads = [grad_weak if want_grads[0] else None, grad_strong if want_grads[1] else None]
-            ctx.mark_non_differentiable(conf)
-            return loss.squeeze(1), conf.squeeze(1), cls.squeeze(1)
         batch, num_classes, pixels = weak.shape
         loss = weak.new_empty((batch, 1, pixels))
         conf = weak.new_empty((batch, 1, pixels))
@@ -212,7 +200,7 @@ class _FocalConsistency(torch.autograd.Function):
             grad_weak.mul_(scale)
         if grad_strong is not None:
             grad_strong.mul_(scale)
-        return grad_weak, grad_strong, None, None, None, None, None, None, None
+        return grad_weak, grad_strong, None, None, None, None, None, None
 
 
 def focal_consistency_terms(
@@ -222,16 +210,13 @@ def focal_consistency_terms(
     focal_type: int = 1,
     class_weights: Tensor | None = None,
     detach_focal: bool = False,
-    compiled: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-pixel TUFL loss with its confidence and pseudo-class, all ``[B, H, W]``.
 
     Returns ``(loss, conf, cls)``: the differentiable per-pixel loss ``l_i`` of PAPER.md,
     ``m_i = max_c P_ic`` and ``argmax_c P_ic`` of the weak view. The work is done in
     float32, or in float64 for float64 logits; ``class_weights`` is a ``[C]`` tensor
-    or ``None`` for all ones. The result can be back-propagated once. ``compiled``
-    computes the same terms with ``torch.compile`` (:mod:`tufl.losses.focal_compiled`),
-    which fuses them into a few passes on a GPU; the first call per shape compiles.
+    or ``None`` for all ones. The result can be back-propagated once.
     """
     batch, num_classes, height, width = weak_logits.shape
     dtype = torch.promote_types(weak_logits.dtype, torch.float32)
@@ -241,8 +226,7 @@ def focal_consistency_terms(
     want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)
     per_chunk = chunk_pixels(weak.device, num_classes)
     loss, conf, cls = _FocalConsistency.apply(
-        weak, strong, class_weights, float(gamma), int(focal_type), bool(detach_focal), want_grads, per_chunk,
-        bool(compiled),
+        weak, strong, class_weights, float(gamma), int(focal_type), bool(detach_focal), want_grads, per_chunk
     )
     shape = (batch, height, width)
     return loss.view(shape), conf.view(shape), cls.view(shape)

@@ -48,3 +48,22 @@ def masked_mean(values: Tensor, keep: Tensor, weights: Tensor | None = None) -> 
         return total / keep.sum().clamp(min=1)
     denominator = torch.where(keep, weights, 0.0).sum()
     return total / denominator.clamp(min=torch.finfo(denominator.dtype).tiny)
+
+
+def thresholded_mean(
+    per_pixel: Tensor, conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds: Tensor, ohem_ratio: float
+) -> tuple[Tensor, Tensor]:
+    """Mean of ``per_pixel`` over valid pixels with ``conf > thresholds[cls]``, after OHEM.
+
+    Returns ``(loss, pass_fraction)``: the loss is 0 (still connected to the graph)
+    when no pixel passes; ``pass_fraction`` is the detached fraction of valid pixels
+    that passed the thresholds.
+    """
+    passing = conf > thresholds[cls]
+    if valid is None:
+        pass_fraction = passing.sum() / passing.numel()
+    else:
+        passing &= valid
+        pass_fraction = passing.sum() / valid.sum().clamp(min=1)
+    keep = top_fraction_mask(per_pixel, passing, ohem_ratio)
+    return masked_mean(per_pixel, keep), pass_fraction.detach()

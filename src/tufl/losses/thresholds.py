@@ -108,9 +108,14 @@ def history_weight(step: Tensor, a: float, a_decay: float) -> Tensor:
     return (1.0 - a * torch.exp(-step.to(exact) * a_decay)).to(torch.float32)
 
 
+def workers_average_thresholds() -> bool:
+    """Whether threshold statistics are averaged over data-parallel workers (world size > 1)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def average_across_workers(psi: Tensor) -> Tensor:
     """Mean of ``psi`` over the default process group (identity when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not workers_average_thresholds():
         return psi
     total = psi.clone()
     dist.all_reduce(total, op=dist.ReduceOp.SUM)

@@ -7,9 +7,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from tufl.losses.focal_compiled import compiled, differentiable_focal_terms, tufl_step
 from tufl.losses.focal_terms import focal_consistency_terms
-from tufl.losses.selection import masked_mean, top_fraction_mask
-from tufl.losses.thresholds import average_across_workers, ema_thresholds, history_weight, order_statistic_psi
+from tufl.losses.selection import thresholded_mean
+from tufl.losses.thresholds import (
+    average_across_workers,
+    ema_thresholds,
+    history_weight,
+    order_statistic_psi,
+    workers_average_thresholds,
+)
 from tufl.losses.validation import (
     check_logit_pair,
     class_weight_tensor,
@@ -17,25 +24,6 @@ from tufl.losses.validation import (
     ratio_problems,
     threshold_problems,
 )
-
-
-def thresholded_mean(
-    per_pixel: Tensor, conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds: Tensor, ohem_ratio: float
-) -> tuple[Tensor, Tensor]:
-    """Mean of ``per_pixel`` over valid pixels with ``conf > thresholds[cls]``, after OHEM.
-
-    Returns ``(loss, pass_fraction)``: the loss is 0 (still connected to the graph)
-    when no pixel passes; ``pass_fraction`` is the detached fraction of valid pixels
-    that passed the thresholds.
-    """
-    passing = conf > thresholds[cls]
-    if valid is None:
-        pass_fraction = passing.sum() / passing.numel()
-    else:
-        passing &= valid
-        pass_fraction = passing.sum() / valid.sum().clamp(min=1)
-    keep = top_fraction_mask(per_pixel, passing, ohem_ratio)
-    return masked_mean(per_pixel, keep), pass_fraction.detach()
 
 
 class TUFL(nn.Module):
@@ -58,8 +46,9 @@ class TUFL(nn.Module):
     autocast state, and can be back-propagated once. Use one instance per output
     head: each keeps its own thresholds. ``last_pass_fraction`` holds the fraction of
     valid pixels that passed the thresholds in the last call (a detached tensor).
-    ``compile=True`` computes the per-pixel terms through ``torch.compile`` (same
-    formulas; faster on a GPU, slower on the CPU; the first call per shape compiles).
+    ``compile=True`` runs the per-pixel loss, the threshold statistic and the masked
+    mean through ``torch.compile`` (:mod:`tufl.losses.focal_compiled`; same results,
+    far fewer kernel launches on a GPU; the first call per shape compiles).
     """
 
     thresholds: Tensor
@@ -112,25 +101,43 @@ class TUFL(nn.Module):
     @torch.no_grad()
     def update_thresholds(self, conf: Tensor, cls: Tensor, valid: Tensor | None) -> Tensor:
         """One threshold step from a batch's confidences and pseudo-classes; returns the new thresholds."""
-        # Softmax maxima are at least 1 / C (1 / (C + 1) leaves room for rounding).
-        psi = order_statistic_psi(conf, cls, valid, self.thresholds, self.b, self.d, 1.0 / (self.num_classes + 1))
+        statistic = compiled(order_statistic_psi) if self.compile else order_statistic_psi
+        psi = statistic(conf, cls, valid, self.thresholds, self.b, self.d, self._min_confidence())
         psi = average_across_workers(psi)
         a_t = history_weight(self.step, self.a, self.a_decay)
         self.thresholds.copy_(ema_thresholds(self.thresholds, psi, a_t))
         self.step += 1
         return self.thresholds
 
+    def _min_confidence(self) -> float:
+        # Softmax maxima are at least 1 / C (1 / (C + 1) leaves room for rounding).
+        return 1.0 / (self.num_classes + 1)
+
     def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
         check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
+        focal = (self.gamma, self.focal_type, self.class_weights, self.detach_focal)
         with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            per_pixel, conf, cls = focal_consistency_terms(
-                weak_logits, strong_logits, self.gamma, self.focal_type, self.class_weights, self.detach_focal,
-                compiled=self.compile,
-            )
+            if self.compile and not (self.training and workers_average_thresholds()):
+                return self._compiled_step(weak_logits, strong_logits, valid, focal)
+            terms = compiled(differentiable_focal_terms) if self.compile else focal_consistency_terms
+            per_pixel, conf, cls = terms(weak_logits, strong_logits, *focal)
             conf = conf.float()
             if self.training:
                 self.update_thresholds(conf, cls, valid)
-            loss, self.last_pass_fraction = thresholded_mean(
-                per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio
-            )
+            mean = compiled(thresholded_mean) if self.compile else thresholded_mean
+            loss, self.last_pass_fraction = mean(per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio)
+        return loss
+
+    def _compiled_step(
+        self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
+    ) -> Tensor:
+        """The whole call as one compiled graph (no data-parallel averaging of the thresholds)."""
+        update = (self.a, self.a_decay, self.b, self.d, self._min_confidence()) if self.training else None
+        loss, self.last_pass_fraction, thresholds = compiled(tufl_step)(
+            weak, strong, valid, self.thresholds, self.step, focal, update, self.ohem_ratio
+        )
+        if self.training:
+            with torch.no_grad():
+                self.thresholds.copy_(thresholds)
+                self.step += 1
         return loss
