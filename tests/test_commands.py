@@ -111,6 +111,11 @@ def test_evaluate_predict_export_from_a_checkpoint(source_only_run, tmp_path):
     logged = [r for r in val if r["kind"] == "val" and r["iter"] == 20][0]["miou"]
     assert report["miou"] == pytest.approx(logged, abs=1e-9)
 
+    # a config that contradicts the checkpoint is a config error naming the key and both sources
+    done = _tufl("evaluate", "--checkpoint", str(ckpt), "--set", "model.num_classes=16", check=False)
+    assert done.returncode == 2
+    assert "model.num_classes: 16" in done.stderr and f"{ckpt} was trained with 19 classes" in done.stderr
+
     images = tmp_path / "images"
     images.mkdir()
     for i in range(3):
@@ -155,9 +160,14 @@ def test_pseudo_label_files_equal_online_predictions_and_drive_offline_stage2(sc
 
 
 def test_benchmark_commands_run_small(tmp_path):
-    done = _tufl("benchmark", "loss", "--height", "32", "--width", "48", "--repeats", "1")
-    assert "speed" in done.stdout.lower()
-    done = _tufl("benchmark", "train", "--archs", "bisenet", "--modes", "stage2", "--height", "64", "--width", "64",
-                 "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "t.json"))
+    _tufl("benchmark", "loss", "--height", "32", "--width", "48", "--repeats", "1", "--compile",
+          "--json", str(tmp_path / "l.json"))
+    loss = json.loads((tmp_path / "l.json").read_text())
+    assert loss["agree"] and loss["compiled_agree"] and loss["shape"] == [2, 19, 32, 48]
+    for name in ("fused", "compiled"):
+        prefix = "" if name == "fused" else "compiled_"
+        assert loss[f"{prefix}speedup"] == pytest.approx(loss["reference_ms"] / loss[f"{name}_ms"])
+    _tufl("benchmark", "train", "--archs", "bisenet", "--modes", "stage2", "--height", "64", "--width", "64",
+          "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "t.json"))
     rows = json.loads((tmp_path / "t.json").read_text())
     assert rows[0]["arch"] == "bisenet" and rows[0]["mode"] == "stage2" and rows[0]["seconds_per_iter"] > 0

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tufl.data import labels
 from tufl.atomic import atomic_path
-from tufl.atomic import atomic_write_json as write_json_atomic
+from tufl.atomic import atomic_write_json
 from tufl.evaluation.writers import (
     colorize,
     overlay,
@@ -84,7 +84,7 @@ def test_train_ids_out_of_range_are_rejected(tmp_path: Path) -> None:
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "report.json"
-    write_json_atomic(target, {"miou": 0.5, "missing": float("nan")})
+    atomic_write_json(target, {"miou": 0.5, "missing": float("nan")})
     assert target.read_text() == '{\n  "miou": 0.5,\n  "missing": null\n}\n'
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:
         tmp.write_text("partial")

@@ -37,7 +37,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_write(path: str | Path, writer: Callable[[IO[Any]], None], binary: bool = True) -> None:
     """Call ``writer(handle)`` on a temporary file, fsync it and rename it to ``path``."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb" if binary else "w") as handle:
+        with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8") as handle:
             writer(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tufl.atomic import atomic_write_json as write_json_atomic
+from tufl.atomic import atomic_write_json
 from tufl.evaluation.inference import amp_dtype, eval_mode, forward_logits
 
 ModelBuilder = Callable[[], Mapping[str, nn.Module]]
@@ -137,7 +137,7 @@ def main(
     )
     print(format_benchmark(rows))
     if args.json:
-        write_json_atomic(args.json, {"rows": rows})
+        atomic_write_json(args.json, {"rows": rows})
     return rows
 
 

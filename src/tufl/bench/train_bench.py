@@ -141,9 +141,9 @@ def run(args: argparse.Namespace) -> int:
             print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print(format_rows(rows))
     if args.json:
-        from tufl.atomic import atomic_write_text
+        from tufl.atomic import atomic_write_json
 
-        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from tufl.atomic import atomic_write_json
 from tufl.errors import USER_ERRORS
 
 STAGES = (("source-only", "source_only"), ("stage one (TUFL)", "stage1"), ("stage two (TUFL + CIM)", "stage2"))
@@ -170,7 +170,7 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
                         palette(19), settings_shown, title="tufl demo: synthetic -> realistic driving scenes")
     summary = {"seed": seed, "settings": settings_shown,
                "miou": {r.name: r.miou for r in reports}, "report": str(page)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     print(f"\n[demo] report: {page}  (total {total / 60:.1f} min)")
     return summary
 

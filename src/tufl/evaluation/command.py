@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tufl.config.command import add_config_arguments
+from tufl.config.loader import ConfigError
 from tufl.errors import USER_ERRORS
 
 
@@ -57,12 +58,14 @@ def run(args: argparse.Namespace) -> int:
 
         model, state = model_from_checkpoint(args.checkpoint)
         cfg = run_config(args, state)
+        origin = args.config or f"{args.checkpoint} (stored config)"
         if cfg.data.val is None:
-            raise FileNotFoundError("the config has no data.val section: nothing to evaluate on")
+            raise ConfigError([f"{origin}: data.val: no validation split, nothing to evaluate on"])
         if args.split:
             cfg.data.val.split = args.split
         if cfg.model.num_classes != model.num_classes:
-            raise FileNotFoundError(f"config has {cfg.model.num_classes} classes, the checkpoint {model.num_classes}")
+            raise ConfigError([f"{origin}: model.num_classes: {cfg.model.num_classes}, but {args.checkpoint} "
+                               f"was trained with {model.num_classes} classes"])
         dataset = EvalSamples(open_dataset(cfg.data.val, model.num_classes, cfg.data.skip_bad_files))
         e = cfg.eval
         window = tuple(args.window) if args.window else e.window

@@ -9,8 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from tufl.atomic import atomic_write_json as write_json_atomic
-from tufl.atomic import atomic_write_text as write_text_atomic
+from tufl.atomic import atomic_write_json, atomic_write_text
 from tufl.evaluation.metrics import EvalResult
 
 Scalar = str | int | float | bool | None
@@ -49,7 +48,7 @@ def write_csv(
     writer.writerow(["pixel_accuracy", _fraction(result.pixel_accuracy)])
     for name, value in zip(result.class_names, result.iou, strict=True):
         writer.writerow([f"iou/{name}", _fraction(value)])
-    return write_text_atomic(path, buffer.getvalue())
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def write_json(
@@ -63,7 +62,7 @@ def write_json(
     if clashes:
         raise ValueError(f"metadata keys {clashes} clash with result fields")
     content.update(result.to_dict())
-    return write_json_atomic(path, content)
+    return atomic_write_json(path, content)
 
 
 def _percent(value: float) -> str:

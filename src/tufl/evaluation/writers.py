@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 
 from tufl.data import labels
-from tufl.atomic import atomic_save_png as save_png_atomic
+from tufl.atomic import atomic_save_png
 
 
 def as_train_id_map(pred: np.ndarray | Tensor) -> np.ndarray:
@@ -56,12 +56,12 @@ def to_label_ids(pred: np.ndarray | Tensor, num_classes: int) -> np.ndarray:
 
 def save_train_ids(path: str | os.PathLike[str], pred: np.ndarray | Tensor) -> Path:
     """Greyscale PNG of the train ids."""
-    return save_png_atomic(path, as_train_id_map(pred))
+    return atomic_save_png(path, as_train_id_map(pred))
 
 
 def save_color(path: str | os.PathLike[str], pred: np.ndarray | Tensor, num_classes: int) -> Path:
     """RGB PNG of the prediction in the Cityscapes palette."""
-    return save_png_atomic(path, colorize(pred, num_classes))
+    return atomic_save_png(path, colorize(pred, num_classes))
 
 
 def save_overlay(
@@ -72,12 +72,12 @@ def save_overlay(
     alpha: float = 0.5,
 ) -> Path:
     """RGB PNG of the colour map blended over the image."""
-    return save_png_atomic(path, overlay(image, pred, num_classes, alpha))
+    return atomic_save_png(path, overlay(image, pred, num_classes, alpha))
 
 
 def save_label_ids(path: str | os.PathLike[str], pred: np.ndarray | Tensor, num_classes: int) -> Path:
     """Greyscale PNG of Cityscapes label ids, the format of the benchmark server."""
-    return save_png_atomic(path, to_label_ids(pred, num_classes))
+    return atomic_save_png(path, to_label_ids(pred, num_classes))
 
 
 def _hwc_image(image: np.ndarray | Tensor, size: tuple[int, ...]) -> np.ndarray:

@@ -18,8 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from tufl.losses.focal_terms import focal_consistency_terms
-from tufl.losses.selection import masked_mean, top_fraction_mask
-from tufl.losses.selection import thresholded_mean
+from tufl.losses.selection import masked_mean, thresholded_mean, top_fraction_mask
 from tufl.losses.tufl import TUFL
 from tufl.losses.validation import (
     check_logit_pair,

@@ -15,6 +15,7 @@ data package) is applied to every mixed image after mixing.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -92,6 +93,11 @@ def to_uint8(images: Tensor) -> Tensor:
     if images.dtype == torch.uint8:
         return images
     return images.round().clamp(0, 255).to(torch.uint8)
+
+
+def per_sample_class_count(longtail: Tensor, num_present: Tensor) -> Tensor:
+    """ClassMix class counts ``[B]``: the long-tail rule where ``longtail`` (bool ``[B]``), else half."""
+    return torch.where(longtail, longtail_class_count(num_present), half_class_count(num_present))
 
 
 class CrossDomainMixer:
@@ -229,12 +235,7 @@ class CrossDomainMixer:
                 )
             draws = uniform((batch,), generator, generator.device) < self.config.p_longtail
             longtail = draws.tolist()
-            flags = draws.to(device, non_blocking=True)
-
-            def mixed_rule(n: Tensor) -> Tensor:
-                return torch.where(flags, longtail_class_count(n), half_class_count(n))
-
-            count_rule = mixed_rule
+            count_rule = functools.partial(per_sample_class_count, draws.to(device, non_blocking=True))
 
         mix = classmix(
             source_images, source_labels, target_images, pseudo_labels,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from tufl.atomic import atomic_write_text
+from tufl.atomic import atomic_write_json
 from tufl.config.loader import ConfigError, dump_config, to_plain
 from tufl.config.schema import Config
 from tufl.data.loader import InfiniteLoader
@@ -212,7 +211,7 @@ class Trainer:
 
     def _announce(self) -> None:
         info = self.summary()
-        atomic_write_text(self.paths.root / "run_info.json", json.dumps(info, indent=2) + "\n")
+        atomic_write_json(self.paths.root / "run_info.json", info)
         dump_config(self.cfg, self.paths.root / "config.yaml")
         width = max(map(len, info))
         print(f"[tufl] run directory: {self.paths.root}")
