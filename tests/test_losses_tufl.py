@@ -124,6 +124,43 @@ def test_per_pixel_terms_match_loop_reference(focal_type, detach_focal, gamma, w
     torch.testing.assert_close(got[4], z2.grad, atol=1e-10, rtol=1e-8)
 
 
+@pytest.mark.parametrize("num_classes", [3, 24, 25, 53, 54])  # both sides of the exact power-of-two sums
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pseudo_class_is_the_first_maximum_and_confidence_its_probability(num_classes, dtype):
+    """Integer logits from a small range give many exact ties: the pseudo-class is the first
+    of the tied maxima, as with a loop, for every class count (the power-of-two codes and
+    the fallback). A NaN pixel still gets a class in range."""
+    g = torch.Generator().manual_seed(num_classes)
+    z1 = torch.randint(0, 3, (2, num_classes, 4, 5), generator=g).to(dtype)
+    z1[0, :, 0, 0] = float("nan")
+    z2 = torch.randn(z1.shape, generator=g, dtype=dtype)
+    _, conf, cls = focal_consistency_terms(z1, z2)
+    for b in range(2):
+        for h in range(4):
+            for w in range(5):
+                values = z1[b, :, h, w].tolist()
+                if b == 0 and h == 0 and w == 0:
+                    assert 0 <= int(cls[b, h, w]) < num_classes
+                    continue
+                assert int(cls[b, h, w]) == values.index(max(values))
+                expected = 1.0 / sum(math.exp(v - max(values)) for v in values)
+                assert float(conf[b, h, w]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_large_float32_logits_stay_finite_and_match_float64():
+    z1, z2 = random_pair(30, shape=(2, C, 3, 4), scale=2000.0, dtype=torch.float32)
+    z2.data += 5000.0  # a large common offset: only the shift keeps exp finite
+    loss32, conf32, cls32 = focal_consistency_terms(z1, z2)
+    loss32.sum().backward()
+    x1, x2 = z1.detach().double().requires_grad_(), z2.detach().double().requires_grad_()
+    loss64, conf64, cls64 = focal_consistency_terms(x1, x2)
+    loss64.sum().backward()
+    assert torch.isfinite(loss32).all() and torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
+    assert torch.equal(cls32, cls64)
+    torch.testing.assert_close(loss32.double(), loss64, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(z2.grad.double(), x2.grad, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("chunk_pixels", [1, 4, 6, 13])  # partial chunks, one image, two images
 def test_cpu_chunking_does_not_change_results(monkeypatch, chunk_pixels):
     import tufl.losses.focal_terms as focal_terms

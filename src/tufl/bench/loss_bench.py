@@ -105,9 +105,13 @@ def run_loss_benchmark(
     last: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     for step in range(warmup + repeats):
         for name, loss_fn in losses.items():
-            seconds, *last[name] = _timed_step(loss_fn.to(device), weak, strong)
+            seconds, *outputs = _timed_step(loss_fn.to(device), weak, strong)
             if step >= warmup:
                 times[name].append(seconds * 1e3)
+            if step == warmup + repeats - 1:  # keep only the last step's results, as training would
+                last[name] = outputs
+            del outputs
+    weak.grad = strong.grad = None
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     result: dict[str, Any] = {

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from tufl.losses.focal_terms import focal_consistency_terms
+from tufl.losses.reused_memory import ReusedMemory
 from tufl.losses.selection import masked_mean, thresholded_mean, top_fraction_mask
 from tufl.losses.tufl import TUFL
 from tufl.losses.validation import (
@@ -168,6 +169,7 @@ class FixedThresholdFocalLoss(nn.Module):
         self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
         self.register_buffer("thresholds", torch.full((num_classes,), self.threshold), persistent=False)
         self.last_pass_fraction = torch.zeros(())
+        self._memory = ReusedMemory()  # CPU scratch kept between calls (not state)
 
     def extra_repr(self) -> str:
         return (
@@ -179,7 +181,13 @@ class FixedThresholdFocalLoss(nn.Module):
         check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
         with torch.autocast(device_type=weak_logits.device.type, enabled=False):
             per_pixel, conf, cls = focal_consistency_terms(
-                weak_logits, strong_logits, self.gamma, self.focal_type, self.class_weights, self.detach_focal
+                weak_logits,
+                strong_logits,
+                self.gamma,
+                self.focal_type,
+                self.class_weights,
+                self.detach_focal,
+                self._memory,
             )
             loss, self.last_pass_fraction = thresholded_mean(
                 per_pixel, conf.float(), cls, valid, self.thresholds, self.ohem_ratio

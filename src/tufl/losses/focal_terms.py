@@ -13,16 +13,20 @@ is ``-w A`` with ``A = sum_c lam_c P_c log Q_c``; its gradients are
                                               S = sum_c lam_c P_c,  w' = dw/dQ_k
 
 (``w' = 0`` when the focal factor is detached). Each pixel's loss depends on that
-pixel's logits only, so the forward pass writes the per-pixel Jacobians ``G1``, ``G2``
-(the gradient maps, computed with a few fused passes while the logits are at hand)
-and the backward pass only scales them in place by the incoming per-pixel gradient;
-as a consequence the result can be back-propagated once. ``log_softmax`` is never
-materialised: with ``e = exp(z - max z)`` and ``s = sum e``, ``P = e / s`` and
-``log Q = z2 - max z2 - log s2`` enter through per-pixel scalars.
+pixel's logits only, so the forward pass writes the per-pixel Jacobians (the gradient
+maps, computed while the logits are at hand) and the backward pass only scales them
+in place by the incoming per-pixel gradient; as a consequence the result can be
+back-propagated once. The weak view's map is stored as ``e1_j (u_j - u_bar)``, i.e.
+times ``-s1``, and the backward folds ``-1 / s1`` into its scale. ``log_softmax`` is
+never materialised: with ``e = exp(z - max z)`` and ``s = sum e``, ``P = e / s`` and
+``log Q = z2 - log sum exp z2`` enter through per-pixel scalars.
 
-On the CPU the pixels are processed in cache-sized chunks with reused scratch
-buffers (fresh large tensors pay page faults on every call); elsewhere the whole
-batch is one chunk.
+On the CPU the pixels are processed in chunks that stay in the cache, through a
+few scratch buffers, and every map is written once per chunk. Given a
+:class:`~tufl.losses.reused_memory.ReusedMemory`, the outputs, gradient maps and
+scratch buffers keep their memory from one call to the next (fresh tensors of tens
+of MiB pay a page fault per 4 KiB on first touch). Elsewhere the whole batch is one
+chunk.
 """
 
 from __future__ import annotations
@@ -33,10 +37,18 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# Elements (classes x pixels) of one chunk on the CPU: ~2 MiB per float32 map, so
-# the handful of temporaries of a chunk stays in the L3 cache.
-CPU_CHUNK_ELEMENTS = 1 << 19
+from tufl.losses.reused_memory import ReusedMemory
+
+# Elements (classes x pixels) of one chunk on the CPU: 4 MiB per float32 map. Smaller
+# chunks pay more per-operation overhead, larger ones fall out of the L3 cache
+# (measured on the 2-vCPU EPYC of docs/benchmarks.md: 2^18 to 2^21 tried).
+CPU_CHUNK_ELEMENTS = 1 << 20
 _LOG2_E = 1.4426950408889634
+_LN_2 = 0.6931471805599453
+# Classes for which sums of distinct powers of two 2^(C-1-c) are exact (mantissa + 1 bits).
+_EXACT_POWER_SUMS = {torch.float32: 24, torch.float64: 53}
+# Integer view, mantissa bits and exponent bias of the floating types.
+_FLOAT_LAYOUT = {torch.float32: (torch.int32, 23, 127), torch.float64: (torch.int64, 52, 1023)}
 
 
 def chunk_pixels(device: torch.device, num_classes: int) -> int | None:
@@ -62,14 +74,17 @@ def _chunks(batch: int, pixels: int, per_chunk: int | None) -> Iterator[tuple[sl
 
 
 class _Workspace:
-    """Reusable flat buffers for the chunk temporaries.
+    """Flat buffers for the chunk temporaries, reused by all chunks of a call.
 
-    Fresh multi-MiB tensors cost page faults on every allocation; reusing a few
-    buffers across the chunks of one call avoids them.
+    Fresh multi-MiB tensors cost page faults on every allocation; the buffers come
+    from ``memory`` (kept between calls) when given.
     """
 
-    def __init__(self, count: int, numel: int, like: Tensor) -> None:
-        self._buffers = [like.new_empty(numel) for _ in range(count)]
+    def __init__(self, count: int, numel: int, like: Tensor, memory: ReusedMemory | None) -> None:
+        if memory is None:
+            self._buffers = [like.new_empty(numel) for _ in range(count)]
+        else:
+            self._buffers = [memory.tensor(f"chunk{i}", (numel,), like.dtype, like.device) for i in range(count)]
 
     def view(self, index: int, shape: torch.Size) -> Tensor:
         return self._buffers[index][: shape.numel()].view(shape)
@@ -85,23 +100,72 @@ def _shifted_exp(logits: Tensor, out: Tensor) -> Tensor:
     return top
 
 
+def _log_normaliser_exp(logits: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+    """Write ``e = exp(z - m')`` into ``out`` for a per-pixel shift ``m'``; return ``log sum_c exp(z_c)`` and ``sum_c e_c``.
+
+    ``m'`` is the maximum up to one rounding (one fused multiply-add pass instead of a
+    subtraction and a multiplication), so the largest entry is 1 only up to rounding:
+    use :func:`_shifted_exp` where the maximum must be found exactly.
+    """
+    shift = logits.amax(dim=1, keepdim=True).mul_(_LOG2_E)  # base-2 shift m' log2(e)
+    torch.add(shift.neg(), logits, alpha=_LOG2_E, out=out).exp2_()
+    total = out.sum(dim=1, keepdim=True)
+    return torch.log(total).add_(shift, alpha=_LN_2), total
+
+
+def _class_codes(num_classes: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Per-class codes for :func:`_first_maximum`.
+
+    Powers of two ``2^(C-1-c)`` (shape ``[1, 1, C]``) when their sums are exact in
+    ``dtype``, else descending integers ``C - c`` (shape ``[1, C, 1]``).
+    """
+    if num_classes <= _EXACT_POWER_SUMS.get(dtype, 0):
+        return torch.pow(2.0, torch.arange(num_classes - 1, -1, -1, dtype=dtype, device=device)).view(1, 1, -1)
+    return torch.arange(num_classes, 0, -1, dtype=dtype, device=device).view(1, -1, 1)
+
+
+def _first_maximum(shifted_exp: Tensor, scratch: Tensor, codes: Tensor, out: Tensor) -> Tensor:
+    """Write into ``out`` (int64 ``[b, 1, n]``) the first class where ``exp(z - max z)`` is exactly 1.
+
+    ``floor`` turns ``exp(z - max z)`` (in ``[0, 1]``) into the indicator of the
+    maxima. With power-of-two codes one matrix product sums the codes of the maxima,
+    and the exponent of that sum (read off its bits) is the first of them; otherwise
+    the largest descending code is taken. NaN logits give some valid index.
+    """
+    flags = torch.floor(shifted_exp, out=scratch)
+    num_classes = shifted_exp.shape[1]
+    if codes.shape[1] == 1:  # powers of two along the last dimension
+        total = torch.matmul(codes, flags)
+        int_dtype, mantissa_bits, bias = _FLOAT_LAYOUT[total.dtype]
+        # The biased exponent of the sum is bias + C - 1 - (first index).
+        torch.sub(bias + num_classes - 1, total.view(int_dtype) >> mantissa_bits, out=out)
+    else:
+        out.copy_(torch.sub(num_classes, flags.mul_(codes).amax(dim=1, keepdim=True)))  # casts NaN to some int
+    return out.clamp_(0, num_classes - 1)
+
+
 def _dot(a: Tensor, b: Tensor, scratch: Tensor) -> Tensor:
     """``sum_c a_c b_c`` over dim 1 (keepdim), with the products written into ``scratch``."""
     return torch.mul(a, b, out=scratch).sum(dim=1, keepdim=True)
 
 
-def _focal_factor(base: Tensor, gamma: float, detach_focal: bool) -> tuple[Tensor, Tensor]:
-    """``w = |base|^gamma`` and ``w' = dw/dQ_k = -gamma |base|^(gamma-1) sign(base)`` (0 if detached)."""
+def _focal_factor(base: Tensor, gamma: float, detach_focal: bool) -> tuple[Tensor, Tensor | None]:
+    """``w = |base|^gamma`` and ``-w' = -dw/dQ_k = gamma |base|^(gamma-1) sign(base)``.
+
+    ``-w'`` is ``None`` when it is 0 everywhere (``gamma = 0`` or a detached factor).
+    """
     if gamma == 0.0:
-        return torch.ones_like(base), torch.zeros_like(base)
+        return torch.ones_like(base), None
+    if gamma == 2.0:  # the default: two products instead of six operations
+        return base * base, None if detach_focal else base * 2.0
     magnitude = base.abs()
     w = magnitude.pow(gamma)
     if detach_focal:
-        return w, torch.zeros_like(base)
+        return w, None
     slope = magnitude.pow_(gamma - 1.0).mul_(base.sign())
     if gamma < 1.0:  # |0|^(gamma - 1) is infinite: take the subgradient 0 there
         slope = torch.where(base == 0, 0.0, slope)
-    return w, slope.mul_(-gamma)
+    return w, slope.mul_(gamma)
 
 
 class _FocalConsistency(torch.autograd.Function):
@@ -118,19 +182,25 @@ class _FocalConsistency(torch.autograd.Function):
         detach_focal: bool,
         want_grads: tuple[bool, bool],
         per_chunk: int | None,
+        memory: ReusedMemory | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         batch, num_classes, pixels = weak.shape
-        loss = weak.new_empty((batch, 1, pixels))
-        conf = weak.new_empty((batch, 1, pixels))
-        cls = torch.empty((batch, 1, pixels), dtype=torch.int64, device=weak.device)
-        grad_weak = torch.empty_like(weak) if want_grads[0] else None
-        grad_strong = torch.empty_like(strong) if want_grads[1] else None
-        # Descending class codes: the largest code among the maxima is the first index.
-        codes = torch.arange(num_classes, 0, -1, dtype=weak.dtype, device=weak.device).view(1, -1, 1)
+
+        def output(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+            if memory is None:
+                return torch.empty(shape, dtype=dtype, device=weak.device)
+            return memory.tensor(name, shape, dtype, weak.device)
+
+        loss = output("loss", (batch, 1, pixels), weak.dtype)
+        conf = output("conf", (batch, 1, pixels), weak.dtype)
+        cls = output("cls", (batch, 1, pixels), torch.int64)
+        grad_weak = output("grad_weak", weak.shape, weak.dtype) if want_grads[0] else None
+        grad_strong = output("grad_strong", strong.shape, strong.dtype) if want_grads[1] else None
+        class_codes = _class_codes(num_classes, weak.dtype, weak.device)
         lam = None if class_weights is None else class_weights.to(weak.dtype).view(1, -1, 1)
         chunks = list(_chunks(batch, pixels, per_chunk))
         chunk_numel = num_classes * max((bs.stop - bs.start) * (ps.stop - ps.start) for bs, ps in chunks)
-        workspace = _Workspace(3 if lam is None else 4, chunk_numel, weak)
+        workspace = _Workspace(3 if lam is None else 4, chunk_numel, weak, memory)
 
         for bs, ps in chunks:
             z1, z2 = weak[bs, :, ps], strong[bs, :, ps]
@@ -139,50 +209,48 @@ class _FocalConsistency(torch.autograd.Function):
             top1 = _shifted_exp(z1, out=e1)
             s1 = e1.sum(dim=1, keepdim=True)
             inv1 = torch.reciprocal(s1, out=conf[bs, :, ps])  # also P at the pseudo-class: exp(0) / s1
-            # Pseudo-class: the first class with e1 == 1, i.e. the first maximum of P
-            # (e1 lies in [0, 1], so floor(e1) is 1 there and 0 elsewhere).
-            k = torch.floor(e1, out=scratch).mul_(codes).amax(dim=1, keepdim=True)
-            k = torch.sub(num_classes, k, out=k).long().clamp_(0, num_classes - 1)  # clamp: NaN logits
-            cls[bs, :, ps] = k
-            # Strong view, the same way; log Q = z2 - log_norm2.
-            top2 = _shifted_exp(z2, out=e2)
-            s2 = e2.sum(dim=1, keepdim=True)
-            inv2 = s2.reciprocal()
-            log_norm2 = s2.log_().add_(top2)
+            if grad_weak is not None:
+                # Written while z1 is in the cache: e1_j (u_j - u_bar) = -s1 dl/dz1_j (backward
+                # multiplies by -1 / s1). Without class weights u_j can be taken as z1_j:
+                # constants cancel in u_j - u_bar.
+                if lam is None:
+                    product = torch.mul(e1, z1, out=scratch)
+                else:  # u_j = lam_j (log P_j + 1) = lam_j (z1_j - max z1 - log s1 + 1)
+                    product = torch.sub(z1, top1 + s1.log() - 1.0, out=scratch).mul_(lam).mul_(e1)
+                u_bar = product.sum(dim=1, keepdim=True).mul_(inv1)
+                torch.addcmul(product, e1, u_bar, value=-1.0, out=grad_weak[bs, :, ps])
+            k = _first_maximum(e1, scratch, class_codes, out=cls[bs, :, ps])
+            # Strong view: e2 = exp(z2 - m'), Q = e2 / s2, log Q = z2 - log_norm2.
+            log_norm2, s2 = _log_normaliser_exp(z2, out=e2)
+            inv2 = s2.reciprocal_()
 
-            # A = sum_c lam_c P_c log Q_c and S = sum_c lam_c P_c.
+            # -A = S log_norm2 - sum_c lam_c P_c z2_c, with S = sum_c lam_c P_c (1 without weights).
             if lam is None:
                 e1w, weight_sum = e1, None
-                cross = _dot(e1, z2, scratch).mul_(inv1).sub_(log_norm2)
+                neg_cross = torch.addcmul(log_norm2, _dot(e1, z2, scratch), inv1, value=-1.0)
             else:
                 e1w = torch.mul(e1, lam, out=workspace.view(3, z1.shape))
                 weight_sum = e1w.sum(dim=1, keepdim=True).mul_(inv1)
-                cross = _dot(e1w, z2, scratch).mul_(inv1).sub_(weight_sum * log_norm2)
+                neg_cross = torch.addcmul(weight_sum * log_norm2, _dot(e1w, z2, scratch), inv1, value=-1.0)
             q_hat = e2.gather(1, k).mul_(inv2)
             base = torch.sub(1.0 if focal_type == 1 else inv1, q_hat)
-            w, dw = _focal_factor(base, gamma, detach_focal)
-            torch.mul(w, cross, out=loss[bs, :, ps]).neg_()
+            w, neg_slope = _focal_factor(base, gamma, detach_focal)
+            torch.mul(w, neg_cross, out=loss[bs, :, ps])
 
-            if grad_weak is not None:
-                g1 = grad_weak[bs, :, ps]
-                if lam is None:
-                    # P_j (u_bar - u_j) = (e1_j / s1) (sum_c P_c z1_c - z1_j)
-                    u_bar = _dot(e1, z1, scratch).mul_(inv1)
-                    torch.addcmul(u_bar.mul_(inv1), z1, inv1, value=-1.0, out=g1).mul_(e1)
-                else:
-                    # u_j = lam_j (log P_j + 1) = lam_j (z1_j - max z1 - log s1 + 1)
-                    u = torch.sub(z1, top1 + s1.log() - 1.0, out=scratch).mul_(lam)
-                    u_bar = _dot(e1, u, g1).mul_(inv1)
-                    torch.sub(u_bar, u, out=g1).mul_(e1).mul_(inv1)
             if grad_strong is not None:
-                g2 = grad_strong[bs, :, ps]
-                cross_dw_q = cross * dw * q_hat  # A w' Q_k
-                coefficient = (w if weight_sum is None else w * weight_sum) + cross_dw_q  # w S + A w' Q_k
-                torch.mul(e2, coefficient.mul_(inv2), out=g2)
-                g2.addcmul_(e1w, w * inv1, value=-1.0)
-                g2.scatter_add_(1, k, cross_dw_q.neg_())
+                # dl/dz2_j = Q_j (w S + A w' Q_k) - [j = k] A w' Q_k - w lam_j P_j, assembled in
+                # the scratch buffer so that the gradient map is written once.
+                weighted_w = w if weight_sum is None else w * weight_sum
+                if neg_slope is None:
+                    torch.mul(e2, weighted_w.mul(inv2), out=scratch)
+                else:
+                    cross_slope_q = neg_slope.mul_(neg_cross).mul_(q_hat)  # A w' Q_k
+                    torch.mul(e2, torch.add(weighted_w, cross_slope_q).mul_(inv2), out=scratch)
+                    scratch.scatter_add_(1, k, cross_slope_q.neg_())
+                torch.addcmul(scratch, e1w, w.mul_(inv1), value=-1.0, out=grad_strong[bs, :, ps])
 
         ctx.grads = [grad_weak, grad_strong]
+        ctx.save_for_backward(conf)  # 1 / s1, for the weak view's gradient
         ctx.mark_non_differentiable(conf)
         return loss.squeeze(1), conf.squeeze(1), cls.squeeze(1)
 
@@ -197,10 +265,11 @@ class _FocalConsistency(torch.autograd.Function):
         ctx.grads = None
         scale = grad_loss.unsqueeze(1)
         if grad_weak is not None:
-            grad_weak.mul_(scale)
+            (inverse_sum,) = ctx.saved_tensors
+            grad_weak.mul_(scale * inverse_sum.neg())
         if grad_strong is not None:
             grad_strong.mul_(scale)
-        return grad_weak, grad_strong, None, None, None, None, None, None
+        return grad_weak, grad_strong, None, None, None, None, None, None, None
 
 
 def focal_consistency_terms(
@@ -210,13 +279,16 @@ def focal_consistency_terms(
     focal_type: int = 1,
     class_weights: Tensor | None = None,
     detach_focal: bool = False,
+    memory: ReusedMemory | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-pixel TUFL loss with its confidence and pseudo-class, all ``[B, H, W]``.
 
     Returns ``(loss, conf, cls)``: the differentiable per-pixel loss ``l_i`` of PAPER.md,
     ``m_i = max_c P_ic`` and ``argmax_c P_ic`` of the weak view. The work is done in
     float32, or in float64 for float64 logits; ``class_weights`` is a ``[C]`` tensor
-    or ``None`` for all ones. The result can be back-propagated once.
+    or ``None`` for all ones. The result can be back-propagated once. On the CPU,
+    ``memory`` (kept by the caller between calls) supplies the outputs and gradient
+    maps without fresh page faults; it is ignored on other devices.
     """
     batch, num_classes, height, width = weak_logits.shape
     dtype = torch.promote_types(weak_logits.dtype, torch.float32)
@@ -225,8 +297,10 @@ def focal_consistency_terms(
     grad_on = torch.is_grad_enabled()
     want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)
     per_chunk = chunk_pixels(weak.device, num_classes)
+    if weak.device.type != "cpu":
+        memory = None
     loss, conf, cls = _FocalConsistency.apply(
-        weak, strong, class_weights, float(gamma), int(focal_type), bool(detach_focal), want_grads, per_chunk
+        weak, strong, class_weights, float(gamma), int(focal_type), bool(detach_focal), want_grads, per_chunk, memory
     )
     shape = (batch, height, width)
     return loss.view(shape), conf.view(shape), cls.view(shape)

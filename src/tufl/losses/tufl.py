@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from tufl.losses.focal_compiled import compiled, differentiable_focal_terms, tufl_step
 from tufl.losses.focal_terms import focal_consistency_terms
+from tufl.losses.reused_memory import ReusedMemory
 from tufl.losses.selection import thresholded_mean
 from tufl.losses.thresholds import (
     average_across_workers,
@@ -44,7 +45,10 @@ class TUFL(nn.Module):
 
     The loss is computed in float32 (float64 for float64 logits) whatever the
     autocast state, and can be back-propagated once. Use one instance per output
-    head: each keeps its own thresholds. ``last_pass_fraction`` holds the fraction of
+    head: each keeps its own thresholds. On the CPU an instance keeps the memory of
+    its gradient maps and scratch (about twice the size of one view's float32
+    logits) between calls, handed out again only when no tensor from an earlier call
+    still uses it (:mod:`tufl.losses.reused_memory`). ``last_pass_fraction`` holds the fraction of
     valid pixels that passed the thresholds in the last call (a detached tensor).
     ``compile=True`` runs the per-pixel loss, the threshold statistic and the masked
     mean through ``torch.compile`` (:mod:`tufl.losses.focal_compiled`; same results,
@@ -90,6 +94,7 @@ class TUFL(nn.Module):
         self.register_buffer("thresholds", torch.full((num_classes,), float(theta0), dtype=torch.float32))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.last_pass_fraction = torch.zeros(())
+        self._memory = ReusedMemory()  # CPU scratch kept between calls (not state)
 
     def extra_repr(self) -> str:
         return (
@@ -119,8 +124,10 @@ class TUFL(nn.Module):
         with torch.autocast(device_type=weak_logits.device.type, enabled=False):
             if self.compile and not (self.training and workers_average_thresholds()):
                 return self._compiled_step(weak_logits, strong_logits, valid, focal)
-            terms = compiled(differentiable_focal_terms) if self.compile else focal_consistency_terms
-            per_pixel, conf, cls = terms(weak_logits, strong_logits, *focal)
+            if self.compile:
+                per_pixel, conf, cls = compiled(differentiable_focal_terms)(weak_logits, strong_logits, *focal)
+            else:
+                per_pixel, conf, cls = focal_consistency_terms(weak_logits, strong_logits, *focal, self._memory)
             conf = conf.float()
             if self.training:
                 self.update_thresholds(conf, cls, valid)
