@@ -101,3 +101,35 @@ def test_two_calls_before_one_backward_keep_their_own_gradients():
         (factor * fresh(x1, x2)).backward()
         torch.testing.assert_close(z1.grad, x1.grad, rtol=0, atol=0)
         torch.testing.assert_close(z2.grad, x2.grad, rtol=0, atol=0)
+
+
+def test_calls_in_inference_mode_do_not_break_later_training_calls():
+    loss_fn = TUFL(C)
+    z1, z2 = logits(7)
+    with torch.inference_mode():
+        loss_fn(z1.detach(), z2.detach())
+    loss_fn(z1, z2).backward()  # used to fail: kept memory had become an inference tensor
+    reference = TUFL(C)
+    reference.load_state_dict(loss_fn.state_dict())
+    x1, x2 = logits(8)
+    y1, y2 = x1.detach().clone().requires_grad_(), x2.detach().clone().requires_grad_()
+    loss_fn(x1, x2).backward()
+    reference._memory = None  # type: ignore[assignment]
+    reference(y1, y2).backward()
+    torch.testing.assert_close(x1.grad, y1.grad, rtol=0, atol=0)
+    torch.testing.assert_close(x2.grad, y2.grad, rtol=0, atol=0)
+
+
+def test_a_compiled_caller_runs_the_eager_loss_correctly():
+    """torch.compile around code that calls TUFL: the fused loss runs eagerly (a graph break)
+    and gives the eager results, with its kept memory, step after step."""
+    compiled_fn, eager_fn = TUFL(C), TUFL(C)
+    step = torch.compile(lambda a, b: compiled_fn(a, b) * 2.0, backend="eager")
+    for seed in (9, 10):
+        z1, z2 = logits(seed)
+        x1, x2 = z1.detach().clone().requires_grad_(), z2.detach().clone().requires_grad_()
+        step(z1, z2).backward()
+        (eager_fn(x1, x2) * 2.0).backward()
+        torch.testing.assert_close(z1.grad, x1.grad, rtol=0, atol=0)
+        torch.testing.assert_close(z2.grad, x2.grad, rtol=0, atol=0)
+    torch.testing.assert_close(compiled_fn.thresholds, eager_fn.thresholds, rtol=0, atol=0)

@@ -272,6 +272,7 @@ class _FocalConsistency(torch.autograd.Function):
         return grad_weak, grad_strong, None, None, None, None, None, None, None
 
 
+@torch.compiler.disable  # eager by design (hand-written backward, memory kept between calls): a graph break
 def focal_consistency_terms(
     weak_logits: Tensor,
     strong_logits: Tensor,

@@ -53,6 +53,8 @@ class ReusedMemory:
 
     def tensor(self, name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
         """An uninitialised tensor of ``shape``: the memory kept under ``name`` if free and large enough."""
+        if torch.is_inference_mode_enabled():  # inference tensors could not be written outside it later
+            return torch.empty(tuple(shape), dtype=dtype, device=device)
         numel = math.prod(shape)
         flat = self._flat.get(name)
         if (
