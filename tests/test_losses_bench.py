@@ -45,3 +45,14 @@ def test_reference_literal_hand_example():
     assert loss.item() == pytest.approx(0.25 * float(torch.log(torch.tensor(2.0))), rel=1e-6)
     assert ref.thresholds.tolist() == pytest.approx([0.5, 0.5])
     assert ref.last_pass_fraction.item() == 1.0
+
+
+def test_benchmark_profile_writes_operator_tables(tmp_path):
+    out = tmp_path / "profile.txt"
+    result = main(["--classes", "3", "--height", "4", "--width", "6", "--repeats", "1", "--profile", str(out)])
+    text = out.read_text()
+    assert text.startswith("== fused (") and "aten::" in text
+    counts = result["profile"]["fused"]
+    # At least the per-pixel kernel's arithmetic and the threshold sort run in every step.
+    assert counts["aten_ops_per_step"] >= 20
+    assert "cuda_kernels_per_step" not in counts

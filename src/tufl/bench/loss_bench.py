@@ -61,6 +61,29 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def profile_loss(loss_fn: nn.Module, weak: Tensor, strong: Tensor, steps: int = 3) -> tuple[str, dict[str, float]]:
+    """Profile ``steps`` forward + backward passes of ``loss_fn``: the operator table and counts per step.
+
+    The table is sorted by self time on the device (CUDA) or the CPU. The counts are
+    the ATen operators dispatched per step (nested calls included) and, on CUDA, the
+    kernels launched per step: on a GPU the loss is bound by launches, not memory.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    on_gpu = weak.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            _timed_step(loss_fn, weak, strong)
+    events = prof.key_averages()
+    counts = {"aten_ops_per_step": sum(e.count for e in events if e.key.startswith("aten::")) / steps}
+    if on_gpu:
+        counts["cuda_kernels_per_step"] = sum(e.count for e in events if e.device_type == DeviceType.CUDA) / steps
+    sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+    return events.table(sort_by=sort_by, row_limit=25), counts
+
+
 def _max_abs_diff(a: Tensor, b: Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
 
@@ -77,6 +100,7 @@ def run_loss_benchmark(
     logit_scale: float = 3.0,
     seed: int = 0,
     compiled: bool = False,
+    profile_path: str | None = None,
 ) -> dict[str, Any]:
     """Time TUFL and ReferenceTUFL (default options) and check that they agree.
 
@@ -89,7 +113,9 @@ def run_loss_benchmark(
     the two), ``agree`` (loss and thresholds within tolerance, at most
     ``max(2, pixels / 1e5)`` such pixels), the last pass fraction and the run
     conditions. ``compiled`` also times ``TUFL(compile=True)`` (keys prefixed
-    ``compiled_``; its compilation happens in the warm-up steps).
+    ``compiled_``; its compilation happens in the warm-up steps). ``profile_path``
+    also profiles the fast implementations after the timing (:func:`profile_loss`),
+    writes their tables there and adds their counts under ``profile``.
     """
     if min(num_classes, height, width, batch, repeats) < 1 or warmup < 0:
         raise ValueError("num_classes, height, width, batch and repeats must be positive and warmup non-negative")
@@ -133,6 +159,15 @@ def run_loss_benchmark(
         diffs = _agreement(last[name], last["reference"], losses[name], losses["reference"])
         result.update({f"{prefix}{key}": value for key, value in diffs.items()})
     result["pass_fraction"] = float(losses["fused"].last_pass_fraction)
+    if profile_path is not None:
+        sections, result["profile"] = [], {}
+        for name in [n for n in losses if n != "reference"]:
+            table, counts = profile_loss(losses[name], weak, strong)
+            result["profile"][name] = counts
+            summary = ", ".join(f"{key} {value:g}" for key, value in counts.items())
+            sections.append(f"== {name} ({result['device_name']}, shape {list(shape)}): {summary}\n{table}")
+        weak.grad = strong.grad = None
+        atomic_write_text(profile_path, "\n".join(sections))
     return result
 
 
@@ -178,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also time TUFL(compile=True) (torch.compile)")
     parser.add_argument("--json", default=None, help="also write the result to this file")
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="also profile the fast implementations and write their operator tables to FILE")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -194,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             dtype=_DTYPES[args.dtype],
             warmup=args.warmup,
             compiled=args.compile,
+            profile_path=args.profile,
         )
     except ValueError as exc:
         parser.error(str(exc))
