@@ -7,7 +7,7 @@ import pickle
 
 import torch
 
-from tufl.losses import TUFL
+from tufl.losses import TUFL, focal_consistency_terms
 from tufl.losses.reused_memory import ReusedMemory
 
 C = 5
@@ -133,3 +133,15 @@ def test_a_compiled_caller_runs_the_eager_loss_correctly():
         torch.testing.assert_close(z1.grad, x1.grad, rtol=0, atol=0)
         torch.testing.assert_close(z2.grad, x2.grad, rtol=0, atol=0)
     torch.testing.assert_close(compiled_fn.thresholds, eager_fn.thresholds, rtol=0, atol=0)
+
+
+def test_kept_cpu_memory_is_released_when_the_loss_moves_to_another_device():
+    """The meta device stands in for a GPU here: the same code path, without kept memory."""
+    memory = ReusedMemory()
+    z1, z2 = logits(11)
+    focal_consistency_terms(z1, z2, memory=memory)[0].sum().backward()
+    assert memory._flat
+    m1 = torch.empty(2, C, 6, 7, device="meta", requires_grad=True)
+    m2 = torch.empty(2, C, 6, 7, device="meta", requires_grad=True)
+    focal_consistency_terms(m1, m2, memory=memory)[0].sum().backward()
+    assert m1.grad.shape == m1.shape and not memory._flat

@@ -289,7 +289,7 @@ def focal_consistency_terms(
     float32, or in float64 for float64 logits; ``class_weights`` is a ``[C]`` tensor
     or ``None`` for all ones. The result can be back-propagated once. On the CPU,
     ``memory`` (kept by the caller between calls) supplies the outputs and gradient
-    maps without fresh page faults; it is ignored on other devices.
+    maps without fresh page faults; on other devices it is emptied and not used.
     """
     batch, num_classes, height, width = weak_logits.shape
     dtype = torch.promote_types(weak_logits.dtype, torch.float32)
@@ -299,6 +299,8 @@ def focal_consistency_terms(
     want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)
     per_chunk = chunk_pixels(weak.device, num_classes)
     if weak.device.type != "cpu":
+        if memory is not None:
+            memory.clear()  # kept CPU buffers are of no use once the loss runs elsewhere
         memory = None
     loss, conf, cls = _FocalConsistency.apply(
         weak, strong, class_weights, float(gamma), int(focal_type), bool(detach_focal), want_grads, per_chunk, memory
