@@ -73,6 +73,15 @@ def _chunks(batch: int, pixels: int, per_chunk: int | None) -> Iterator[tuple[sl
             yield slice(b, b + 1), slice(s, min(s + per_chunk, pixels))
 
 
+def _new_tensor(
+    memory: ReusedMemory | None, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """An uninitialised tensor: the memory kept under ``name`` in ``memory``, or fresh without one."""
+    if memory is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    return memory.tensor(name, shape, dtype, device)
+
+
 class _Workspace:
     """Flat buffers for the chunk temporaries, reused by all chunks of a call.
 
@@ -81,10 +90,7 @@ class _Workspace:
     """
 
     def __init__(self, count: int, numel: int, like: Tensor, memory: ReusedMemory | None) -> None:
-        if memory is None:
-            self._buffers = [like.new_empty(numel) for _ in range(count)]
-        else:
-            self._buffers = [memory.tensor(f"chunk{i}", (numel,), like.dtype, like.device) for i in range(count)]
+        self._buffers = [_new_tensor(memory, f"chunk{i}", (numel,), like.dtype, like.device) for i in range(count)]
 
     def view(self, index: int, shape: torch.Size) -> Tensor:
         return self._buffers[index][: shape.numel()].view(shape)
@@ -101,7 +107,7 @@ def _shifted_exp(logits: Tensor, out: Tensor) -> Tensor:
 
 
 def _log_normaliser_exp(logits: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-    """Write ``e = exp(z - m')`` into ``out`` for a per-pixel shift ``m'``; return ``log sum_c exp(z_c)`` and ``sum_c e_c``.
+    """Write ``e = exp(z - m')`` into ``out`` (per-pixel shift ``m'``); return ``log sum_c exp z_c`` and ``sum_c e_c``.
 
     ``m'`` is the maximum up to one rounding (one fused multiply-add pass instead of a
     subtraction and a multiplication), so the largest entry is 1 only up to rounding:
@@ -185,17 +191,12 @@ class _FocalConsistency(torch.autograd.Function):
         memory: ReusedMemory | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         batch, num_classes, pixels = weak.shape
-
-        def output(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-            if memory is None:
-                return torch.empty(shape, dtype=dtype, device=weak.device)
-            return memory.tensor(name, shape, dtype, weak.device)
-
-        loss = output("loss", (batch, 1, pixels), weak.dtype)
-        conf = output("conf", (batch, 1, pixels), weak.dtype)
-        cls = output("cls", (batch, 1, pixels), torch.int64)
-        grad_weak = output("grad_weak", weak.shape, weak.dtype) if want_grads[0] else None
-        grad_strong = output("grad_strong", strong.shape, strong.dtype) if want_grads[1] else None
+        map_shape, device = (batch, 1, pixels), weak.device
+        loss = _new_tensor(memory, "loss", map_shape, weak.dtype, device)
+        conf = _new_tensor(memory, "conf", map_shape, weak.dtype, device)
+        cls = _new_tensor(memory, "cls", map_shape, torch.int64, device)
+        grad_weak = _new_tensor(memory, "grad_weak", weak.shape, weak.dtype, device) if want_grads[0] else None
+        grad_strong = _new_tensor(memory, "grad_strong", strong.shape, strong.dtype, device) if want_grads[1] else None
         class_codes = _class_codes(num_classes, weak.dtype, weak.device)
         lam = None if class_weights is None else class_weights.to(weak.dtype).view(1, -1, 1)
         chunks = list(_chunks(batch, pixels, per_chunk))

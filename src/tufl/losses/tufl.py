@@ -47,9 +47,10 @@ class TUFL(nn.Module):
     autocast state, and can be back-propagated once. Use one instance per output
     head: each keeps its own thresholds. On the CPU an instance keeps the memory of
     its gradient maps and scratch (about twice the size of one view's float32
-    logits) between calls, handed out again only when no tensor from an earlier call
-    still uses it (:mod:`tufl.losses.reused_memory`). ``last_pass_fraction`` holds the fraction of
-    valid pixels that passed the thresholds in the last call (a detached tensor).
+    logits) between calls, handed out again only when no tensor from an earlier
+    call still uses it (:mod:`tufl.losses.reused_memory`). ``last_pass_fraction``
+    holds the fraction of valid pixels that passed the thresholds in the last call
+    (a detached tensor).
     ``compile=True`` runs the per-pixel loss, the threshold statistic and the masked
     mean through ``torch.compile`` (:mod:`tufl.losses.focal_compiled`; same results,
     far fewer kernel launches on a GPU; the first call per shape compiles).
