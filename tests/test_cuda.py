@@ -12,7 +12,7 @@ from tufl.data.factory import build_dataset
 from tufl.data.loader import eval_loader
 from tufl.data.samples import EvalSamples
 from tufl.evaluation.evaluate import evaluate
-from tufl.losses import TUFL
+from tufl.losses import TUFL, focal_terms
 from tufl.mixing.classmix import classmix
 from tufl.models.build import model_from_checkpoint
 from tufl.train import checkpoint as ckpt
@@ -67,6 +67,108 @@ def test_compiled_tufl_on_cuda_matches_the_eager_kernel():
     loss.backward()
     for a, b in zip(eager, (loss.detach(), strong.grad, loss_fn.thresholds)):
         torch.testing.assert_close(b.cpu().double(), a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "num_classes, gamma, focal_type, weighted, detach",
+    [(19, 2.0, 1, False, False), (5, 0.0, 1, False, False), (33, 0.5, 2, True, False),
+     (19, 3.0, 2, True, True), (2, 2.0, 2, False, False), (64, 1.5, 1, True, False)],
+)
+def test_triton_kernel_matches_the_torch_operations(num_classes, gamma, focal_type, weighted, detach, monkeypatch):
+    """On CUDA the fused loss runs one Triton kernel; it gives the torch operations' loss,
+    confidence, pseudo-class (first maximum under exact ties, in range for NaN pixels)
+    and gradients for an arbitrary upstream gradient."""
+    pytest.importorskip("triton")
+    g = torch.Generator().manual_seed(num_classes)
+    shape = (2, num_classes, 37, 53)  # pixel count not a multiple of any block
+    weak = 3 * torch.randn(shape, generator=g)
+    strong = weak + torch.randn(shape, generator=g)
+    weak[0, :, 3, 4] = 1.25  # an exact tie of all classes
+    weak[1, :, 5, 6] = float("nan")
+    upstream = torch.rand(2, 37, 53, generator=g)
+    lam = (torch.rand(num_classes, generator=g) + 0.5).to(CUDA) if weighted else None
+    assert focal_terms._triton_kernel(weak.to(CUDA)) is not None  # the kernel is used on this machine
+
+    def run():
+        w, s = weak.to(CUDA).requires_grad_(True), strong.to(CUDA).requires_grad_(True)
+        loss, conf, cls = focal_terms.focal_consistency_terms(w, s, gamma, focal_type, lam, detach)
+        (loss * upstream.to(CUDA)).sum().backward()
+        return loss, conf, cls, w.grad, s.grad
+
+    kernel = run()
+    monkeypatch.setattr(focal_terms, "_triton_module", lambda: None)
+    torch_ops = run()
+    finite = torch.ones(2, 37, 53, dtype=torch.bool)
+    finite[1, 5, 6] = False
+    assert torch.equal(kernel[2][finite], torch_ops[2][finite]) and kernel[2][0, 3, 4] == 0
+    assert 0 <= int(kernel[2][1, 5, 6]) < num_classes
+    for a, b in zip(kernel[:2] + kernel[3:], torch_ops[:2] + torch_ops[3:]):
+        if a.dim() == 4:
+            a, b = a.movedim(1, -1), b.movedim(1, -1)
+        a, b = a.cpu()[finite], b.cpu()[finite]
+        tolerance = 2e-3 if gamma < 1 else 1e-4  # gamma < 1: the slope is infinite where Q_k = m
+        assert float((a - b).abs().max()) <= tolerance * float(b.abs().max())
+
+
+@pytest.mark.parametrize("compile", [False, True], ids=["eager_graphs", "compiled_graphs"])
+def test_cuda_graphed_tufl_follows_the_eager_kernel_step_by_step(compile):
+    """cuda_graphs (recorded from the eager kernels, or by torch.compile's reduce-overhead
+    mode): warm-up, recording, then replays of the forward and backward graphs. Every
+    step's loss, pass fraction, gradients and thresholds equal the eager kernel's, and
+    the returned loss and pass fraction stay valid after later replays."""
+    eager_fn = TUFL(19).to(CUDA)
+    graphed_fn = TUFL(19, compile=compile, cuda_graphs=True).to(CUDA)
+    kept = []
+    for seed in range(6):
+        weak, strong, valid = _logit_pair(seed)
+        outputs = []
+        for loss_fn in (eager_fn, graphed_fn):
+            w = weak.float().to(CUDA).requires_grad_(True)
+            s = strong.float().to(CUDA).requires_grad_(True)
+            loss = loss_fn(w, s, valid.to(CUDA))
+            loss.backward()
+            outputs.append((loss.detach(), loss_fn.last_pass_fraction, w.grad.clone(), s.grad.clone(),
+                            loss_fn.thresholds.clone()))
+        for a, b in zip(*outputs):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+        kept.append([(out[0], out[1]) for out in outputs])
+    for (eager_loss, eager_pass), (graphed_loss, graphed_pass) in kept:
+        torch.testing.assert_close(graphed_loss, eager_loss, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(graphed_pass, eager_pass, rtol=0, atol=1e-6)
+    assert int(graphed_fn.step) == 6
+
+
+def test_eager_cuda_graphs_refuse_a_call_before_the_previous_backward():
+    loss_fn = TUFL(19, cuda_graphs=True).to(CUDA)
+    weak, strong, _ = _logit_pair()
+    strong = strong.float().to(CUDA).requires_grad_(True)
+    loss_fn(weak.float().to(CUDA), strong)
+    with pytest.raises(RuntimeError, match="previous loss was not back-propagated"):
+        loss_fn(weak.float().to(CUDA), strong)
+    with torch.no_grad():  # calls without gradients run without graphs
+        loss_fn(weak.float().to(CUDA), strong)
+
+
+def test_stage1_with_cuda_graphed_loss_follows_the_run_without(scene_info, source_only_run, tmp_path):
+    """``loss.tufl.cuda_graphs`` inside the trainer, from the eager kernels and through
+    torch.compile: three BiSeNet heads call the graphed loss before one backward; losses,
+    pass fractions and thresholds follow the run without graphs."""
+    logged = {}
+    for name, options in {"plain": {}, "graphs": {"cuda_graphs": True},
+                          "compiled_graphs": {"compile": True, "cuda_graphs": True}}.items():
+        out = tmp_path / name
+        tree = runs.run_tree(scene_info, out, "stage1", iters=5,
+                             model={"pretrained": str(source_only_run / "checkpoint_last.pt")},
+                             experiment={"device": "cuda"}, train={"amp": False, "deterministic": True},
+                             loss={"tufl": options})
+        train(runs.config(tree))
+        logged[name] = read_metrics(out, "train")
+    assert len(logged["graphs"]) == len(logged["compiled_graphs"]) == 5
+    for plain, graphed in [*zip(logged["plain"], logged["graphs"]), *zip(logged["plain"], logged["compiled_graphs"])]:
+        assert graphed["loss_unsup"] == pytest.approx(plain["loss_unsup"], rel=1e-3, abs=1e-6)
+        assert graphed["pass_fraction"] == pytest.approx(plain["pass_fraction"], abs=1e-3)
+        for name, value in plain["thresholds"].items():
+            assert graphed["thresholds"][name] == pytest.approx(value, abs=1e-4)
 
 
 def test_tufl_under_bf16_autocast_is_computed_in_float32():

@@ -32,6 +32,8 @@ def test_benchmark_command_line_writes_json(tmp_path, capsys):
 def test_benchmark_rejects_bad_sizes():
     with pytest.raises(ValueError, match="positive"):
         run_loss_benchmark(height=0)
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device, not cpu"):
+        run_loss_benchmark(cuda_graphs=True)
 
 
 def test_reference_literal_hand_example():

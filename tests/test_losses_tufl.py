@@ -422,6 +422,15 @@ def test_bad_inputs_are_rejected():
         loss_fn(z[0], z[0])
 
 
+def test_cuda_graphs_refuse_cpu_tensors():
+    z = torch.randn(2, C, 3, 3)
+    for compile in (False, True):
+        loss_fn = TUFL(C, compile=compile, cuda_graphs=True)
+        with pytest.raises(ValueError, match="needs CUDA tensors, got logits on cpu"):
+            loss_fn(z, z)
+        assert loss_fn.step.item() == 0 and torch.all(loss_fn.thresholds == 0.8)  # refused before any update
+
+
 # ----------------------------------------------------------------- thresholds
 
 

@@ -69,6 +69,15 @@ def test_stage1_with_compiled_loss_follows_the_eager_run(scene_info, source_only
             assert compiled["thresholds"][name] == pytest.approx(value, abs=1e-4)
 
 
+def test_cuda_graphs_on_a_cpu_run_are_refused_at_start(scene_info, tmp_path):
+    from tufl.config.loader import ConfigError
+
+    tree = runs.run_tree(scene_info, tmp_path / "g", "stage1", loss={"tufl": {"cuda_graphs": True}})
+    with pytest.raises(ConfigError, match="loss.tufl.cuda_graphs: CUDA graphs need a CUDA device, this run uses cpu"):
+        Trainer(runs.config(tree))
+    assert not (tmp_path / "g").exists()  # refused before anything is written
+
+
 def test_existing_run_is_not_overwritten_without_resume(scene_info, tmp_path):
     tree = runs.run_tree(scene_info, tmp_path / "r", "source_only", iters=2)
     train(runs.config(tree))

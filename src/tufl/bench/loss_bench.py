@@ -100,6 +100,7 @@ def run_loss_benchmark(
     logit_scale: float = 3.0,
     seed: int = 0,
     compiled: bool = False,
+    cuda_graphs: bool = False,
     profile_path: str | None = None,
 ) -> dict[str, Any]:
     """Time TUFL and ReferenceTUFL (default options) and check that they agree.
@@ -113,13 +114,18 @@ def run_loss_benchmark(
     the two), ``agree`` (loss and thresholds within tolerance, at most
     ``max(2, pixels / 1e5)`` such pixels), the last pass fraction and the run
     conditions. ``compiled`` also times ``TUFL(compile=True)`` (keys prefixed
-    ``compiled_``; its compilation happens in the warm-up steps). ``profile_path``
+    ``compiled_``; its compilation happens in the warm-up steps); ``cuda_graphs`` (CUDA
+    only) also times ``TUFL(cuda_graphs=True)`` (keys ``graphed_``) and, with
+    ``compiled``, ``TUFL(compile=True, cuda_graphs=True)`` (keys ``compiled_graphed_``;
+    give it at least 3 warm-up steps: compilation, then the graphs' recording). ``profile_path``
     also profiles the fast implementations after the timing (:func:`profile_loss`),
     writes their tables there and adds their counts under ``profile``.
     """
     if min(num_classes, height, width, batch, repeats) < 1 or warmup < 0:
         raise ValueError("num_classes, height, width, batch and repeats must be positive and warmup non-negative")
     device = torch.device(device)
+    if cuda_graphs and device.type != "cuda":
+        raise ValueError(f"CUDA graphs need a CUDA device, not {device}")
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, num_classes, height, width)
     weak = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
@@ -127,6 +133,10 @@ def run_loss_benchmark(
     losses = {"fused": TUFL(num_classes), "reference": ReferenceTUFL(num_classes)}
     if compiled:
         losses["compiled"] = TUFL(num_classes, compile=True)
+    if cuda_graphs:
+        losses["graphed"] = TUFL(num_classes, cuda_graphs=True)
+        if compiled:
+            losses["compiled_graphed"] = TUFL(num_classes, compile=True, cuda_graphs=True)
     times: dict[str, list[float]] = {name: [] for name in losses}
     last: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     for step in range(warmup + repeats):
@@ -212,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="logit dtype (default: float32)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also time TUFL(compile=True) (torch.compile)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="also time TUFL(cuda_graphs=True), and with --compile TUFL(compile=True, "
+                        "cuda_graphs=True) (CUDA only)")
     parser.add_argument("--json", default=None, help="also write the result to this file")
     parser.add_argument("--profile", default=None, metavar="FILE",
                         help="also profile the fast implementations and write their operator tables to FILE")
@@ -231,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             dtype=_DTYPES[args.dtype],
             warmup=args.warmup,
             compiled=args.compile,
+            cuda_graphs=args.cuda_graphs,
             profile_path=args.profile,
         )
     except ValueError as exc:

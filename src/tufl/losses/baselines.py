@@ -205,6 +205,7 @@ def neutral_cross_entropy(
     ohem_ratio: float = 1.0,
     class_weights: Sequence[float] | Tensor | None = None,
     compile: bool = False,
+    cuda_graphs: bool = False,
 ) -> TUFL:
     """The authors' earlier "neutral cross-entropy": TUFL with ``gamma = 0`` (``w_i = 1``)."""
     return TUFL(
@@ -218,4 +219,5 @@ def neutral_cross_entropy(
         ohem_ratio=ohem_ratio,
         class_weights=class_weights,
         compile=compile,
+        cuda_graphs=cuda_graphs,
     )

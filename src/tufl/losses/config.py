@@ -39,7 +39,8 @@ class NCEConfig:
     ``a_decay``: warm-up ``a_t = 1 - a * exp(-t * a_decay)`` when > 0;
     ``ohem_ratio``: fraction of the largest per-pixel losses kept (1 = off);
     ``class_weights``: one weight per class, or null for all ones;
-    ``compile``: run the loss through ``torch.compile`` (see :class:`TUFL`).
+    ``compile``: run the loss through ``torch.compile``; ``cuda_graphs``: replay its
+    training calls as CUDA graphs (CUDA only; see :class:`TUFL`).
     """
 
     # Initial per-class threshold.
@@ -58,6 +59,8 @@ class NCEConfig:
     class_weights: tuple[float, ...] | None = None
     # Run the loss through torch.compile: far fewer kernel launches on a GPU (compiles at the first step).
     compile: bool = False
+    # Replay the loss's training calls as CUDA graphs: one launch per pass (CUDA only; fastest on GPUs).
+    cuda_graphs: bool = False
 
     def problems(self) -> list[str]:
         """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
@@ -227,6 +230,7 @@ def build_unsupervised_loss(name: str, num_classes: int, cfg: UnsupervisedLossCo
             class_weights=_weights(cfg.class_weights, num_classes),
             detach_focal=cfg.detach_focal,
             compile=cfg.compile,
+            cuda_graphs=cfg.cuda_graphs,
         )
     if isinstance(cfg, NCEConfig):
         return neutral_cross_entropy(
@@ -239,6 +243,7 @@ def build_unsupervised_loss(name: str, num_classes: int, cfg: UnsupervisedLossCo
             ohem_ratio=cfg.ohem_ratio,
             class_weights=_weights(cfg.class_weights, num_classes),
             compile=cfg.compile,
+            cuda_graphs=cfg.cuda_graphs,
         )
     if isinstance(cfg, FixedFocalConfig):
         return FixedThresholdFocalLoss(

@@ -66,14 +66,17 @@ def tufl_step(
     focal: tuple[float, int, Tensor | None, bool],
     update: tuple[float, float, float, float, float] | None,
     ohem_ratio: float,
+    terms: Callable[..., tuple[Tensor, Tensor, Tensor]] = differentiable_focal_terms,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One whole TUFL call: ``(loss, pass_fraction, thresholds)``.
+    """One whole TUFL call: ``(loss, pass_fraction, thresholds)``, without side effects.
 
     ``focal = (gamma, focal_type, class_weights, detach_focal)``; ``update = (a, a_decay,
     b, d, min_confidence)`` updates the thresholds first (returned, not written), ``None``
-    keeps them.
+    keeps them. ``terms`` computes the per-pixel loss, confidence and pseudo-class
+    (the CUDA-graph path passes the eager kernel,
+    :func:`tufl.losses.focal_terms.focal_consistency_terms`).
     """
-    per_pixel, conf, cls = differentiable_focal_terms(weak, strong, *focal)
+    per_pixel, conf, cls = terms(weak, strong, *focal)
     conf = conf.float()
     if update is not None:
         a, a_decay, b, d, min_confidence = update
@@ -84,6 +87,12 @@ def tufl_step(
 
 
 @functools.cache
-def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``function`` through ``torch.compile`` (one compiled object per function)."""
-    return torch.compile(function, dynamic=False)
+def compiled(function: Callable[..., Any], cuda_graphs: bool = False) -> Callable[..., Any]:
+    """``function`` through ``torch.compile`` (one compiled object per function and mode).
+
+    ``cuda_graphs`` compiles with ``mode="reduce-overhead"``: on CUDA, PyTorch records
+    the compiled kernels (forward and backward) as CUDA graphs and replays them, one
+    launch instead of one per kernel. Its outputs live in memory that the next replay
+    overwrites, so callers must copy what they keep beyond the step.
+    """
+    return torch.compile(function, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from tufl.losses.cuda_graphs import GraphedSteps
 from tufl.losses.focal_compiled import compiled, differentiable_focal_terms, tufl_step
 from tufl.losses.focal_terms import focal_consistency_terms
 from tufl.losses.reused_memory import ReusedMemory
@@ -54,6 +56,15 @@ class TUFL(nn.Module):
     ``compile=True`` runs the per-pixel loss, the threshold statistic and the masked
     mean through ``torch.compile`` (:mod:`tufl.losses.focal_compiled`; same results,
     far fewer kernel launches on a GPU; the first call per shape compiles).
+    ``cuda_graphs=True`` (CUDA tensors only) replays a training call's forward and
+    backward passes as CUDA graphs, one launch per pass instead of one per kernel:
+    through ``torch.compile`` mode ``"reduce-overhead"`` with ``compile=True``, else
+    recorded from the eager kernels (:mod:`tufl.losses.cuda_graphs`; each call's
+    backward must then run before the next call). Calls without gradients, in eval
+    mode, or with thresholds averaged over data-parallel workers run without graphs
+    on the eager path. The returned loss and ``last_pass_fraction`` are copies that
+    stay valid after later calls; gradients that reach leaf tensors directly live in
+    the graphs' memory until the next call.
     """
 
     thresholds: Tensor
@@ -73,6 +84,7 @@ class TUFL(nn.Module):
         class_weights: Sequence[float] | Tensor | None = None,
         detach_focal: bool = False,
         compile: bool = False,
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
         problems = (
@@ -91,23 +103,26 @@ class TUFL(nn.Module):
         self.ohem_ratio = float(ohem_ratio)
         self.detach_focal = bool(detach_focal)
         self.compile = bool(compile)
+        self.cuda_graphs = bool(cuda_graphs)
         self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
         self.register_buffer("thresholds", torch.full((num_classes,), float(theta0), dtype=torch.float32))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.last_pass_fraction = torch.zeros(())
         self._memory = ReusedMemory()  # CPU scratch kept between calls (not state)
+        self._graphs = GraphedSteps(type(self).__name__)  # CUDA-graph recordings (not state)
 
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, gamma={self.gamma}, focal_type={self.focal_type}, "
             f"a={self.a}, b={self.b}, d={self.d}, a_decay={self.a_decay}, ohem_ratio={self.ohem_ratio}, "
-            f"detach_focal={self.detach_focal}, compile={self.compile}"
+            f"detach_focal={self.detach_focal}, compile={self.compile}, "
+            f"cuda_graphs={self.cuda_graphs}"
         )
 
     @torch.no_grad()
     def update_thresholds(self, conf: Tensor, cls: Tensor, valid: Tensor | None) -> Tensor:
         """One threshold step from a batch's confidences and pseudo-classes; returns the new thresholds."""
-        statistic = compiled(order_statistic_psi) if self.compile else order_statistic_psi
+        statistic = compiled(order_statistic_psi, self.cuda_graphs) if self.compile else order_statistic_psi
         psi = statistic(conf, cls, valid, self.thresholds, self.b, self.d, self._min_confidence())
         psi = average_across_workers(psi)
         a_t = history_weight(self.step, self.a, self.a_decay)
@@ -121,31 +136,68 @@ class TUFL(nn.Module):
 
     def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
         check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
+        if self.cuda_graphs and weak_logits.device.type != "cuda":
+            raise ValueError(f"TUFL(cuda_graphs=True) needs CUDA tensors, got logits on {weak_logits.device}")
         focal = (self.gamma, self.focal_type, self.class_weights, self.detach_focal)
         with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            if self.compile and not (self.training and workers_average_thresholds()):
+            averaged = self.training and workers_average_thresholds()
+            if self.compile and not averaged:
                 return self._compiled_step(weak_logits, strong_logits, valid, focal)
+            if self.cuda_graphs and self.training and torch.is_grad_enabled() and not averaged:
+                return self._graphed_step(weak_logits, strong_logits, valid, focal)
             if self.compile:
-                per_pixel, conf, cls = compiled(differentiable_focal_terms)(weak_logits, strong_logits, *focal)
+                terms = compiled(differentiable_focal_terms, self.cuda_graphs)
+                per_pixel, conf, cls = terms(weak_logits, strong_logits, *focal)
             else:
                 per_pixel, conf, cls = focal_consistency_terms(weak_logits, strong_logits, *focal, self._memory)
             conf = conf.float()
             if self.training:
                 self.update_thresholds(conf, cls, valid)
-            mean = compiled(thresholded_mean) if self.compile else thresholded_mean
-            loss, self.last_pass_fraction = mean(per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio)
+            mean = compiled(thresholded_mean, self.cuda_graphs) if self.compile else thresholded_mean
+            loss, pass_fraction = mean(per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio)
+        return self._kept(loss, pass_fraction)
+
+    def _kept(self, loss: Tensor, pass_fraction: Tensor) -> Tensor:
+        """Stores the pass fraction; under CUDA graphs both are copied out of the graphs' memory."""
+        if self.cuda_graphs:
+            loss, pass_fraction = loss.clone(), pass_fraction.clone()
+        self.last_pass_fraction = pass_fraction
         return loss
+
+    def _graphed_step(
+        self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
+    ) -> Tensor:
+        """A training call through CUDA graphs of the eager kernels (no data-parallel averaging)."""
+        update = (self.a, self.a_decay, self.b, self.d, self._min_confidence())
+        step = functools.partial(_graphable_step, focal=focal, update=update, ohem_ratio=self.ohem_ratio,
+                                 has_valid=valid is not None)
+        tensors = (weak, strong, self.thresholds, self.step) + (() if valid is None else (valid,))
+        weights = None if self.class_weights is None else self.class_weights.data_ptr()  # recorded by address
+        loss, pass_fraction, thresholds = self._graphs(step, (valid is None, weights), *tensors)
+        with torch.no_grad():
+            self.thresholds.copy_(thresholds)
+            self.step += 1
+        return self._kept(loss, pass_fraction.detach())  # the graphs' outputs all carry a grad_fn
 
     def _compiled_step(
         self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
     ) -> Tensor:
         """The whole call as one compiled graph (no data-parallel averaging of the thresholds)."""
         update = (self.a, self.a_decay, self.b, self.d, self._min_confidence()) if self.training else None
-        loss, self.last_pass_fraction, thresholds = compiled(tufl_step)(
+        loss, pass_fraction, thresholds = compiled(tufl_step, self.cuda_graphs)(
             weak, strong, valid, self.thresholds, self.step, focal, update, self.ohem_ratio
         )
         if self.training:
             with torch.no_grad():
                 self.thresholds.copy_(thresholds)
                 self.step += 1
-        return loss
+        return self._kept(loss, pass_fraction)
+
+
+def _graphable_step(
+    weak: Tensor, strong: Tensor, thresholds: Tensor, step: Tensor, *valid: Tensor, focal: tuple, update: tuple,
+    ohem_ratio: float, has_valid: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`tufl_step` on the eager kernels, with tensors only as positional arguments (for the graphs)."""
+    return tufl_step(weak, strong, valid[0] if has_valid else None, thresholds, step, focal, update, ohem_ratio,
+                     terms=focal_consistency_terms)

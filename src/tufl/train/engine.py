@@ -96,6 +96,10 @@ class Trainer:
         cfg.model.input_convention = self.model.convention.name  # type: ignore[assignment]
         if cfg.train.sync_bn and self.ctx.enabled and self.device.type != "cuda":
             raise ConfigError(["train.sync_bn: SyncBatchNorm needs CUDA devices; turn it off for CPU training"])
+        unsupervised = cfg.loss.unsupervised_config() if cfg.loss.unsupervised != "none" else None
+        if getattr(unsupervised, "cuda_graphs", False) and self.device.type != "cuda":
+            raise ConfigError([f"loss.{cfg.loss.unsupervised}.cuda_graphs: CUDA graphs need a CUDA device, "
+                               f"this run uses {self.device}; turn it off"])
         if self.ctx.enabled and cfg.train.sync_bn:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # type: ignore[assignment]
         self.model.to(self.device)

@@ -1,0 +1,72 @@
+"""TUFL's training step replayed as CUDA graphs (``TUFL(cuda_graphs=True)``, eager kernels).
+
+At training sizes on a GPU, TUFL's step is a few dozen small kernels (the fused
+per-pixel kernel, the sort and binary searches of the threshold update, the masked
+mean) whose launches cost more than their work. A CUDA graph records them once
+and replays them with one launch. :class:`GraphedSteps` records a pure step
+function (:func:`tufl.losses.focal_compiled.tufl_step` with the eager per-pixel
+terms) with :func:`torch.cuda.make_graphed_callables`, which graphs the forward
+pass and the backward pass separately; one recording per input signature.
+
+The graphs own their inputs, outputs and gradients: each call copies the logits
+into the recorded inputs, and the next call overwrites what the previous one
+returned. The caller copies what it keeps, and each call's backward must run
+before the next call (checked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+class GraphedSteps:
+    """CUDA graphs of one step function, recorded on first use for each input signature.
+
+    ``step(*tensors)`` must be pure (no writes to its inputs or any other state)
+    and return a tuple of tensors, the first one the differentiable loss.
+    """
+
+    def __init__(self, owner: str) -> None:
+        self._owner = owner
+        self._graphs: dict[tuple, Callable[..., tuple[Tensor, ...]]] = {}
+        self._backward_pending = False
+
+    def __call__(self, step: Callable[..., tuple[Tensor, ...]], key: tuple, *tensors: Tensor) -> tuple[Tensor, ...]:
+        """``step(*tensors)`` through the graphs recorded for ``key`` (plus the tensors' signature)."""
+        if self._backward_pending:
+            raise RuntimeError(
+                f"{self._owner}: the previous loss was not back-propagated; with cuda_graphs=True every call's "
+                "backward must run before the next call (its graphs hold one step's state), or turn cuda_graphs off"
+            )
+        signature = key + tuple((t.shape, t.dtype, t.device, t.requires_grad) for t in tensors)
+        graphed = self._graphs.get(signature)
+        if graphed is None:
+            samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
+            graphed = torch.cuda.make_graphed_callables(step, samples)
+            self._graphs[signature] = graphed
+        outputs = graphed(*tensors)
+        if outputs[0].requires_grad:
+            self._backward_pending = True
+            outputs[0].register_hook(self._backward_ran)
+        return outputs
+
+    def __getstate__(self) -> dict:  # copies and pickles start without recordings
+        return {"_owner": self._owner}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["_owner"])
+
+    def __deepcopy__(self, memo: dict) -> GraphedSteps:
+        return GraphedSteps(self._owner)
+
+    def _backward_ran(self, grad: Tensor) -> Tensor:
+        self._backward_pending = False
+        return grad
+
+    def clear(self) -> None:
+        """Drop every recording (and its memory)."""
+        self._graphs.clear()
+        self._backward_pending = False
