@@ -75,9 +75,9 @@ def test_compiled_tufl_on_cuda_matches_the_eager_kernel():
      (19, 3.0, 2, True, True), (2, 2.0, 2, False, False), (64, 1.5, 1, True, False)],
 )
 def test_triton_kernel_matches_the_torch_operations(num_classes, gamma, focal_type, weighted, detach, monkeypatch):
-    """On CUDA the fused loss runs one Triton kernel; it gives the torch operations' loss,
-    confidence, pseudo-class (first maximum under exact ties, in range for NaN pixels)
-    and gradients for an arbitrary upstream gradient."""
+    """On CUDA the fused loss runs Triton kernels (the backward recomputes from the logits).
+    They give the torch operations' loss, confidence, pseudo-class (first maximum under
+    exact ties, in range for NaN pixels) and gradients for an arbitrary upstream gradient."""
     pytest.importorskip("triton")
     g = torch.Generator().manual_seed(num_classes)
     shape = (2, num_classes, 37, 53)  # pixel count not a multiple of any block
@@ -87,7 +87,7 @@ def test_triton_kernel_matches_the_torch_operations(num_classes, gamma, focal_ty
     weak[1, :, 5, 6] = float("nan")
     upstream = torch.rand(2, 37, 53, generator=g)
     lam = (torch.rand(num_classes, generator=g) + 0.5).to(CUDA) if weighted else None
-    assert focal_terms._triton_kernel(weak.to(CUDA)) is not None  # the kernel is used on this machine
+    assert focal_terms._triton_function(weak.to(CUDA)) is not None  # the kernels are used on this machine
 
     def run():
         w, s = weak.to(CUDA).requires_grad_(True), strong.to(CUDA).requires_grad_(True)

@@ -1,15 +1,17 @@
-"""TUFL's training step replayed as CUDA graphs (``TUFL(cuda_graphs=True)``, eager kernels).
+"""CUDA graphs for TUFL's training calls (``TUFL(cuda_graphs=True)`` without ``compile``).
 
-At training sizes on a GPU, TUFL's step is a few dozen small kernels (the fused
-per-pixel kernel, the sort and binary searches of the threshold update, the masked
-mean) whose launches cost more than their work. A CUDA graph records them once
-and replays them with one launch. :class:`GraphedSteps` records a pure step
-function (:func:`tufl.losses.focal_compiled.tufl_step` with the eager per-pixel
-terms) with :func:`torch.cuda.make_graphed_callables`, which graphs the forward
-pass and the backward pass separately; one recording per input signature.
+After the per-pixel kernels, a TUFL call is a few dozen small operations on
+per-pixel maps (the keys, sort and binary searches of the threshold update, the
+masked mean) whose launches cost more than their work on a GPU. A CUDA graph
+records them once and replays them with one launch. :class:`GraphedSteps`
+records a pure function (:func:`tufl.losses.focal_compiled.tufl_reduction`) with
+:func:`torch.cuda.make_graphed_callables`, which graphs the forward pass and the
+backward pass separately; one recording per input signature. The per-pixel
+kernels stay outside: the graphs would have to copy the logits into their own
+inputs at every call.
 
-The graphs own their inputs, outputs and gradients: each call copies the logits
-into the recorded inputs, and the next call overwrites what the previous one
+The graphs own their inputs, outputs and gradients: each call copies its inputs
+into the recorded ones, and the next call overwrites what the previous one
 returned. The caller copies what it keeps, and each call's backward must run
 before the next call (checked).
 """

@@ -66,17 +66,28 @@ def tufl_step(
     focal: tuple[float, int, Tensor | None, bool],
     update: tuple[float, float, float, float, float] | None,
     ohem_ratio: float,
-    terms: Callable[..., tuple[Tensor, Tensor, Tensor]] = differentiable_focal_terms,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One whole TUFL call: ``(loss, pass_fraction, thresholds)``, without side effects.
 
     ``focal = (gamma, focal_type, class_weights, detach_focal)``; ``update = (a, a_decay,
     b, d, min_confidence)`` updates the thresholds first (returned, not written), ``None``
-    keeps them. ``terms`` computes the per-pixel loss, confidence and pseudo-class
-    (the CUDA-graph path passes the eager kernel,
-    :func:`tufl.losses.focal_terms.focal_consistency_terms`).
+    keeps them.
     """
-    per_pixel, conf, cls = terms(weak, strong, *focal)
+    per_pixel, conf, cls = differentiable_focal_terms(weak, strong, *focal)
+    return tufl_reduction(per_pixel, conf, cls, valid, thresholds, step, update, ohem_ratio)
+
+
+def tufl_reduction(
+    per_pixel: Tensor,
+    conf: Tensor,
+    cls: Tensor,
+    valid: Tensor | None,
+    thresholds: Tensor,
+    step: Tensor,
+    update: tuple[float, float, float, float, float] | None,
+    ohem_ratio: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The rest of a TUFL call after the per-pixel terms, without side effects (see :func:`tufl_step`)."""
     conf = conf.float()
     if update is not None:
         a, a_decay, b, d, min_confidence = update

@@ -26,15 +26,15 @@ few scratch buffers, and every map is written once per chunk. Given a
 :class:`~tufl.losses.reused_memory.ReusedMemory`, the outputs, gradient maps and
 scratch buffers keep their memory from one call to the next (fresh tensors of tens
 of MiB pay a page fault per 4 KiB on first touch). On CUDA, float32 logits of up to
-64 classes go through one Triton kernel (:mod:`tufl.losses.focal_triton`) when
-Triton is installed (PyTorch's CUDA builds ship it); otherwise the whole batch is
-one chunk of torch operations.
+64 classes go through Triton kernels instead (:mod:`tufl.losses.focal_triton`:
+one pass forward, one backward) when Triton is installed (PyTorch's CUDA builds
+ship it); otherwise the whole batch is one chunk of torch operations.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import ModuleType
 
 import torch
@@ -72,14 +72,14 @@ def _triton_module() -> ModuleType | None:
     return focal_triton
 
 
-def _triton_kernel(weak: Tensor) -> Callable[..., None] | None:
-    """The Triton kernel's entry point if it handles ``weak`` (CUDA, float32, at most 64 classes), else ``None``."""
+def _triton_function(weak: Tensor) -> type[torch.autograd.Function] | None:
+    """The Triton autograd function if it handles ``weak`` (CUDA, float32, at most 64 classes), else ``None``."""
     if weak.device.type != "cuda" or weak.dtype != torch.float32:
         return None
     module = _triton_module()
     if module is None or weak.shape[1] > module.MAX_CLASSES:
         return None
-    return module.focal_maps
+    return module.FocalConsistencyTriton
 
 
 def _chunks(batch: int, pixels: int, per_chunk: int | None) -> Iterator[tuple[slice, slice]]:
@@ -146,10 +146,12 @@ def _log_normaliser_exp(logits: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
 def _class_codes(num_classes: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """Per-class codes for :func:`_first_maximum`.
 
-    Powers of two ``2^(C-1-c)`` (shape ``[1, 1, C]``) when their sums are exact in
-    ``dtype``, else descending integers ``C - c`` (shape ``[1, C, 1]``).
+    Powers of two ``2^(C-1-c)`` (shape ``[1, 1, C]``) on the CPU when their sums are
+    exact in ``dtype``, else descending integers ``C - c`` (shape ``[1, C, 1]``). The
+    matrix product of the first form is exact on the CPU; elsewhere a BLAS library
+    may round (float64 on an H200 gave wrong classes), so other devices use the second.
     """
-    if num_classes <= _EXACT_POWER_SUMS.get(dtype, 0):
+    if device.type == "cpu" and num_classes <= _EXACT_POWER_SUMS.get(dtype, 0):
         return torch.pow(2.0, torch.arange(num_classes - 1, -1, -1, dtype=dtype, device=device)).view(1, 1, -1)
     return torch.arange(num_classes, 0, -1, dtype=dtype, device=device).view(1, -1, 1)
 
@@ -221,13 +223,8 @@ class _FocalConsistency(torch.autograd.Function):
         cls = _new_tensor(memory, "cls", map_shape, torch.int64, device)
         grad_weak = _new_tensor(memory, "grad_weak", weak.shape, weak.dtype, device) if want_grads[0] else None
         grad_strong = _new_tensor(memory, "grad_strong", strong.shape, strong.dtype, device) if want_grads[1] else None
-        kernel = _triton_kernel(weak) if per_chunk is None else None
-        if kernel is not None:
-            kernel(weak, strong, class_weights, gamma, focal_type, detach_focal,
-                   loss, conf, cls, grad_weak, grad_strong)
-        else:
-            _torch_maps(weak, strong, class_weights, gamma, focal_type, detach_focal, per_chunk, memory,
-                        (loss, conf, cls, grad_weak, grad_strong))
+        _torch_maps(weak, strong, class_weights, gamma, focal_type, detach_focal, per_chunk, memory,
+                    (loss, conf, cls, grad_weak, grad_strong))
         ctx.grads = [grad_weak, grad_strong]
         ctx.save_for_backward(conf)  # 1 / s1, for the weak view's gradient
         ctx.mark_non_differentiable(conf)
@@ -342,15 +339,17 @@ def focal_consistency_terms(
     dtype = torch.promote_types(weak_logits.dtype, torch.float32)
     weak = weak_logits.to(dtype).reshape(batch, num_classes, height * width).contiguous()
     strong = strong_logits.to(dtype).reshape(batch, num_classes, height * width).contiguous()
-    grad_on = torch.is_grad_enabled()
-    want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)
-    per_chunk = chunk_pixels(weak.device, num_classes)
-    if weak.device.type != "cpu":
-        if memory is not None:
-            memory.clear()  # kept CPU buffers are of no use once the loss runs elsewhere
+    if weak.device.type != "cpu" and memory is not None:
+        memory.clear()  # kept CPU buffers are of no use once the loss runs elsewhere
         memory = None
-    loss, conf, cls = _FocalConsistency.apply(
-        weak, strong, class_weights, float(gamma), int(focal_type), bool(detach_focal), want_grads, per_chunk, memory
-    )
+    options = (float(gamma), int(focal_type), bool(detach_focal))
+    triton_function = _triton_function(weak)
+    if triton_function is not None:
+        loss, conf, cls = triton_function.apply(weak, strong, class_weights, *options)
+    else:
+        grad_on = torch.is_grad_enabled()
+        want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)
+        per_chunk = chunk_pixels(weak.device, num_classes)
+        loss, conf, cls = _FocalConsistency.apply(weak, strong, class_weights, *options, want_grads, per_chunk, memory)
     shape = (batch, height, width)
     return loss.view(shape), conf.view(shape), cls.view(shape)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from tufl.losses.cuda_graphs import GraphedSteps
-from tufl.losses.focal_compiled import compiled, differentiable_focal_terms, tufl_step
+from tufl.losses.focal_compiled import compiled, differentiable_focal_terms, tufl_reduction, tufl_step
 from tufl.losses.focal_terms import focal_consistency_terms
 from tufl.losses.reused_memory import ReusedMemory
 from tufl.losses.selection import thresholded_mean
@@ -59,8 +59,9 @@ class TUFL(nn.Module):
     ``cuda_graphs=True`` (CUDA tensors only) replays a training call's forward and
     backward passes as CUDA graphs, one launch per pass instead of one per kernel:
     through ``torch.compile`` mode ``"reduce-overhead"`` with ``compile=True``, else
-    recorded from the eager kernels (:mod:`tufl.losses.cuda_graphs`; each call's
-    backward must then run before the next call). Calls without gradients, in eval
+    the threshold update and the masked mean after the eager per-pixel kernels
+    (:mod:`tufl.losses.cuda_graphs`; each call's backward must then run before the
+    next call). Calls without gradients, in eval
     mode, or with thresholds averaged over data-parallel workers run without graphs
     on the eager path. The returned loss and ``last_pass_fraction`` are copies that
     stay valid after later calls; gradients that reach leaf tensors directly live in
@@ -167,13 +168,14 @@ class TUFL(nn.Module):
     def _graphed_step(
         self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
     ) -> Tensor:
-        """A training call through CUDA graphs of the eager kernels (no data-parallel averaging)."""
+        """A training call: the eager per-pixel kernels, then the threshold update and the masked mean
+        through CUDA graphs (their inputs are small per-pixel maps; no data-parallel averaging)."""
+        per_pixel, conf, cls = focal_consistency_terms(weak, strong, *focal, self._memory)
         update = (self.a, self.a_decay, self.b, self.d, self._min_confidence())
-        step = functools.partial(_graphable_step, focal=focal, update=update, ohem_ratio=self.ohem_ratio,
-                                 has_valid=valid is not None)
-        tensors = (weak, strong, self.thresholds, self.step) + (() if valid is None else (valid,))
-        weights = None if self.class_weights is None else self.class_weights.data_ptr()  # recorded by address
-        loss, pass_fraction, thresholds = self._graphs(step, (valid is None, weights), *tensors)
+        reduction = functools.partial(_graphable_reduction, update=update, ohem_ratio=self.ohem_ratio,
+                                      has_valid=valid is not None)
+        tensors = (per_pixel, conf, cls, self.thresholds, self.step) + (() if valid is None else (valid,))
+        loss, pass_fraction, thresholds = self._graphs(reduction, (valid is None,), *tensors)
         with torch.no_grad():
             self.thresholds.copy_(thresholds)
             self.step += 1
@@ -194,10 +196,9 @@ class TUFL(nn.Module):
         return self._kept(loss, pass_fraction)
 
 
-def _graphable_step(
-    weak: Tensor, strong: Tensor, thresholds: Tensor, step: Tensor, *valid: Tensor, focal: tuple, update: tuple,
+def _graphable_reduction(
+    per_pixel: Tensor, conf: Tensor, cls: Tensor, thresholds: Tensor, step: Tensor, *valid: Tensor, update: tuple,
     ohem_ratio: float, has_valid: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`tufl_step` on the eager kernels, with tensors only as positional arguments (for the graphs)."""
-    return tufl_step(weak, strong, valid[0] if has_valid else None, thresholds, step, focal, update, ohem_ratio,
-                     terms=focal_consistency_terms)
+    """:func:`tufl_reduction` with tensors only as positional arguments (for the graphs)."""
+    return tufl_reduction(per_pixel, conf, cls, valid[0] if has_valid else None, thresholds, step, update, ohem_ratio)
