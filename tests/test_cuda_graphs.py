@@ -59,11 +59,13 @@ def test_copies_start_without_recordings(recordings):
     assert len(recordings) == 3
 
 
-@pytest.mark.parametrize("with_valid", [False, True])
-def test_graphed_step_follows_the_eager_loss(recordings, with_valid):
-    """The pure step given to the graphs (thresholds returned, then written by TUFL) gives
-    the eager call's losses, pass fractions, gradients and thresholds, step after step."""
-    eager, graphed = TUFL(C, class_weights=[1.0, 2.0, 0.5, 1.0, 1.0]), TUFL(C, class_weights=[1.0, 2.0, 0.5, 1.0, 1.0])
+@pytest.mark.parametrize("with_valid, compile", [(False, False), (True, False), (True, True)])
+def test_graphed_step_follows_the_eager_loss(recordings, with_valid, compile):
+    """The pure step given to the graphs (thresholds returned, then written by TUFL; with
+    ``compile`` the reduction through torch.compile) gives the eager call's losses, pass
+    fractions, gradients and thresholds, step after step."""
+    weights = [1.0, 2.0, 0.5, 1.0, 1.0]
+    eager, graphed = TUFL(C, class_weights=weights), TUFL(C, class_weights=weights, compile=compile)
     g = torch.Generator().manual_seed(0)
     for _ in range(4):
         weak = (3 * torch.randn(2, C, 6, 7, generator=g, dtype=torch.float64)).requires_grad_(True)

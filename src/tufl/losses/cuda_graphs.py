@@ -1,14 +1,12 @@
-"""CUDA graphs for TUFL's training calls (``TUFL(cuda_graphs=True)`` without ``compile``).
+"""CUDA graphs for TUFL's training calls (``TUFL(cuda_graphs=True)``).
 
-After the per-pixel kernels, a TUFL call is a few dozen small operations on
-per-pixel maps (the keys, sort and binary searches of the threshold update, the
-masked mean) whose launches cost more than their work on a GPU. A CUDA graph
-records them once and replays them with one launch. :class:`GraphedSteps`
-records a pure function (:func:`tufl.losses.focal_compiled.tufl_reduction`) with
+Besides its two per-pixel kernels, a TUFL call on a GPU is a few dozen small
+operations on per-pixel maps (the keys, sort and binary searches of the threshold
+update, the masked mean), and each launch, from Python, costs more than its work.
+A CUDA graph records the kernels once and replays them with one launch.
+:class:`GraphedSteps` records a pure step function with
 :func:`torch.cuda.make_graphed_callables`, which graphs the forward pass and the
-backward pass separately; one recording per input signature. The per-pixel
-kernels stay outside: the graphs would have to copy the logits into their own
-inputs at every call.
+backward pass separately; one recording per input signature.
 
 The graphs own their inputs, outputs and gradients: each call copies its inputs
 into the recorded ones, and the next call overwrites what the previous one

@@ -98,12 +98,6 @@ def tufl_reduction(
 
 
 @functools.cache
-def compiled(function: Callable[..., Any], cuda_graphs: bool = False) -> Callable[..., Any]:
-    """``function`` through ``torch.compile`` (one compiled object per function and mode).
-
-    ``cuda_graphs`` compiles with ``mode="reduce-overhead"``: on CUDA, PyTorch records
-    the compiled kernels (forward and backward) as CUDA graphs and replays them, one
-    launch instead of one per kernel. Its outputs live in memory that the next replay
-    overwrites, so callers must copy what they keep beyond the step.
-    """
-    return torch.compile(function, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
+def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` through ``torch.compile`` (one compiled object per function)."""
+    return torch.compile(function, dynamic=False)

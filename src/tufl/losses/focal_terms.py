@@ -148,8 +148,9 @@ def _class_codes(num_classes: int, dtype: torch.dtype, device: torch.device) -> 
 
     Powers of two ``2^(C-1-c)`` (shape ``[1, 1, C]``) on the CPU when their sums are
     exact in ``dtype``, else descending integers ``C - c`` (shape ``[1, C, 1]``). The
-    matrix product of the first form is exact on the CPU; elsewhere a BLAS library
-    may round (float64 on an H200 gave wrong classes), so other devices use the second.
+    first form is a CPU speed-up; on an H200 the float64 loss through it was wrong
+    (a CUDA test caught it; the matrix product itself was exact there, the cause was
+    not found), so other devices use the second form, which passes there.
     """
     if device.type == "cpu" and num_classes <= _EXACT_POWER_SUMS.get(dtype, 0):
         return torch.pow(2.0, torch.arange(num_classes - 1, -1, -1, dtype=dtype, device=device)).view(1, 1, -1)

@@ -11,8 +11,10 @@ writes or rereads the ``C``-channel gradient maps of the forward pass: less memo
 traffic, and no map kept between the passes. The formulas are those of
 :mod:`tufl.losses.focal_terms`.
 
-The grid is (pixel blocks, images): along a block the logits of one class are
-contiguous, so the loads and stores are vectorised. Triton ships with PyTorch's
+The grid is (pixel blocks, images), and a program loops over the classes, so that
+every reduction over the classes stays within a thread and the loads of one class
+row are contiguous (vectorised). The rows are read from memory once per pass;
+the later passes of a block find them in the cache. Triton ships with PyTorch's
 CUDA builds; importing this module fails without it, and
 :func:`tufl.losses.focal_terms.focal_consistency_terms` then uses torch operations.
 """
@@ -25,17 +27,17 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# Largest class count handled here (a program keeps [classes, pixels] tiles in registers).
+# Largest class count sent here (the kernels loop over the classes; more would work but is untested).
 MAX_CLASSES = 64
 
 
 @triton.autotune(
     configs=[
-        triton.Config({"BLOCK": 64}, num_warps=2),
-        triton.Config({"BLOCK": 128}, num_warps=4),
-        triton.Config({"BLOCK": 256}, num_warps=4),
-        triton.Config({"BLOCK": 256}, num_warps=8),
-        triton.Config({"BLOCK": 512}, num_warps=8),
+        triton.Config({"BLOCK": 256}, num_warps=2),
+        triton.Config({"BLOCK": 512}, num_warps=4),
+        triton.Config({"BLOCK": 1024}, num_warps=4),
+        triton.Config({"BLOCK": 1024}, num_warps=8),
+        triton.Config({"BLOCK": 2048}, num_warps=8),
     ],
     key=["num_classes", "pixels", "HAS_WEIGHTS", "BACKWARD", "WANT_WEAK", "WANT_STRONG"],
 )
@@ -45,11 +47,10 @@ def _focal_kernel(
     loss_ptr, conf_ptr, cls_ptr,
     grad_loss_ptr, grad_weak_ptr, grad_strong_ptr,
     pixels, num_classes, gamma,
-    CLASS_BLOCK: tl.constexpr, BLOCK: tl.constexpr, FOCAL_TYPE: tl.constexpr, GAMMA_KIND: tl.constexpr,
-    DETACH_FOCAL: tl.constexpr, HAS_WEIGHTS: tl.constexpr,
-    BACKWARD: tl.constexpr, WANT_WEAK: tl.constexpr, WANT_STRONG: tl.constexpr,
+    BLOCK: tl.constexpr, FOCAL_TYPE: tl.constexpr, GAMMA_KIND: tl.constexpr, DETACH_FOCAL: tl.constexpr,
+    HAS_WEIGHTS: tl.constexpr, BACKWARD: tl.constexpr, WANT_WEAK: tl.constexpr, WANT_STRONG: tl.constexpr,
 ):
-    """One program: ``BLOCK`` pixels of one image x all classes.
+    """One program: ``BLOCK`` pixels of one image; loops over the classes, one row at a time.
 
     Forward (``BACKWARD`` false): writes loss, confidence and pseudo-class. Backward:
     writes the gradients of ``sum(grad_loss * loss)`` with respect to the logits.
@@ -57,45 +58,55 @@ def _focal_kernel(
     image = tl.program_id(1).to(tl.int64)
     pixel = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_range = pixel < pixels
-    classes = tl.arange(0, CLASS_BLOCK)
-    is_class = classes < num_classes
-    offsets = image * num_classes * pixels + (classes.to(tl.int64) * pixels)[:, None] + pixel[None, :]
-    mask = is_class[:, None] & in_range[None, :]
-    z1 = tl.load(weak_ptr + offsets, mask=mask, other=float("-inf"))
-    z2 = tl.load(strong_ptr + offsets, mask=mask, other=float("-inf"))
-    if HAS_WEIGHTS:
-        lam = tl.load(weights_ptr + classes, mask=is_class, other=0.0)[:, None]
-    else:
-        lam = tl.where(is_class, 1.0, 0.0)[:, None]
+    row = image * num_classes * pixels + pixel  # class 0 of each pixel; class c is c * pixels further
 
-    # Weak view: e1 = exp(z1 - max z1) (exactly 1 at the maximum), P = e1 / s1.
-    top1 = tl.max(z1, axis=0)
-    shifted1 = z1 - top1[None, :]
-    e1 = tl.where(mask, tl.exp(shifted1), 0.0)
-    s1 = tl.sum(e1, axis=0)
+    # Pass 1: maxima of both views, and the first class holding the weak maximum.
+    top1 = tl.full([BLOCK], float("-inf"), tl.float32)
+    top2 = tl.full([BLOCK], float("-inf"), tl.float32)
+    k = tl.zeros([BLOCK], tl.int32)
+    for c in range(num_classes):
+        z1 = tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0)
+        z2 = tl.load(strong_ptr + row + c * pixels, mask=in_range, other=0.0)
+        k = tl.where(z1 > top1, c, k)
+        top1 = tl.maximum(top1, z1)
+        top2 = tl.maximum(top2, z2)
+
+    # Pass 2: with e = exp(z - max z), the sums s1, s2, S s1 = sum lam e1, sum lam e1 (z1 - max),
+    # sum lam e1 (z2 - max) and e2 at the pseudo-class.
+    s1 = tl.zeros([BLOCK], tl.float32)
+    s2 = tl.zeros([BLOCK], tl.float32)
+    lam_sum = tl.zeros([BLOCK], tl.float32)
+    weak_sum = tl.zeros([BLOCK], tl.float32)
+    strong_sum = tl.zeros([BLOCK], tl.float32)
+    e2_k = tl.zeros([BLOCK], tl.float32)
+    for c in range(num_classes):
+        d1 = tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0) - top1
+        d2 = tl.load(strong_ptr + row + c * pixels, mask=in_range, other=0.0) - top2
+        e1 = tl.exp(d1)
+        e2 = tl.exp(d2)
+        lam_e1 = e1
+        if HAS_WEIGHTS:
+            lam_e1 = tl.load(weights_ptr + c) * e1
+        s1 += e1
+        s2 += e2
+        lam_sum += lam_e1
+        weak_sum += lam_e1 * d1
+        strong_sum += lam_e1 * d2
+        e2_k = tl.where(k == c, e2, e2_k)
     inv1 = 1.0 / s1
-    first = tl.min(tl.where(mask & (e1 == 1.0), classes[:, None], CLASS_BLOCK), axis=0)
-    k = tl.minimum(first, num_classes - 1)  # NaN logits: some class in range
-    is_k = classes[:, None] == k[None, :]
-
-    # Strong view: log Q = z2 - max z2 - log s2, Q = e2 / s2.
-    shifted2 = z2 - tl.max(z2, axis=0)[None, :]
-    e2 = tl.where(mask, tl.exp(shifted2), 0.0)
-    s2 = tl.sum(e2, axis=0)
     inv2 = 1.0 / s2
-    log_q = shifted2 - tl.log(s2)[None, :]
-
-    lam_e1 = lam * e1  # lam_c P_c s1
-    cross = tl.sum(tl.where(mask, lam_e1 * log_q, 0.0), axis=0) * inv1  # A = sum lam P log Q
-    q_k = tl.sum(tl.where(is_k, e2, 0.0), axis=0) * inv2
+    log_s1 = tl.log(s1)
+    weight_sum = lam_sum * inv1  # S = sum lam P
+    cross = strong_sum * inv1 - weight_sum * tl.log(s2)  # A = sum lam P log Q
+    q_k = e2_k * inv2
     if FOCAL_TYPE == 1:
         base = 1.0 - q_k
     else:
         base = inv1 - q_k
     # w = |base|^gamma and its slope dw/dbase (0 where base = 0).
     if GAMMA_KIND == 0:
-        w = tl.full(base.shape, 1.0, tl.float32)
-        slope = tl.zeros(base.shape, tl.float32)
+        w = tl.full([BLOCK], 1.0, tl.float32)
+        slope = tl.zeros([BLOCK], tl.float32)
     elif GAMMA_KIND == 2:
         w = base * base
         slope = 2.0 * base
@@ -106,7 +117,7 @@ def _focal_kernel(
         sign = tl.where(base > 0, 1.0, -1.0)
         slope = tl.where(magnitude > 0, gamma * sign * tl.exp2((gamma - 1.0) * log_magnitude), 0.0)
     if DETACH_FOCAL:
-        slope = tl.zeros(base.shape, tl.float32)
+        slope = tl.zeros([BLOCK], tl.float32)
 
     at_pixel = image * pixels + pixel
     if not BACKWARD:
@@ -115,18 +126,26 @@ def _focal_kernel(
         tl.store(cls_ptr + at_pixel, k.to(tl.int64), mask=in_range)
     else:
         g = tl.load(grad_loss_ptr + at_pixel, mask=in_range, other=0.0)
-        if WANT_WEAK:
-            # dl/dz1_j = P_j (u_bar - u_j), u_j = lam_j (log P_j + 1), u_bar = sum_c P_c u_c.
-            u = tl.where(mask, lam * (shifted1 - tl.log(s1)[None, :] + 1.0), 0.0)
-            u_bar = tl.sum(e1 * u, axis=0) * inv1
-            tl.store(grad_weak_ptr + offsets, e1 * (u_bar[None, :] - u) * (g * inv1)[None, :], mask=mask)
-        if WANT_STRONG:
-            # dl/dz2_j = -w lam_j P_j + Q_j (w S + A w' Q_k) - [j = k] A w' Q_k, w' = dw/dQ_k = -slope.
-            weight_sum = tl.sum(lam_e1, axis=0) * inv1  # S
-            cross_slope_q = -cross * slope * q_k  # A w' Q_k
-            grad = e2 * (inv2 * (w * weight_sum + cross_slope_q))[None, :] - lam_e1 * (w * inv1)[None, :]
-            grad = grad - tl.where(is_k, cross_slope_q[None, :], 0.0)
-            tl.store(grad_strong_ptr + offsets, grad * g[None, :], mask=mask)
+        # dl/dz1_j = P_j (u_bar - u_j), u_j = lam_j (log P_j + 1), u_bar = sum_c P_c u_c.
+        u_bar = (weak_sum - (log_s1 - 1.0) * lam_sum) * inv1
+        weak_scale = g * inv1
+        # dl/dz2_j = Q_j (w S + A w' Q_k) - [j = k] A w' Q_k - w lam_j P_j, with w' = dw/dQ_k = -slope.
+        cross_slope_q = -cross * slope * q_k  # A w' Q_k
+        strong_common = g * inv2 * (w * weight_sum + cross_slope_q)
+        strong_lam = g * w * inv1
+        for c in range(num_classes):
+            lam = 1.0
+            if HAS_WEIGHTS:
+                lam = tl.load(weights_ptr + c)
+            if WANT_WEAK:
+                d1 = tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0) - top1
+                u = lam * (d1 - log_s1 + 1.0)
+                tl.store(grad_weak_ptr + row + c * pixels, tl.exp(d1) * (u_bar - u) * weak_scale, mask=in_range)
+            if WANT_STRONG:
+                e1 = tl.exp(tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0) - top1)
+                e2 = tl.exp(tl.load(strong_ptr + row + c * pixels, mask=in_range, other=0.0) - top2)
+                grad = e2 * strong_common - lam * e1 * strong_lam - tl.where(k == c, g * cross_slope_q, 0.0)
+                tl.store(grad_strong_ptr + row + c * pixels, grad, mask=in_range)
 
 
 def _launch(weak: Tensor, strong: Tensor, weights: Tensor | None, options: tuple[float, int, bool],
@@ -146,7 +165,7 @@ def _launch(weak: Tensor, strong: Tensor, weights: Tensor | None, options: tuple
         loss, conf, cls,
         grad_loss, weak if grad_weak is None else grad_weak, weak if grad_strong is None else grad_strong,
         pixels, num_classes, float(gamma),
-        CLASS_BLOCK=max(triton.next_power_of_2(num_classes), 2), FOCAL_TYPE=int(focal_type),
+        FOCAL_TYPE=int(focal_type),
         GAMMA_KIND=0 if gamma == 0.0 else 2 if gamma == 2.0 else 1, DETACH_FOCAL=bool(detach_focal),
         HAS_WEIGHTS=weights is not None, BACKWARD=backward is not None,
         WANT_WEAK=grad_weak is not None, WANT_STRONG=grad_strong is not None,

@@ -57,13 +57,12 @@ class TUFL(nn.Module):
     mean through ``torch.compile`` (:mod:`tufl.losses.focal_compiled`; same results,
     far fewer kernel launches on a GPU; the first call per shape compiles).
     ``cuda_graphs=True`` (CUDA tensors only) replays a training call's forward and
-    backward passes as CUDA graphs, one launch per pass instead of one per kernel:
-    through ``torch.compile`` mode ``"reduce-overhead"`` with ``compile=True``, else
-    the threshold update and the masked mean after the eager per-pixel kernels
-    (:mod:`tufl.losses.cuda_graphs`; each call's backward must then run before the
-    next call). Calls without gradients, in eval
-    mode, or with thresholds averaged over data-parallel workers run without graphs
-    on the eager path. The returned loss and ``last_pass_fraction`` are copies that
+    backward passes as CUDA graphs, one launch per pass instead of one per kernel
+    (:mod:`tufl.losses.cuda_graphs`; each call's backward must run before the next
+    call): the per-pixel kernels of the default path, then the threshold update and
+    the masked mean, through ``torch.compile`` with ``compile=True``. Calls without
+    gradients, in eval mode, or with thresholds averaged over data-parallel workers
+    run without graphs. The returned loss and ``last_pass_fraction`` are copies that
     stay valid after later calls; gradients that reach leaf tensors directly live in
     the graphs' memory until the next call.
     """
@@ -123,7 +122,7 @@ class TUFL(nn.Module):
     @torch.no_grad()
     def update_thresholds(self, conf: Tensor, cls: Tensor, valid: Tensor | None) -> Tensor:
         """One threshold step from a batch's confidences and pseudo-classes; returns the new thresholds."""
-        statistic = compiled(order_statistic_psi, self.cuda_graphs) if self.compile else order_statistic_psi
+        statistic = compiled(order_statistic_psi) if self.compile else order_statistic_psi
         psi = statistic(conf, cls, valid, self.thresholds, self.b, self.d, self._min_confidence())
         psi = average_across_workers(psi)
         a_t = history_weight(self.step, self.a, self.a_decay)
@@ -142,19 +141,18 @@ class TUFL(nn.Module):
         focal = (self.gamma, self.focal_type, self.class_weights, self.detach_focal)
         with torch.autocast(device_type=weak_logits.device.type, enabled=False):
             averaged = self.training and workers_average_thresholds()
-            if self.compile and not averaged:
-                return self._compiled_step(weak_logits, strong_logits, valid, focal)
             if self.cuda_graphs and self.training and torch.is_grad_enabled() and not averaged:
                 return self._graphed_step(weak_logits, strong_logits, valid, focal)
+            if self.compile and not averaged:
+                return self._compiled_step(weak_logits, strong_logits, valid, focal)
             if self.compile:
-                terms = compiled(differentiable_focal_terms, self.cuda_graphs)
-                per_pixel, conf, cls = terms(weak_logits, strong_logits, *focal)
+                per_pixel, conf, cls = compiled(differentiable_focal_terms)(weak_logits, strong_logits, *focal)
             else:
                 per_pixel, conf, cls = focal_consistency_terms(weak_logits, strong_logits, *focal, self._memory)
             conf = conf.float()
             if self.training:
                 self.update_thresholds(conf, cls, valid)
-            mean = compiled(thresholded_mean, self.cuda_graphs) if self.compile else thresholded_mean
+            mean = compiled(thresholded_mean) if self.compile else thresholded_mean
             loss, pass_fraction = mean(per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio)
         return self._kept(loss, pass_fraction)
 
@@ -168,14 +166,13 @@ class TUFL(nn.Module):
     def _graphed_step(
         self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
     ) -> Tensor:
-        """A training call: the eager per-pixel kernels, then the threshold update and the masked mean
-        through CUDA graphs (their inputs are small per-pixel maps; no data-parallel averaging)."""
-        per_pixel, conf, cls = focal_consistency_terms(weak, strong, *focal, self._memory)
+        """A training call replayed from CUDA graphs (no data-parallel averaging of the thresholds)."""
         update = (self.a, self.a_decay, self.b, self.d, self._min_confidence())
-        reduction = functools.partial(_graphable_reduction, update=update, ohem_ratio=self.ohem_ratio,
-                                      has_valid=valid is not None)
-        tensors = (per_pixel, conf, cls, self.thresholds, self.step) + (() if valid is None else (valid,))
-        loss, pass_fraction, thresholds = self._graphs(reduction, (valid is None,), *tensors)
+        step = functools.partial(_graphable_step, focal=focal, update=update, ohem_ratio=self.ohem_ratio,
+                                 has_valid=valid is not None, compile_reduction=self.compile)
+        tensors = (weak, strong, self.thresholds, self.step) + (() if valid is None else (valid,))
+        weights = None if self.class_weights is None else self.class_weights.data_ptr()  # recorded by address
+        loss, pass_fraction, thresholds = self._graphs(step, (valid is None, weights), *tensors)
         with torch.no_grad():
             self.thresholds.copy_(thresholds)
             self.step += 1
@@ -186,7 +183,7 @@ class TUFL(nn.Module):
     ) -> Tensor:
         """The whole call as one compiled graph (no data-parallel averaging of the thresholds)."""
         update = (self.a, self.a_decay, self.b, self.d, self._min_confidence()) if self.training else None
-        loss, pass_fraction, thresholds = compiled(tufl_step, self.cuda_graphs)(
+        loss, pass_fraction, thresholds = compiled(tufl_step)(
             weak, strong, valid, self.thresholds, self.step, focal, update, self.ohem_ratio
         )
         if self.training:
@@ -196,9 +193,12 @@ class TUFL(nn.Module):
         return self._kept(loss, pass_fraction)
 
 
-def _graphable_reduction(
-    per_pixel: Tensor, conf: Tensor, cls: Tensor, thresholds: Tensor, step: Tensor, *valid: Tensor, update: tuple,
-    ohem_ratio: float, has_valid: bool,
+def _graphable_step(
+    weak: Tensor, strong: Tensor, thresholds: Tensor, step: Tensor, *valid: Tensor, focal: tuple, update: tuple,
+    ohem_ratio: float, has_valid: bool, compile_reduction: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`tufl_reduction` with tensors only as positional arguments (for the graphs)."""
-    return tufl_reduction(per_pixel, conf, cls, valid[0] if has_valid else None, thresholds, step, update, ohem_ratio)
+    """A whole call without side effects, tensors only as positional arguments (for the graphs): the
+    eager per-pixel kernels, then :func:`tufl_reduction` (through torch.compile if asked)."""
+    per_pixel, conf, cls = focal_consistency_terms(weak, strong, *focal)
+    reduction = compiled(tufl_reduction) if compile_reduction else tufl_reduction
+    return reduction(per_pixel, conf, cls, valid[0] if has_valid else None, thresholds, step, update, ohem_ratio)
