@@ -148,10 +148,16 @@ def _focal_kernel(
                 tl.store(grad_strong_ptr + row + c * pixels, grad, mask=in_range)
 
 
-def _launch(weak: Tensor, strong: Tensor, weights: Tensor | None, options: tuple[float, int, bool],
-            outputs: tuple[Tensor, Tensor, Tensor] | None, backward: tuple[Tensor, Tensor | None, Tensor | None] | None,
-            ) -> None:
-    """Run the kernel over ``[B, C, N]`` logits: forward into ``outputs`` or backward into ``backward``."""
+def _launch(
+    weak: Tensor,
+    strong: Tensor,
+    weights: Tensor | None,
+    options: tuple[float, int, bool],
+    outputs: tuple[Tensor, Tensor, Tensor] | None,
+    backward: tuple[Tensor, Tensor | None, Tensor | None] | None,
+) -> None:
+    """Run the kernel over ``[B, C, N]`` logits: forward into ``outputs = (loss, conf, cls)``, or
+    backward with ``backward = (grad_loss, grad_weak, grad_strong)`` (``None`` maps are skipped)."""
     gamma, focal_type, detach_focal = options
     batch, num_classes, pixels = weak.shape
     loss, conf, cls = outputs if outputs is not None else (weak, weak, weak)  # unused placeholders
