@@ -528,3 +528,37 @@ def test_fused_loss_matches_reference_module_over_steps(options):
         torch.testing.assert_close(fast.last_pass_fraction, slow.last_pass_fraction.float())
     with torch.no_grad():
         assert fast.eval()(z1, z2, valid).item() == pytest.approx(slow.eval()(z1, z2, valid).item(), rel=1e-5)
+
+
+def test_failing_triton_kernels_fall_back_to_torch_operations_with_a_warning(monkeypatch):
+    """If the Triton kernels fail on first use (no compiler, an unsupported GPU), the loss
+    warns once, gives the torch operations' results and does not try them again; once
+    they have worked, a later failure is raised."""
+    from tufl.losses import focal_terms
+
+    attempts = []
+
+    class Failing(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args):
+            attempts.append(1)
+            raise RuntimeError("no C compiler")
+
+    monkeypatch.setattr(focal_terms, "_TRITON", focal_terms._TritonStatus())
+    monkeypatch.setattr(focal_terms, "_triton_function", lambda weak: Failing)
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(2, C, 5, 6, generator=g), torch.randn(2, C, 5, 6, generator=g)
+    expected = focal_terms._FocalConsistency.apply(
+        z1.reshape(2, C, 30), z2.reshape(2, C, 30), None, 2.0, 1, False, (False, False), None, None
+    )
+    with pytest.warns(RuntimeWarning, match=r"Triton kernels failed on first use \(RuntimeError: no C compiler\)"):
+        first = focal_consistency_terms(z1, z2)
+    second = focal_consistency_terms(z1, z2)
+    assert len(attempts) == 1
+    for got in (first, second):
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a.reshape(-1), b.reshape(-1), rtol=0, atol=0)
+    monkeypatch.setattr(focal_terms, "_TRITON", focal_terms._TritonStatus())
+    focal_terms._TRITON.worked = True
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        focal_consistency_terms(z1, z2)

@@ -34,6 +34,7 @@ ship it); otherwise the whole batch is one chunk of torch operations.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -70,6 +71,17 @@ def _triton_module() -> ModuleType | None:
     except ImportError:
         return None
     return focal_triton
+
+
+class _TritonStatus:
+    """Whether the Triton kernels worked in this process, or why they were given up (a process-wide fact)."""
+
+    def __init__(self) -> None:
+        self.worked = False
+        self.failure: str | None = None
+
+
+_TRITON = _TritonStatus()
 
 
 def _triton_function(weak: Tensor) -> type[torch.autograd.Function] | None:
@@ -317,6 +329,28 @@ def _torch_maps(
             torch.addcmul(scratch, e1w, w.mul_(inv1), value=-1.0, out=grad_strong[bs, :, ps])
 
 
+def _run_triton(
+    weak: Tensor, strong: Tensor, class_weights: Tensor | None, options: tuple[float, int, bool]
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The Triton kernels' outputs, or ``None`` where they do not apply or failed on first use."""
+    function = _triton_function(weak) if _TRITON.failure is None else None
+    if function is None:
+        return None
+    try:
+        outputs = function.apply(weak, strong, class_weights, *options)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:  # e.g. Triton cannot compile for this GPU: keep going with torch operations
+        if _TRITON.worked:
+            raise
+        _TRITON.failure = f"{type(exc).__name__}: {exc}"
+        warnings.warn(f"TUFL: the Triton kernels failed on first use ({_TRITON.failure}); "
+                      "using torch operations from now on", RuntimeWarning, stacklevel=3)
+        return None
+    _TRITON.worked = True
+    return outputs
+
+
 @torch.compiler.disable  # eager by design (hand-written backward, memory kept between calls): a graph break
 def focal_consistency_terms(
     weak_logits: Tensor,
@@ -335,6 +369,11 @@ def focal_consistency_terms(
     or ``None`` for all ones. The result can be back-propagated once. On the CPU,
     ``memory`` (kept by the caller between calls) supplies the outputs and gradient
     maps without fresh page faults; on other devices it is emptied and not used.
+    On CUDA the Triton kernels run where they apply (see the module doc); if their
+    first use in the process fails, a warning says why and torch operations are used
+    from then on. Their pseudo-class is the first largest logit; the torch
+    operations take the first class whose ``exp(z - max z)`` rounds to 1, which can
+    differ for logits within rounding of the maximum.
     """
     batch, num_classes, height, width = weak_logits.shape
     dtype = torch.promote_types(weak_logits.dtype, torch.float32)
@@ -344,9 +383,9 @@ def focal_consistency_terms(
         memory.clear()  # kept CPU buffers are of no use once the loss runs elsewhere
         memory = None
     options = (float(gamma), int(focal_type), bool(detach_focal))
-    triton_function = _triton_function(weak)
-    if triton_function is not None:
-        loss, conf, cls = triton_function.apply(weak, strong, class_weights, *options)
+    outputs = _run_triton(weak, strong, class_weights, options)
+    if outputs is not None:
+        loss, conf, cls = outputs
     else:
         grad_on = torch.is_grad_enabled()
         want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)

@@ -16,7 +16,8 @@ every reduction over the classes stays within a thread and the loads of one clas
 row are contiguous (vectorised). The rows are read from memory once per pass;
 the later passes of a block find them in the cache. Triton ships with PyTorch's
 CUDA builds; importing this module fails without it, and
-:func:`tufl.losses.focal_terms.focal_consistency_terms` then uses torch operations.
+:func:`tufl.losses.focal_terms.focal_consistency_terms` then uses torch operations
+(as it does, after a warning, if the kernels fail on first use).
 """
 
 from __future__ import annotations
