@@ -65,8 +65,3 @@ class GraphedSteps:
     def _backward_ran(self, grad: Tensor) -> Tensor:
         self._backward_pending = False
         return grad
-
-    def clear(self) -> None:
-        """Drop every recording (and its memory)."""
-        self._graphs.clear()
-        self._backward_pending = False

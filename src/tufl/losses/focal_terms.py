@@ -229,7 +229,7 @@ class _FocalConsistency(torch.autograd.Function):
         per_chunk: int | None,
         memory: ReusedMemory | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        batch, num_classes, pixels = weak.shape
+        batch, _, pixels = weak.shape
         map_shape, device = (batch, 1, pixels), weak.device
         loss = _new_tensor(memory, "loss", map_shape, weak.dtype, device)
         conf = _new_tensor(memory, "conf", map_shape, weak.dtype, device)
