@@ -229,15 +229,66 @@ class _FocalConsistency(torch.autograd.Function):
         per_chunk: int | None,
         memory: ReusedMemory | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        batch, _, pixels = weak.shape
+        batch, num_classes, pixels = weak.shape
         map_shape, device = (batch, 1, pixels), weak.device
         loss = _new_tensor(memory, "loss", map_shape, weak.dtype, device)
         conf = _new_tensor(memory, "conf", map_shape, weak.dtype, device)
         cls = _new_tensor(memory, "cls", map_shape, torch.int64, device)
         grad_weak = _new_tensor(memory, "grad_weak", weak.shape, weak.dtype, device) if want_grads[0] else None
         grad_strong = _new_tensor(memory, "grad_strong", strong.shape, strong.dtype, device) if want_grads[1] else None
-        _torch_maps(weak, strong, class_weights, gamma, focal_type, detach_focal, per_chunk, memory,
-                    (loss, conf, cls, grad_weak, grad_strong))
+        class_codes = _class_codes(num_classes, weak.dtype, weak.device)
+        lam = None if class_weights is None else class_weights.to(weak.dtype).view(1, -1, 1)
+        chunks = list(_chunks(batch, pixels, per_chunk))
+        chunk_numel = num_classes * max((bs.stop - bs.start) * (ps.stop - ps.start) for bs, ps in chunks)
+        workspace = _Workspace(3 if lam is None else 4, chunk_numel, weak, memory)
+
+        for bs, ps in chunks:
+            z1, z2 = weak[bs, :, ps], strong[bs, :, ps]
+            e1, e2, scratch = (workspace.view(i, z1.shape) for i in range(3))
+            # Weak view: e1 = exp(z1 - max z1), s1 = sum e1, P = e1 / s1.
+            top1 = _shifted_exp(z1, out=e1)
+            s1 = e1.sum(dim=1, keepdim=True)
+            inv1 = torch.reciprocal(s1, out=conf[bs, :, ps])  # also P at the pseudo-class: exp(0) / s1
+            if grad_weak is not None:
+                # Written while z1 is in the cache: e1_j (u_j - u_bar) = -s1 dl/dz1_j (backward
+                # multiplies by -1 / s1). Without class weights u_j can be taken as z1_j:
+                # constants cancel in u_j - u_bar.
+                if lam is None:
+                    product = torch.mul(e1, z1, out=scratch)
+                else:  # u_j = lam_j (log P_j + 1) = lam_j (z1_j - max z1 - log s1 + 1)
+                    product = torch.sub(z1, top1 + s1.log() - 1.0, out=scratch).mul_(lam).mul_(e1)
+                u_bar = product.sum(dim=1, keepdim=True).mul_(inv1)
+                torch.addcmul(product, e1, u_bar, value=-1.0, out=grad_weak[bs, :, ps])
+            k = _first_maximum(e1, scratch, class_codes, out=cls[bs, :, ps])
+            # Strong view: e2 = exp(z2 - m'), Q = e2 / s2, log Q = z2 - log_norm2.
+            log_norm2, s2 = _log_normaliser_exp(z2, out=e2)
+            inv2 = s2.reciprocal_()
+
+            # -A = S log_norm2 - sum_c lam_c P_c z2_c, with S = sum_c lam_c P_c (1 without weights).
+            if lam is None:
+                e1w, weight_sum = e1, None
+                neg_cross = torch.addcmul(log_norm2, _dot(e1, z2, scratch), inv1, value=-1.0)
+            else:
+                e1w = torch.mul(e1, lam, out=workspace.view(3, z1.shape))
+                weight_sum = e1w.sum(dim=1, keepdim=True).mul_(inv1)
+                neg_cross = torch.addcmul(weight_sum * log_norm2, _dot(e1w, z2, scratch), inv1, value=-1.0)
+            q_hat = e2.gather(1, k).mul_(inv2)
+            base = torch.sub(1.0 if focal_type == 1 else inv1, q_hat)
+            w, neg_slope = _focal_factor(base, gamma, detach_focal)
+            torch.mul(w, neg_cross, out=loss[bs, :, ps])
+
+            if grad_strong is not None:
+                # dl/dz2_j = Q_j (w S + A w' Q_k) - [j = k] A w' Q_k - w lam_j P_j, assembled in
+                # the scratch buffer so that the gradient map is written once.
+                weighted_w = w if weight_sum is None else w * weight_sum
+                if neg_slope is None:
+                    torch.mul(e2, weighted_w.mul(inv2), out=scratch)
+                else:
+                    cross_slope_q = neg_slope.mul_(neg_cross).mul_(q_hat)  # A w' Q_k
+                    torch.mul(e2, torch.add(weighted_w, cross_slope_q).mul_(inv2), out=scratch)
+                    scratch.scatter_add_(1, k, cross_slope_q.neg_())
+                torch.addcmul(scratch, e1w, w.mul_(inv1), value=-1.0, out=grad_strong[bs, :, ps])
+
         ctx.grads = [grad_weak, grad_strong]
         ctx.save_for_backward(conf)  # 1 / s1, for the weak view's gradient
         ctx.mark_non_differentiable(conf)
@@ -259,74 +310,6 @@ class _FocalConsistency(torch.autograd.Function):
         if grad_strong is not None:
             grad_strong.mul_(scale)
         return grad_weak, grad_strong, None, None, None, None, None, None, None
-
-
-def _torch_maps(
-    weak: Tensor,
-    strong: Tensor,
-    class_weights: Tensor | None,
-    gamma: float,
-    focal_type: int,
-    detach_focal: bool,
-    per_chunk: int | None,
-    memory: ReusedMemory | None,
-    outputs: tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None],
-) -> None:
-    """Fill ``outputs = (loss, conf, cls, grad_weak, grad_strong)`` with torch operations, chunk by chunk."""
-    loss, conf, cls, grad_weak, grad_strong = outputs
-    batch, num_classes, pixels = weak.shape
-    class_codes = _class_codes(num_classes, weak.dtype, weak.device)
-    lam = None if class_weights is None else class_weights.to(weak.dtype).view(1, -1, 1)
-    chunks = list(_chunks(batch, pixels, per_chunk))
-    chunk_numel = num_classes * max((bs.stop - bs.start) * (ps.stop - ps.start) for bs, ps in chunks)
-    workspace = _Workspace(3 if lam is None else 4, chunk_numel, weak, memory)
-
-    for bs, ps in chunks:
-        z1, z2 = weak[bs, :, ps], strong[bs, :, ps]
-        e1, e2, scratch = (workspace.view(i, z1.shape) for i in range(3))
-        # Weak view: e1 = exp(z1 - max z1), s1 = sum e1, P = e1 / s1.
-        top1 = _shifted_exp(z1, out=e1)
-        s1 = e1.sum(dim=1, keepdim=True)
-        inv1 = torch.reciprocal(s1, out=conf[bs, :, ps])  # also P at the pseudo-class: exp(0) / s1
-        if grad_weak is not None:
-            # Written while z1 is in the cache: e1_j (u_j - u_bar) = -s1 dl/dz1_j (backward
-            # multiplies by -1 / s1). Without class weights u_j can be taken as z1_j:
-            # constants cancel in u_j - u_bar.
-            if lam is None:
-                product = torch.mul(e1, z1, out=scratch)
-            else:  # u_j = lam_j (log P_j + 1) = lam_j (z1_j - max z1 - log s1 + 1)
-                product = torch.sub(z1, top1 + s1.log() - 1.0, out=scratch).mul_(lam).mul_(e1)
-            u_bar = product.sum(dim=1, keepdim=True).mul_(inv1)
-            torch.addcmul(product, e1, u_bar, value=-1.0, out=grad_weak[bs, :, ps])
-        k = _first_maximum(e1, scratch, class_codes, out=cls[bs, :, ps])
-        # Strong view: e2 = exp(z2 - m'), Q = e2 / s2, log Q = z2 - log_norm2.
-        log_norm2, s2 = _log_normaliser_exp(z2, out=e2)
-        inv2 = s2.reciprocal_()
-
-        # -A = S log_norm2 - sum_c lam_c P_c z2_c, with S = sum_c lam_c P_c (1 without weights).
-        if lam is None:
-            e1w, weight_sum = e1, None
-            neg_cross = torch.addcmul(log_norm2, _dot(e1, z2, scratch), inv1, value=-1.0)
-        else:
-            e1w = torch.mul(e1, lam, out=workspace.view(3, z1.shape))
-            weight_sum = e1w.sum(dim=1, keepdim=True).mul_(inv1)
-            neg_cross = torch.addcmul(weight_sum * log_norm2, _dot(e1w, z2, scratch), inv1, value=-1.0)
-        q_hat = e2.gather(1, k).mul_(inv2)
-        base = torch.sub(1.0 if focal_type == 1 else inv1, q_hat)
-        w, neg_slope = _focal_factor(base, gamma, detach_focal)
-        torch.mul(w, neg_cross, out=loss[bs, :, ps])
-
-        if grad_strong is not None:
-            # dl/dz2_j = Q_j (w S + A w' Q_k) - [j = k] A w' Q_k - w lam_j P_j, assembled in
-            # the scratch buffer so that the gradient map is written once.
-            weighted_w = w if weight_sum is None else w * weight_sum
-            if neg_slope is None:
-                torch.mul(e2, weighted_w.mul(inv2), out=scratch)
-            else:
-                cross_slope_q = neg_slope.mul_(neg_cross).mul_(q_hat)  # A w' Q_k
-                torch.mul(e2, torch.add(weighted_w, cross_slope_q).mul_(inv2), out=scratch)
-                scratch.scatter_add_(1, k, cross_slope_q.neg_())
-            torch.addcmul(scratch, e1w, w.mul_(inv1), value=-1.0, out=grad_strong[bs, :, ps])
 
 
 def _run_triton(
