@@ -87,7 +87,7 @@ def test_triton_kernel_matches_the_torch_operations(num_classes, gamma, focal_ty
     weak[1, :, 5, 6] = float("nan")
     upstream = torch.rand(2, 37, 53, generator=g)
     lam = (torch.rand(num_classes, generator=g) + 0.5).to(CUDA) if weighted else None
-    assert focal_terms._triton_function(weak.to(CUDA)) is not None  # the kernels are used on this machine
+    assert focal_terms.triton_kernels(CUDA, torch.float32, num_classes) is not None  # the kernels are used on this machine
 
     def run():
         w, s = weak.to(CUDA).requires_grad_(True), strong.to(CUDA).requires_grad_(True)
@@ -110,12 +110,16 @@ def test_triton_kernel_matches_the_torch_operations(num_classes, gamma, focal_ty
         assert float((a - b).abs().max()) <= tolerance * float(b.abs().max())
 
 
-@pytest.mark.parametrize("compile", [False, True], ids=["eager_graphs", "compiled_graphs"])
-def test_cuda_graphed_tufl_follows_the_eager_kernel_step_by_step(compile):
-    """cuda_graphs (recorded from the eager kernels, or by torch.compile's reduce-overhead
-    mode): warm-up, recording, then replays of the forward and backward graphs. Every
-    step's loss, pass fraction, gradients and thresholds equal the eager kernel's, and
-    the returned loss and pass fraction stay valid after later replays."""
+@pytest.mark.parametrize(
+    "compile, dtype", [(False, torch.float32), (True, torch.float32), (False, torch.float64)],
+    ids=["kernel_graphs", "compiled_graphs", "torch_ops_graphs"],
+)
+def test_cuda_graphed_tufl_follows_the_eager_kernel_step_by_step(compile, dtype):
+    """cuda_graphs (float32: the Triton kernels reading each call's logits through the
+    address table, the reduction compiled or not; float64: the torch operations on
+    logits copied into the graphs): warm-up, recording, then replays of the forward and
+    backward graphs. Every step's loss, pass fraction, gradients and thresholds equal the
+    eager loss's, and the returned loss and pass fraction stay valid after later replays."""
     eager_fn = TUFL(19).to(CUDA)
     graphed_fn = TUFL(19, compile=compile, cuda_graphs=True).to(CUDA)
     kept = []
@@ -123,19 +127,20 @@ def test_cuda_graphed_tufl_follows_the_eager_kernel_step_by_step(compile):
         weak, strong, valid = _logit_pair(seed)
         outputs = []
         for loss_fn in (eager_fn, graphed_fn):
-            w = weak.float().to(CUDA).requires_grad_(True)
-            s = strong.float().to(CUDA).requires_grad_(True)
-            loss = loss_fn(w, s, valid.to(CUDA))
+            w = weak.to(CUDA, dtype).requires_grad_(True)
+            s = strong.to(CUDA, dtype).requires_grad_(True)
+            loss = loss_fn(w, s, valid.to(CUDA) if seed % 3 else None)
             loss.backward()
             outputs.append((loss.detach(), loss_fn.last_pass_fraction, w.grad.clone(), s.grad.clone(),
                             loss_fn.thresholds.clone()))
         for a, b in zip(*outputs):
-            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(b.double(), a.double(), rtol=1e-4, atol=1e-6)
         kept.append([(out[0], out[1]) for out in outputs])
     for (eager_loss, eager_pass), (graphed_loss, graphed_pass) in kept:
-        torch.testing.assert_close(graphed_loss, eager_loss, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(graphed_loss.double(), eager_loss.double(), rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(graphed_pass, eager_pass, rtol=0, atol=1e-6)
     assert int(graphed_fn.step) == 6
+    assert len(graphed_fn._graphs._recordings) == 2  # with and without valid
 
 
 def test_eager_cuda_graphs_refuse_a_call_before_the_previous_backward():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -545,7 +546,8 @@ def test_failing_triton_kernels_fall_back_to_torch_operations_with_a_warning(mon
             raise RuntimeError("no C compiler")
 
     monkeypatch.setattr(focal_terms, "_TRITON", focal_terms._TritonStatus())
-    monkeypatch.setattr(focal_terms, "_triton_function", lambda weak: Failing)
+    kernels = types.SimpleNamespace(FocalConsistencyTriton=Failing)
+    monkeypatch.setattr(focal_terms, "triton_kernels", lambda *_: None if focal_terms._TRITON.failure else kernels)
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(2, C, 5, 6, generator=g), torch.randn(2, C, 5, 6, generator=g)
     expected = focal_terms._FocalConsistency.apply(

@@ -37,16 +37,18 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed_step(loss_fn: nn.Module, weak: Tensor, strong: Tensor) -> tuple[float, Tensor, Tensor, Tensor]:
-    """Seconds of one forward + backward, with the loss and both gradients."""
+def _timed_step(loss_fn: nn.Module, weak: Tensor, strong: Tensor) -> tuple[float, float, Tensor, Tensor, Tensor]:
+    """Seconds of one forward + backward and of its host part (until ``backward()`` returns,
+    before waiting for the device), with the loss and both gradients."""
     weak.grad = strong.grad = None
     _synchronize(weak.device)
     start = time.perf_counter()
     loss = loss_fn(weak, strong)
     loss.backward()
+    issued = time.perf_counter()
     _synchronize(weak.device)
     seconds = time.perf_counter() - start
-    return seconds, loss.detach(), weak.grad, strong.grad
+    return seconds, issued - start, loss.detach(), weak.grad, strong.grad
 
 
 def _cpu_name() -> str:
@@ -106,7 +108,8 @@ def run_loss_benchmark(
     """Time TUFL and ReferenceTUFL (default options) and check that they agree.
 
     Logits are ``logit_scale * N(0, 1)`` in ``dtype``. Returns times in ms (median
-    and minimum over ``repeats`` steps after ``warmup`` untimed ones), the speed-up
+    and minimum over ``repeats`` steps after ``warmup`` untimed ones; on CUDA also the
+    median host time, until ``backward()`` returns, keys ``*_host_ms``), the speed-up
     (reference / fused, from the medians and from the minima), the largest absolute
     differences of the last step's loss, gradients and thresholds, the number of
     pixels whose gradients differ by more than 1e-3 of the largest gradient (pixels
@@ -138,12 +141,14 @@ def run_loss_benchmark(
         if compiled:
             losses["compiled_graphed"] = TUFL(num_classes, compile=True, cuda_graphs=True)
     times: dict[str, list[float]] = {name: [] for name in losses}
+    host_times: dict[str, list[float]] = {name: [] for name in losses}
     last: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     for step in range(warmup + repeats):
         for name, loss_fn in losses.items():
-            seconds, *outputs = _timed_step(loss_fn.to(device), weak, strong)
+            seconds, host_seconds, *outputs = _timed_step(loss_fn.to(device), weak, strong)
             if step >= warmup:
                 times[name].append(seconds * 1e3)
+                host_times[name].append(host_seconds * 1e3)
             if step == warmup + repeats - 1:  # keep only the last step's results, as training would
                 last[name] = outputs
             del outputs
@@ -162,6 +167,8 @@ def run_loss_benchmark(
     for name in losses:
         result[f"{name}_ms"] = medians[name]
         result[f"{name}_min_ms"] = min(times[name])
+        if device.type == "cuda":
+            result[f"{name}_host_ms"] = statistics.median(host_times[name])
     for name in [n for n in losses if n != "reference"]:
         prefix = "" if name == "fused" else f"{name}_"
         result[f"{prefix}speedup"] = medians["reference"] / medians[name]

@@ -27,22 +27,25 @@ few scratch buffers, and every map is written once per chunk. Given a
 scratch buffers keep their memory from one call to the next (fresh tensors of tens
 of MiB pay a page fault per 4 KiB on first touch). On CUDA, float32 logits of up to
 64 classes go through Triton kernels instead (:mod:`tufl.losses.focal_triton`:
-one pass forward, one backward) when Triton is installed (PyTorch's CUDA builds
-ship it); otherwise the whole batch is one chunk of torch operations.
+one read of the logits forward, one backward) when Triton is installed (PyTorch's
+CUDA builds ship it); otherwise the whole batch is one chunk of torch operations.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from tufl.losses.reused_memory import ReusedMemory
+
+T = TypeVar("T")
 
 # Elements (classes x pixels) of one chunk on the CPU: 4 MiB per float32 map. Smaller
 # chunks pay more per-operation overhead, larger ones fall out of the L3 cache
@@ -84,14 +87,34 @@ class _TritonStatus:
 _TRITON = _TritonStatus()
 
 
-def _triton_function(weak: Tensor) -> type[torch.autograd.Function] | None:
-    """The Triton autograd function if it handles ``weak`` (CUDA, float32, at most 64 classes), else ``None``."""
-    if weak.device.type != "cuda" or weak.dtype != torch.float32:
+def triton_kernels(device: torch.device, dtype: torch.dtype, num_classes: int) -> ModuleType | None:
+    """:mod:`tufl.losses.focal_triton` if its kernels handle such logits (CUDA, float32, at most
+    64 classes) and have not failed in this process, else ``None``."""
+    if device.type != "cuda" or dtype != torch.float32 or _TRITON.failure is not None:
         return None
     module = _triton_module()
-    if module is None or weak.shape[1] > module.MAX_CLASSES:
+    if module is None or num_classes > module.MAX_CLASSES:
         return None
-    return module.FocalConsistencyTriton
+    return module
+
+
+def with_kernel_fallback(call: Callable[[], T]) -> T | None:
+    """``call()``, which uses the Triton kernels; ``None`` if it fails before the kernels ever
+    worked in this process (they are then given up, after one warning). Out-of-memory errors,
+    and failures once the kernels have worked, are raised."""
+    try:
+        result = call()
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:  # e.g. Triton cannot compile for this GPU: keep going with torch operations
+        if _TRITON.worked:
+            raise
+        _TRITON.failure = f"{type(exc).__name__}: {exc}"
+        warnings.warn(f"TUFL: the Triton kernels failed on first use ({_TRITON.failure}); "
+                      "using torch operations from now on", RuntimeWarning, stacklevel=3)
+        return None
+    _TRITON.worked = True
+    return result
 
 
 def _chunks(batch: int, pixels: int, per_chunk: int | None) -> Iterator[tuple[slice, slice]]:
@@ -312,28 +335,6 @@ class _FocalConsistency(torch.autograd.Function):
         return grad_weak, grad_strong, None, None, None, None, None, None, None
 
 
-def _run_triton(
-    weak: Tensor, strong: Tensor, class_weights: Tensor | None, options: tuple[float, int, bool]
-) -> tuple[Tensor, Tensor, Tensor] | None:
-    """The Triton kernels' outputs, or ``None`` where they do not apply or failed on first use."""
-    function = _triton_function(weak) if _TRITON.failure is None else None
-    if function is None:
-        return None
-    try:
-        outputs = function.apply(weak, strong, class_weights, *options)
-    except torch.OutOfMemoryError:
-        raise
-    except Exception as exc:  # e.g. Triton cannot compile for this GPU: keep going with torch operations
-        if _TRITON.worked:
-            raise
-        _TRITON.failure = f"{type(exc).__name__}: {exc}"
-        warnings.warn(f"TUFL: the Triton kernels failed on first use ({_TRITON.failure}); "
-                      "using torch operations from now on", RuntimeWarning, stacklevel=3)
-        return None
-    _TRITON.worked = True
-    return outputs
-
-
 @torch.compiler.disable  # eager by design (hand-written backward, memory kept between calls): a graph break
 def focal_consistency_terms(
     weak_logits: Tensor,
@@ -366,7 +367,10 @@ def focal_consistency_terms(
         memory.clear()  # kept CPU buffers are of no use once the loss runs elsewhere
         memory = None
     options = (float(gamma), int(focal_type), bool(detach_focal))
-    outputs = _run_triton(weak, strong, class_weights, options)
+    kernels = triton_kernels(weak.device, weak.dtype, num_classes)
+    outputs = None
+    if kernels is not None:
+        outputs = with_kernel_fallback(lambda: kernels.FocalConsistencyTriton.apply(weak, strong, class_weights, *options))
     if outputs is not None:
         loss, conf, cls = outputs
     else:

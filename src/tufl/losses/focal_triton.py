@@ -1,21 +1,25 @@
 """The fused per-pixel TUFL loss as Triton kernels (CUDA, float32).
 
 On a GPU the torch operations of :mod:`tufl.losses.focal_terms` are each a kernel
-launch and a pass over a ``C``-channel map. Here one kernel reads each pixel's
-``C`` weak and strong logits once and writes the per-pixel loss ``-w A``, the
-confidence ``1 / s1`` and the pseudo-class (the first class where
-``exp(z1 - max z1)`` is 1); the backward pass runs the same kernel again, which
-recomputes the pixel's terms from the logits and writes both gradients scaled by
-the incoming per-pixel gradient. Recomputing reads the logits once more but never
-writes or rereads the ``C``-channel gradient maps of the forward pass: less memory
-traffic, and no map kept between the passes. The formulas are those of
-:mod:`tufl.losses.focal_terms`.
+launch and a pass over a ``C``-channel map. Here the forward kernel reads each
+pixel's ``C`` weak and strong logits once (an online softmax: running maxima, sums
+rescaled when a maximum grows) and writes the per-pixel loss ``-w A``, the
+confidence ``1 / s1``, the pseudo-class (the first largest weak logit) and, when a
+gradient will be wanted, six per-pixel coefficients: the log-normalisers of both
+views and the factors of the gradient formulas. The backward kernel reads each
+logit once more and writes both gradients, ``g P_j (u_bar - u_j)`` and
+``g (Q_j (w S + A w' Q_k) - w lam_j P_j - [j = k] A w' Q_k)``, with ``g`` the
+incoming per-pixel gradient: each logit map is read twice and each gradient map
+written once per step, the least traffic a forward/backward split allows. The
+formulas are those of :mod:`tufl.losses.focal_terms`.
 
 The grid is (pixel blocks, images), and a program loops over the classes, so that
 every reduction over the classes stays within a thread and the loads of one class
-row are contiguous (vectorised). The rows are read from memory once per pass;
-the later passes of a block find them in the cache. Triton ships with PyTorch's
-CUDA builds; importing this module fails without it, and
+row are contiguous (vectorised). With ``table`` the kernels take the logits'
+addresses from a device tensor instead of their arguments, so that a CUDA graph
+recorded once reads whichever logits the table names
+(:mod:`tufl.losses.cuda_graphs`). Triton ships with PyTorch's CUDA builds;
+importing this module fails without it, and
 :func:`tufl.losses.focal_terms.focal_consistency_terms` then uses torch operations
 (as it does, after a warning, if the kernels fail on first use).
 """
@@ -30,76 +34,97 @@ from torch.autograd.function import once_differentiable
 
 # Largest class count sent here (the kernels loop over the classes; more would work but is untested).
 MAX_CLASSES = 64
+# Per-pixel coefficients the forward keeps for the backward: log-normalisers c1, c2 (log P_j = z1_j - c1,
+# log Q_j = z2_j - c2), u_bar, w S + A w' Q_k, w, A w' Q_k.
+SAVED_COEFFICIENTS = 6
+
+_BLOCKS = [
+    triton.Config({"BLOCK": 256}, num_warps=2),
+    triton.Config({"BLOCK": 512}, num_warps=4),
+    triton.Config({"BLOCK": 1024}, num_warps=4),
+    triton.Config({"BLOCK": 1024}, num_warps=8),
+    triton.Config({"BLOCK": 2048}, num_warps=8),
+]
 
 
-@triton.autotune(
-    configs=[
-        triton.Config({"BLOCK": 256}, num_warps=2),
-        triton.Config({"BLOCK": 512}, num_warps=4),
-        triton.Config({"BLOCK": 1024}, num_warps=4),
-        triton.Config({"BLOCK": 1024}, num_warps=8),
-        triton.Config({"BLOCK": 2048}, num_warps=8),
-    ],
-    key=["num_classes", "pixels", "HAS_WEIGHTS", "BACKWARD", "WANT_WEAK", "WANT_STRONG"],
-)
 @triton.jit
-def _focal_kernel(
-    weak_ptr, strong_ptr, weights_ptr,
-    loss_ptr, conf_ptr, cls_ptr,
-    grad_loss_ptr, grad_weak_ptr, grad_strong_ptr,
+def _logit_bases(weak_ptr, strong_ptr, table_ptr, INDIRECT: tl.constexpr):
+    """The two logit maps' addresses: the arguments, or (``INDIRECT``) the table's two entries."""
+    if INDIRECT:
+        weak_ptr = tl.multiple_of(tl.load(table_ptr), 16).to(tl.pointer_type(tl.float32), bitcast=True)
+        strong_ptr = tl.multiple_of(tl.load(table_ptr + 1), 16).to(tl.pointer_type(tl.float32), bitcast=True)
+    return weak_ptr, strong_ptr
+
+
+@triton.autotune(configs=_BLOCKS, key=["num_classes", "pixels", "HAS_WEIGHTS", "SAVE"])
+@triton.jit
+def _forward_kernel(
+    weak_ptr, strong_ptr, table_ptr, weights_ptr,
+    loss_ptr, conf_ptr, cls_ptr, saved_ptr,
     pixels, num_classes, gamma,
     BLOCK: tl.constexpr, FOCAL_TYPE: tl.constexpr, GAMMA_KIND: tl.constexpr, DETACH_FOCAL: tl.constexpr,
-    HAS_WEIGHTS: tl.constexpr, BACKWARD: tl.constexpr, WANT_WEAK: tl.constexpr, WANT_STRONG: tl.constexpr,
+    HAS_WEIGHTS: tl.constexpr, SAVE: tl.constexpr, INDIRECT: tl.constexpr,
 ):
-    """One program: ``BLOCK`` pixels of one image; loops over the classes, one row at a time.
+    """One program: ``BLOCK`` pixels of one image, one pass over the classes.
 
-    Forward (``BACKWARD`` false): writes loss, confidence and pseudo-class. Backward:
-    writes the gradients of ``sum(grad_loss * loss)`` with respect to the logits.
+    With ``e = exp(z - max z)`` it accumulates s1, s2, L = sum lam e1, W = sum lam e1
+    (z1 - max z1) and X = sum lam e1 (z2 - max z2), rescaling them when a maximum grows.
     """
+    weak_ptr, strong_ptr = _logit_bases(weak_ptr, strong_ptr, table_ptr, INDIRECT)
     image = tl.program_id(1).to(tl.int64)
     pixel = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_range = pixel < pixels
     row = image * num_classes * pixels + pixel  # class 0 of each pixel; class c is c * pixels further
 
-    # Pass 1: maxima of both views, and the first class holding the weak maximum.
-    top1 = tl.full([BLOCK], float("-inf"), tl.float32)
-    top2 = tl.full([BLOCK], float("-inf"), tl.float32)
-    k = tl.zeros([BLOCK], tl.int32)
-    for c in range(num_classes):
-        z1 = tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0)
-        z2 = tl.load(strong_ptr + row + c * pixels, mask=in_range, other=0.0)
-        k = tl.where(z1 > top1, c, k)
-        top1 = tl.maximum(top1, z1)
-        top2 = tl.maximum(top2, z2)
-
-    # Pass 2: with e = exp(z - max z), the sums s1, s2, S s1 = sum lam e1, sum lam e1 (z1 - max),
-    # sum lam e1 (z2 - max) and e2 at the pseudo-class.
-    s1 = tl.zeros([BLOCK], tl.float32)
-    s2 = tl.zeros([BLOCK], tl.float32)
-    lam_sum = tl.zeros([BLOCK], tl.float32)
+    top1 = tl.load(weak_ptr + row, mask=in_range, other=0.0)
+    top2 = tl.load(strong_ptr + row, mask=in_range, other=0.0)
+    lam = 1.0
+    if HAS_WEIGHTS:
+        lam = tl.load(weights_ptr)
+    s1 = tl.full([BLOCK], 1.0, tl.float32)
+    s2 = tl.full([BLOCK], 1.0, tl.float32)
+    lam_sum = tl.zeros([BLOCK], tl.float32) + lam
     weak_sum = tl.zeros([BLOCK], tl.float32)
     strong_sum = tl.zeros([BLOCK], tl.float32)
-    e2_k = tl.zeros([BLOCK], tl.float32)
-    for c in range(num_classes):
-        d1 = tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0) - top1
-        d2 = tl.load(strong_ptr + row + c * pixels, mask=in_range, other=0.0) - top2
-        e1 = tl.exp(d1)
-        e2 = tl.exp(d2)
-        lam_e1 = e1
+    k = tl.zeros([BLOCK], tl.int32)
+    z2_k = top2
+    for c in range(1, num_classes):
+        z1 = tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0)
+        z2 = tl.load(strong_ptr + row + c * pixels, mask=in_range, other=0.0)
         if HAS_WEIGHTS:
-            lam_e1 = tl.load(weights_ptr + c) * e1
-        s1 += e1
-        s2 += e2
+            lam = tl.load(weights_ptr + c)
+        # Weak view: one exp gives either the rescale of the sums (new maximum) or this class's term.
+        grows = z1 > top1
+        t1 = tl.exp(-tl.abs(z1 - top1))
+        scale1 = tl.where(grows, t1, 1.0)
+        e1 = tl.where(grows, 1.0, t1)
+        shift1 = tl.where(grows, z1 - top1, 0.0)
+        weak_sum = (weak_sum - shift1 * lam_sum) * scale1
+        strong_sum *= scale1
+        lam_sum *= scale1
+        s1 = s1 * scale1 + e1
+        top1 = tl.where(grows, z1, top1)
+        k = tl.where(grows, c, k)
+        z2_k = tl.where(grows, z2, z2_k)
+        # Strong view.
+        grows2 = z2 > top2
+        t2 = tl.exp(-tl.abs(z2 - top2))
+        shift2 = tl.where(grows2, z2 - top2, 0.0)
+        s2 = s2 * tl.where(grows2, t2, 1.0) + tl.where(grows2, 1.0, t2)
+        top2 = tl.where(grows2, z2, top2)
+        strong_sum -= shift2 * lam_sum
+        # This class's terms.
+        lam_e1 = lam * e1
         lam_sum += lam_e1
-        weak_sum += lam_e1 * d1
-        strong_sum += lam_e1 * d2
-        e2_k = tl.where(k == c, e2, e2_k)
+        weak_sum += lam_e1 * (z1 - top1)
+        strong_sum += lam_e1 * (z2 - top2)
+
     inv1 = 1.0 / s1
-    inv2 = 1.0 / s2
     log_s1 = tl.log(s1)
+    log_s2 = tl.log(s2)
     weight_sum = lam_sum * inv1  # S = sum lam P
-    cross = strong_sum * inv1 - weight_sum * tl.log(s2)  # A = sum lam P log Q
-    q_k = e2_k * inv2
+    cross = strong_sum * inv1 - weight_sum * log_s2  # A = sum lam P log Q
+    q_k = tl.exp(z2_k - top2) / s2
     if FOCAL_TYPE == 1:
         base = 1.0 - q_k
     else:
@@ -121,62 +146,128 @@ def _focal_kernel(
         slope = tl.zeros([BLOCK], tl.float32)
 
     at_pixel = image * pixels + pixel
-    if not BACKWARD:
-        tl.store(loss_ptr + at_pixel, -w * cross, mask=in_range)
-        tl.store(conf_ptr + at_pixel, inv1, mask=in_range)
-        tl.store(cls_ptr + at_pixel, k.to(tl.int64), mask=in_range)
-    else:
-        g = tl.load(grad_loss_ptr + at_pixel, mask=in_range, other=0.0)
-        # dl/dz1_j = P_j (u_bar - u_j), u_j = lam_j (log P_j + 1), u_bar = sum_c P_c u_c.
-        u_bar = (weak_sum - (log_s1 - 1.0) * lam_sum) * inv1
-        weak_scale = g * inv1
-        # dl/dz2_j = Q_j (w S + A w' Q_k) - [j = k] A w' Q_k - w lam_j P_j, with w' = dw/dQ_k = -slope.
-        cross_slope_q = -cross * slope * q_k  # A w' Q_k
-        strong_common = g * inv2 * (w * weight_sum + cross_slope_q)
-        strong_lam = g * w * inv1
-        for c in range(num_classes):
-            lam = 1.0
-            if HAS_WEIGHTS:
-                lam = tl.load(weights_ptr + c)
-            if WANT_WEAK:
-                d1 = tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0) - top1
-                u = lam * (d1 - log_s1 + 1.0)
-                tl.store(grad_weak_ptr + row + c * pixels, tl.exp(d1) * (u_bar - u) * weak_scale, mask=in_range)
-            if WANT_STRONG:
-                e1 = tl.exp(tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0) - top1)
-                e2 = tl.exp(tl.load(strong_ptr + row + c * pixels, mask=in_range, other=0.0) - top2)
-                grad = e2 * strong_common - lam * e1 * strong_lam - tl.where(k == c, g * cross_slope_q, 0.0)
-                tl.store(grad_strong_ptr + row + c * pixels, grad, mask=in_range)
+    tl.store(loss_ptr + at_pixel, -w * cross, mask=in_range)
+    tl.store(conf_ptr + at_pixel, inv1, mask=in_range)
+    tl.store(cls_ptr + at_pixel, k.to(tl.int64), mask=in_range)
+    if SAVE:
+        # dl/dz1_j = P_j (u_bar - u_j), u_j = lam_j (log P_j + 1), u_bar = sum_c P_c u_c;
+        # dl/dz2_j = Q_j (w S + A w' Q_k) - w lam_j P_j - [j = k] A w' Q_k, with w' = dw/dQ_k = -slope.
+        cross_slope_q = -cross * slope * q_k
+        saved = saved_ptr + image * 6 * pixels + pixel
+        tl.store(saved, top1 + log_s1, mask=in_range)
+        tl.store(saved + pixels, top2 + log_s2, mask=in_range)
+        tl.store(saved + 2 * pixels, (weak_sum - (log_s1 - 1.0) * lam_sum) * inv1, mask=in_range)
+        tl.store(saved + 3 * pixels, w * weight_sum + cross_slope_q, mask=in_range)
+        tl.store(saved + 4 * pixels, w, mask=in_range)
+        tl.store(saved + 5 * pixels, cross_slope_q, mask=in_range)
 
 
-def _launch(
-    weak: Tensor,
-    strong: Tensor,
-    weights: Tensor | None,
-    options: tuple[float, int, bool],
-    outputs: tuple[Tensor, Tensor, Tensor] | None,
-    backward: tuple[Tensor, Tensor | None, Tensor | None] | None,
-) -> None:
-    """Run the kernel over ``[B, C, N]`` logits: forward into ``outputs = (loss, conf, cls)``, or
-    backward with ``backward = (grad_loss, grad_weak, grad_strong)`` (``None`` maps are skipped)."""
-    gamma, focal_type, detach_focal = options
-    batch, num_classes, pixels = weak.shape
-    loss, conf, cls = outputs if outputs is not None else (weak, weak, weak)  # unused placeholders
-    grad_loss, grad_weak, grad_strong = backward if backward is not None else (weak, None, None)
+@triton.autotune(configs=_BLOCKS, key=["num_classes", "pixels", "HAS_WEIGHTS", "WANT_WEAK", "WANT_STRONG"])
+@triton.jit
+def _backward_kernel(
+    weak_ptr, strong_ptr, table_ptr, weights_ptr, cls_ptr, saved_ptr,
+    grad_loss_ptr, grad_weak_ptr, grad_strong_ptr,
+    pixels, num_classes,
+    BLOCK: tl.constexpr, HAS_WEIGHTS: tl.constexpr, WANT_WEAK: tl.constexpr, WANT_STRONG: tl.constexpr,
+    INDIRECT: tl.constexpr,
+):
+    """One program: ``BLOCK`` pixels of one image; the gradients of ``sum(grad_loss * loss)``,
+    one class row at a time, from the logits and the forward's coefficients."""
+    weak_ptr, strong_ptr = _logit_bases(weak_ptr, strong_ptr, table_ptr, INDIRECT)
+    image = tl.program_id(1).to(tl.int64)
+    pixel = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_range = pixel < pixels
+    row = image * num_classes * pixels + pixel
+    at_pixel = image * pixels + pixel
+    g = tl.load(grad_loss_ptr + at_pixel, mask=in_range, other=0.0)
+    k = tl.load(cls_ptr + at_pixel, mask=in_range, other=0).to(tl.int32)
+    saved = saved_ptr + image * 6 * pixels + pixel
+    log_norm1 = tl.load(saved, mask=in_range, other=0.0)
+    log_norm2 = tl.load(saved + pixels, mask=in_range, other=0.0)
+    u_bar = tl.load(saved + 2 * pixels, mask=in_range, other=0.0)
+    q_factor = g * tl.load(saved + 3 * pixels, mask=in_range, other=0.0)
+    p_factor = g * tl.load(saved + 4 * pixels, mask=in_range, other=0.0)
+    at_k = g * tl.load(saved + 5 * pixels, mask=in_range, other=0.0)
+    for c in range(num_classes):
+        lam = 1.0
+        if HAS_WEIGHTS:
+            lam = tl.load(weights_ptr + c)
+        z1 = tl.load(weak_ptr + row + c * pixels, mask=in_range, other=0.0)
+        log_p = z1 - log_norm1
+        p = tl.exp(log_p)
+        if WANT_WEAK:
+            tl.store(grad_weak_ptr + row + c * pixels, g * p * (u_bar - lam * (log_p + 1.0)), mask=in_range)
+        if WANT_STRONG:
+            q = tl.exp(tl.load(strong_ptr + row + c * pixels, mask=in_range, other=0.0) - log_norm2)
+            grad = q * q_factor - lam * p * p_factor - tl.where(k == c, at_k, 0.0)
+            tl.store(grad_strong_ptr + row + c * pixels, grad, mask=in_range)
 
+
+def _grid(batch: int, pixels: int):
     def grid(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(pixels, meta["BLOCK"]), batch)
 
-    _focal_kernel[grid](
-        weak, strong, weak if weights is None else weights,
-        loss, conf, cls,
-        grad_loss, weak if grad_weak is None else grad_weak, weak if grad_strong is None else grad_strong,
+    return grid
+
+
+def launch_forward(
+    logits: tuple[Tensor, Tensor] | Tensor,
+    shape: tuple[int, int, int],
+    weights: Tensor | None,
+    options: tuple[float, int, bool],
+    save: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Per-pixel ``(loss, conf, cls, coefficients)`` of float32 ``[B, C, N]`` logits.
+
+    ``logits`` is the contiguous ``(weak, strong)`` pair, or an int64 CUDA table of
+    their two addresses (read on the device). The coefficients ``[B, 6, N]`` for
+    :func:`launch_backward` are computed if ``save``, else ``None``.
+    """
+    batch, num_classes, pixels = shape
+    gamma, focal_type, detach_focal = options
+    indirect = isinstance(logits, Tensor)
+    table = logits if indirect else None
+    device = table.device if indirect else logits[0].device
+    loss = torch.empty((batch, pixels), dtype=torch.float32, device=device)
+    weak, strong = (loss, loss) if indirect else logits  # float32 placeholders when the table is read
+    conf = torch.empty_like(loss)
+    cls = torch.empty((batch, pixels), dtype=torch.int64, device=device)
+    saved = torch.empty((batch, SAVED_COEFFICIENTS, pixels), dtype=torch.float32, device=device) if save else None
+    _forward_kernel[_grid(batch, pixels)](
+        weak, strong, table if indirect else loss, loss if weights is None else weights,
+        loss, conf, cls, loss if saved is None else saved,
         pixels, num_classes, float(gamma),
-        FOCAL_TYPE=int(focal_type),
-        GAMMA_KIND=0 if gamma == 0.0 else 2 if gamma == 2.0 else 1, DETACH_FOCAL=bool(detach_focal),
-        HAS_WEIGHTS=weights is not None, BACKWARD=backward is not None,
-        WANT_WEAK=grad_weak is not None, WANT_STRONG=grad_strong is not None,
+        FOCAL_TYPE=int(focal_type), GAMMA_KIND=0 if gamma == 0.0 else 2 if gamma == 2.0 else 1,
+        DETACH_FOCAL=bool(detach_focal), HAS_WEIGHTS=weights is not None, SAVE=save, INDIRECT=indirect,
     )
+    return loss, conf, cls, saved
+
+
+def launch_backward(
+    logits: tuple[Tensor, Tensor] | Tensor,
+    shape: tuple[int, int, int],
+    weights: Tensor | None,
+    cls: Tensor,
+    saved: Tensor,
+    grad_loss: Tensor,
+    want: tuple[bool, bool],
+) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients ``(weak, strong)`` of ``sum(grad_loss * loss)`` (``None`` where not in ``want``),
+    from the logits (as in :func:`launch_forward`) and the forward's ``cls`` and coefficients."""
+    batch, num_classes, pixels = shape
+    indirect = isinstance(logits, Tensor)
+    weak, strong = (saved, saved) if indirect else logits  # float32 placeholders when the table is read
+    grad_weak = torch.empty(shape, dtype=torch.float32, device=saved.device) if want[0] else None
+    grad_strong = torch.empty(shape, dtype=torch.float32, device=saved.device) if want[1] else None
+    if grad_weak is None and grad_strong is None:
+        return None, None
+    _backward_kernel[_grid(batch, pixels)](
+        weak, strong, logits if indirect else saved, saved if weights is None else weights, cls, saved,
+        grad_loss.contiguous(), saved if grad_weak is None else grad_weak, saved if grad_strong is None else grad_strong,
+        pixels, num_classes,
+        HAS_WEIGHTS=weights is not None, WANT_WEAK=want[0], WANT_STRONG=want[1], INDIRECT=indirect,
+    )
+    return grad_weak, grad_strong
 
 
 class FocalConsistencyTriton(torch.autograd.Function):
@@ -187,24 +278,19 @@ class FocalConsistencyTriton(torch.autograd.Function):
         ctx, weak: Tensor, strong: Tensor, class_weights: Tensor | None, gamma: float, focal_type: int,
         detach_focal: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        batch, _, pixels = weak.shape
-        loss = torch.empty((batch, pixels), dtype=weak.dtype, device=weak.device)
-        conf = torch.empty_like(loss)
-        cls = torch.empty((batch, pixels), dtype=torch.int64, device=weak.device)
         weights = None if class_weights is None else class_weights.to(weak).contiguous()
-        options = (gamma, focal_type, detach_focal)
-        _launch(weak, strong, weights, options, (loss, conf, cls), None)
-        ctx.options = options
-        ctx.save_for_backward(weak, strong, weights)
+        save = any(ctx.needs_input_grad[:2])
+        loss, conf, cls, saved = launch_forward(
+            (weak, strong), tuple(weak.shape), weights, (gamma, focal_type, detach_focal), save
+        )
+        ctx.save_for_backward(weak, strong, weights, cls, saved)
         ctx.mark_non_differentiable(conf, cls)
         return loss, conf, cls
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss: Tensor, _grad_conf: Tensor, _grad_cls: Tensor):  # type: ignore[override]
-        weak, strong, weights = ctx.saved_tensors
-        grad_weak = torch.empty_like(weak) if ctx.needs_input_grad[0] else None
-        grad_strong = torch.empty_like(strong) if ctx.needs_input_grad[1] else None
-        if grad_weak is not None or grad_strong is not None:
-            _launch(weak, strong, weights, ctx.options, None, (grad_loss.contiguous(), grad_weak, grad_strong))
+        weak, strong, weights, cls, saved = ctx.saved_tensors
+        want = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        grad_weak, grad_strong = launch_backward((weak, strong), tuple(weak.shape), weights, cls, saved, grad_loss, want)
         return grad_weak, grad_strong, None, None, None, None

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from tufl.losses.cuda_graphs import GraphedSteps
-from tufl.losses.focal_compiled import compiled, differentiable_focal_terms, tufl_reduction, tufl_step
-from tufl.losses.focal_terms import focal_consistency_terms
+from tufl.losses.cuda_graphs import StepGraphs
+from tufl.losses.focal_compiled import compiled, differentiable_focal_terms, tufl_step
+from tufl.losses.focal_terms import focal_consistency_terms, triton_kernels, with_kernel_fallback
+from tufl.losses.graph_steps import ADDRESS_ALIGNMENT, KernelStep, Reduction, TorchStep
 from tufl.losses.reused_memory import ReusedMemory
 from tufl.losses.selection import thresholded_mean
 from tufl.losses.thresholds import (
@@ -109,7 +109,7 @@ class TUFL(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.last_pass_fraction = torch.zeros(())
         self._memory = ReusedMemory()  # CPU scratch kept between calls (not state)
-        self._graphs = GraphedSteps(type(self).__name__)  # CUDA-graph recordings (not state)
+        self._graphs = StepGraphs(type(self).__name__)  # CUDA-graph recordings (not state)
 
     def extra_repr(self) -> str:
         return (
@@ -138,11 +138,17 @@ class TUFL(nn.Module):
         check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
         if self.cuda_graphs and weak_logits.device.type != "cuda":
             raise ValueError(f"TUFL(cuda_graphs=True) needs CUDA tensors, got logits on {weak_logits.device}")
+        averaged = self.training and workers_average_thresholds()
+        device_type = weak_logits.device.type
+        if self.cuda_graphs and self.training and not averaged and torch.is_grad_enabled() and (
+            weak_logits.requires_grad or strong_logits.requires_grad
+        ):
+            if not torch.is_autocast_enabled(device_type):  # saves host time, which bounds a graphed call
+                return self._graphed_step(weak_logits, strong_logits, valid)
+            with torch.autocast(device_type=device_type, enabled=False):
+                return self._graphed_step(weak_logits, strong_logits, valid)
         focal = (self.gamma, self.focal_type, self.class_weights, self.detach_focal)
-        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            averaged = self.training and workers_average_thresholds()
-            if self.cuda_graphs and self.training and torch.is_grad_enabled() and not averaged:
-                return self._graphed_step(weak_logits, strong_logits, valid, focal)
+        with torch.autocast(device_type=device_type, enabled=False):
             if self.compile and not averaged:
                 return self._compiled_step(weak_logits, strong_logits, valid, focal)
             if self.compile:
@@ -157,26 +163,42 @@ class TUFL(nn.Module):
         return self._kept(loss, pass_fraction)
 
     def _kept(self, loss: Tensor, pass_fraction: Tensor) -> Tensor:
-        """Stores the pass fraction; under CUDA graphs both are copied out of the graphs' memory."""
-        if self.cuda_graphs:
-            loss, pass_fraction = loss.clone(), pass_fraction.clone()
+        """Stores the pass fraction and returns the loss."""
         self.last_pass_fraction = pass_fraction
         return loss
 
-    def _graphed_step(
-        self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
-    ) -> Tensor:
-        """A training call replayed from CUDA graphs (no data-parallel averaging of the thresholds)."""
-        update = (self.a, self.a_decay, self.b, self.d, self._min_confidence())
-        step = functools.partial(_graphable_step, focal=focal, update=update, ohem_ratio=self.ohem_ratio,
-                                 has_valid=valid is not None, compile_reduction=self.compile)
-        tensors = (weak, strong, self.thresholds, self.step) + (() if valid is None else (valid,))
+    def _graphed_step(self, weak: Tensor, strong: Tensor, valid: Tensor | None) -> Tensor:
+        """A training call replayed from CUDA graphs (no data-parallel averaging of the thresholds).
+
+        Host time is what limits a graphed call, so this path launches as few tensor
+        operations as it can: the graphs also write the thresholds and the step count."""
+        batch, num_classes, height, width = weak.shape
+        dtype = torch.promote_types(weak.dtype, torch.float32)  # the loss is computed in float32 or float64
+        kernels = triton_kernels(weak.device, dtype, num_classes)
         weights = None if self.class_weights is None else self.class_weights.data_ptr()  # recorded by address
-        loss, pass_fraction, thresholds = self._graphs(step, (valid is None, weights), *tensors)
-        with torch.no_grad():
-            self.thresholds.copy_(thresholds)
-            self.step += 1
-        return self._kept(loss, pass_fraction.detach())  # the graphs' outputs all carry a grad_fn
+        key = (kernels is not None, self.gamma, self.focal_type, self.detach_focal, weights, self.a, self.a_decay,
+               self.b, self.d, self.ohem_ratio, self.compile)
+        held, copied = (self.thresholds, self.step), () if valid is None else (valid,)
+        reduction = self._graph_reduction
+        outputs = None
+        if kernels is not None:
+            logits = (_addressable(weak, dtype), _addressable(strong, dtype))
+
+            def kernel_step() -> KernelStep:
+                options = (self.gamma, self.focal_type, self.detach_focal)
+                want = (weak.requires_grad, strong.requires_grad)
+                return KernelStep(kernels, tuple(weak.shape), self.class_weights, options, want, reduction())
+
+            outputs = with_kernel_fallback(lambda: self._graphs(kernel_step, key, logits, held, copied))
+        if outputs is None:
+            focal = (self.gamma, self.focal_type, self.class_weights, self.detach_focal)
+            outputs = self._graphs(lambda: TorchStep(focal, reduction()), key, (), held, (weak, strong) + copied)
+        loss, self.last_pass_fraction = outputs
+        return loss
+
+    def _graph_reduction(self) -> Reduction:
+        update = (self.a, self.a_decay, self.b, self.d, self._min_confidence())
+        return Reduction(update, self.ohem_ratio, self.compile)
 
     def _compiled_step(
         self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
@@ -193,12 +215,9 @@ class TUFL(nn.Module):
         return self._kept(loss, pass_fraction)
 
 
-def _graphable_step(
-    weak: Tensor, strong: Tensor, thresholds: Tensor, step: Tensor, *valid: Tensor, focal: tuple, update: tuple,
-    ohem_ratio: float, has_valid: bool, compile_reduction: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """A whole call without side effects, tensors only as positional arguments (for the graphs): the
-    eager per-pixel kernels, then :func:`tufl_reduction` (through torch.compile if asked)."""
-    per_pixel, conf, cls = focal_consistency_terms(weak, strong, *focal)
-    reduction = compiled(tufl_reduction) if compile_reduction else tufl_reduction
-    return reduction(per_pixel, conf, cls, valid[0] if has_valid else None, thresholds, step, update, ohem_ratio)
+
+def _addressable(logits: Tensor, dtype: torch.dtype) -> Tensor:
+    """Contiguous ``dtype`` ``logits`` at an address the Triton kernels can read through a
+    table: the tensor itself where possible (a view costs host time, which bounds a graphed call)."""
+    logits = logits.to(dtype).contiguous()
+    return logits if logits.data_ptr() % ADDRESS_ALIGNMENT == 0 else logits.clone()
