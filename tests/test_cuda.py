@@ -87,7 +87,7 @@ def test_triton_kernel_matches_the_torch_operations(num_classes, gamma, focal_ty
     weak[1, :, 5, 6] = float("nan")
     upstream = torch.rand(2, 37, 53, generator=g)
     lam = (torch.rand(num_classes, generator=g) + 0.5).to(CUDA) if weighted else None
-    assert focal_terms.triton_kernels(CUDA, torch.float32, num_classes) is not None  # the kernels are used on this machine
+    assert focal_terms.triton_kernels(CUDA, torch.float32, num_classes) is not None  # the kernels run here
 
     def run():
         w, s = weak.to(CUDA).requires_grad_(True), strong.to(CUDA).requires_grad_(True)
@@ -141,6 +141,7 @@ def test_cuda_graphed_tufl_follows_the_eager_kernel_step_by_step(compile, dtype)
         torch.testing.assert_close(graphed_pass, eager_pass, rtol=0, atol=1e-6)
     assert int(graphed_fn.step) == 6
     assert len(graphed_fn._graphs._recordings) == 2  # with and without valid
+    assert focal_terms._TRITON.failure is None  # float32: the kernels ran, no fallback
 
 
 def test_eager_cuda_graphs_refuse_a_call_before_the_previous_backward():

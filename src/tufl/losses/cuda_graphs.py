@@ -117,7 +117,9 @@ class _Replay(torch.autograd.Function):
     recorded backward graph."""
 
     @staticmethod
-    def forward(ctx, graphs: StepGraphs, recording: _Recording, *tensors: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, graphs: StepGraphs, recording: _Recording, *tensors: Tensor
+    ) -> tuple[Tensor, ...]:
         ctx.graphs, ctx.recording = graphs, recording
         ctx.save_for_backward(*tensors)  # the backward graph reads them: kept alive, and checked for changes
         recording.forward_graph.replay()

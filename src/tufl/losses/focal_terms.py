@@ -370,7 +370,8 @@ def focal_consistency_terms(
     kernels = triton_kernels(weak.device, weak.dtype, num_classes)
     outputs = None
     if kernels is not None:
-        outputs = with_kernel_fallback(lambda: kernels.FocalConsistencyTriton.apply(weak, strong, class_weights, *options))
+        function = kernels.FocalConsistencyTriton
+        outputs = with_kernel_fallback(lambda: function.apply(weak, strong, class_weights, *options))
     if outputs is not None:
         loss, conf, cls = outputs
     else:

@@ -263,7 +263,8 @@ def launch_backward(
         return None, None
     _backward_kernel[_grid(batch, pixels)](
         weak, strong, logits if indirect else saved, saved if weights is None else weights, cls, saved,
-        grad_loss.contiguous(), saved if grad_weak is None else grad_weak, saved if grad_strong is None else grad_strong,
+        grad_loss.contiguous(),
+        saved if grad_weak is None else grad_weak, saved if grad_strong is None else grad_strong,
         pixels, num_classes,
         HAS_WEIGHTS=weights is not None, WANT_WEAK=want[0], WANT_STRONG=want[1], INDIRECT=indirect,
     )
@@ -292,5 +293,7 @@ class FocalConsistencyTriton(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor, _grad_conf: Tensor, _grad_cls: Tensor):  # type: ignore[override]
         weak, strong, weights, cls, saved = ctx.saved_tensors
         want = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        grad_weak, grad_strong = launch_backward((weak, strong), tuple(weak.shape), weights, cls, saved, grad_loss, want)
+        grad_weak, grad_strong = launch_backward(
+            (weak, strong), tuple(weak.shape), weights, cls, saved, grad_loss, want
+        )
         return grad_weak, grad_strong, None, None, None, None

@@ -12,6 +12,7 @@ through ``torch.compile`` if asked.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -47,14 +48,15 @@ class KernelStep:
     """Addressed: the contiguous ``[B, C, H, W]`` weak and strong logits (read as ``[B, C, H * W]``).
     Held: thresholds, step. Copied: ``valid``, if any."""
 
-    kernels: object  # tufl.losses.focal_triton
+    kernels: ModuleType  # tufl.losses.focal_triton
     shape: tuple[int, int, int, int]  # B, C, H, W
     weights: Tensor | None
     options: tuple[float, int, bool]  # gamma, focal_type, detach_focal
     want: tuple[bool, bool]  # gradients of the weak and strong logits
     reduction: Reduction
 
-    def forward(self, table: Tensor | None, thresholds: Tensor, step: Tensor, *valid: Tensor):
+    def forward(self, table: Tensor | None, thresholds: Tensor, step: Tensor, *valid: Tensor) -> tuple:
+        """``((loss, pass_fraction), state, (new thresholds, new step))``."""
         batch, num_classes, height, width = self.shape
         flat = (batch, num_classes, height * width)
         loss, conf, cls, saved = self.kernels.launch_forward(table, flat, self.weights, self.options, True)
@@ -63,7 +65,8 @@ class KernelStep:
         outputs, updates = self.reduction(*maps, thresholds, step, valid)
         return outputs, (per_pixel, cls, saved, len(valid)), updates
 
-    def backward(self, table: Tensor | None, grad_output: Tensor, outputs: tuple[Tensor, ...], state: tuple):
+    def backward(self, table: Tensor | None, grad_output: Tensor, outputs: tuple[Tensor, ...], state: tuple) -> tuple:
+        """Gradients of the weak and strong logits, then ``None`` for ``valid``."""
         per_pixel, cls, saved, valid_count = state
         (grad_loss,) = torch.autograd.grad(outputs[0], per_pixel, grad_output)
         batch, num_classes, height, width = self.shape
@@ -81,12 +84,14 @@ class TorchStep:
     reduction: Reduction
 
     def forward(self, table: Tensor | None, thresholds: Tensor, step: Tensor, weak: Tensor, strong: Tensor,
-                *valid: Tensor):
+                *valid: Tensor) -> tuple:
+        """``((loss, pass_fraction), state, (new thresholds, new step))``."""
         per_pixel, conf, cls = focal_consistency_terms(weak, strong, *self.focal)
         outputs, updates = self.reduction(per_pixel, conf, cls, thresholds, step, valid)
         return outputs, (weak, strong, len(valid)), updates
 
-    def backward(self, table: Tensor | None, grad_output: Tensor, outputs: tuple[Tensor, ...], state: tuple):
+    def backward(self, table: Tensor | None, grad_output: Tensor, outputs: tuple[Tensor, ...], state: tuple) -> tuple:
+        """Gradients of the weak and strong logits, then ``None`` for ``valid``."""
         weak, strong, valid_count = state
         wanted = [t for t in (weak, strong) if t.requires_grad]
         grads = iter(torch.autograd.grad(outputs[0], wanted, grad_output))

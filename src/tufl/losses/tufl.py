@@ -170,8 +170,9 @@ class TUFL(nn.Module):
     def _graphed_step(self, weak: Tensor, strong: Tensor, valid: Tensor | None) -> Tensor:
         """A training call replayed from CUDA graphs (no data-parallel averaging of the thresholds).
 
-        Host time is what limits a graphed call, so this path launches as few tensor
-        operations as it can: the graphs also write the thresholds and the step count."""
+        A graphed call's host time is of the order of its GPU time, so this path launches
+        as few tensor operations as it can: the graphs also write the thresholds and the
+        step count."""
         batch, num_classes, height, width = weak.shape
         dtype = torch.promote_types(weak.dtype, torch.float32)  # the loss is computed in float32 or float64
         kernels = triton_kernels(weak.device, dtype, num_classes)
@@ -179,7 +180,6 @@ class TUFL(nn.Module):
         key = (kernels is not None, self.gamma, self.focal_type, self.detach_focal, weights, self.a, self.a_decay,
                self.b, self.d, self.ohem_ratio, self.compile)
         held, copied = (self.thresholds, self.step), () if valid is None else (valid,)
-        reduction = self._graph_reduction
         outputs = None
         if kernels is not None:
             logits = (_addressable(weak, dtype), _addressable(strong, dtype))
@@ -187,16 +187,22 @@ class TUFL(nn.Module):
             def kernel_step() -> KernelStep:
                 options = (self.gamma, self.focal_type, self.detach_focal)
                 want = (weak.requires_grad, strong.requires_grad)
-                return KernelStep(kernels, tuple(weak.shape), self.class_weights, options, want, reduction())
+                reduction = self._graph_reduction()
+                return KernelStep(kernels, tuple(weak.shape), self.class_weights, options, want, reduction)
 
             outputs = with_kernel_fallback(lambda: self._graphs(kernel_step, key, logits, held, copied))
         if outputs is None:
             focal = (self.gamma, self.focal_type, self.class_weights, self.detach_focal)
-            outputs = self._graphs(lambda: TorchStep(focal, reduction()), key, (), held, (weak, strong) + copied)
+
+            def torch_step() -> TorchStep:
+                return TorchStep(focal, self._graph_reduction())
+
+            outputs = self._graphs(torch_step, key, (), held, (weak, strong) + copied)
         loss, self.last_pass_fraction = outputs
         return loss
 
     def _graph_reduction(self) -> Reduction:
+        """The threshold update and mean of a graphed call, with this loss's options."""
         update = (self.a, self.a_decay, self.b, self.d, self._min_confidence())
         return Reduction(update, self.ohem_ratio, self.compile)
 
@@ -215,9 +221,8 @@ class TUFL(nn.Module):
         return self._kept(loss, pass_fraction)
 
 
-
 def _addressable(logits: Tensor, dtype: torch.dtype) -> Tensor:
     """Contiguous ``dtype`` ``logits`` at an address the Triton kernels can read through a
-    table: the tensor itself where possible (a view costs host time, which bounds a graphed call)."""
+    table: the tensor itself where possible (even a view costs a graphed call host time)."""
     logits = logits.to(dtype).contiguous()
     return logits if logits.data_ptr() % ADDRESS_ALIGNMENT == 0 else logits.clone()
