@@ -148,11 +148,13 @@ def test_eager_cuda_graphs_refuse_a_call_before_the_previous_backward():
     loss_fn = TUFL(19, cuda_graphs=True).to(CUDA)
     weak, strong, _ = _logit_pair()
     strong = strong.float().to(CUDA).requires_grad_(True)
-    loss_fn(weak.float().to(CUDA), strong)
+    loss = loss_fn(weak.float().to(CUDA), strong)
     with pytest.raises(RuntimeError, match="previous loss was not back-propagated"):
         loss_fn(weak.float().to(CUDA), strong)
     with torch.no_grad():  # calls without gradients run without graphs
         loss_fn(weak.float().to(CUDA), strong)
+    del loss  # dropped without a backward: the next call may go on
+    loss_fn(weak.float().to(CUDA), strong).backward()
 
 
 def test_stage1_with_cuda_graphed_loss_follows_the_run_without(scene_info, source_only_run, tmp_path):

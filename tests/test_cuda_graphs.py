@@ -7,6 +7,7 @@ the kernels find them through the table."""
 from __future__ import annotations
 
 import copy
+import gc
 import types
 
 import pytest
@@ -113,6 +114,7 @@ def test_step_graphs_read_each_calls_tensors_and_record_once_per_signature(recor
 
 
 def test_step_graphs_want_each_backward_before_the_next_call_and_only_once(recordings):
+    """Unless the previous loss and everything computed from it are gone."""
     graphs, step = StepGraphs("TUFL"), _ProductStep
     a, b = _addressed(torch.randn(4, requires_grad=True), torch.randn(4))
     loss, _ = graphs(step, (), (a, b), (torch.tensor(1.0),), (torch.randn(3),))
@@ -124,6 +126,12 @@ def test_step_graphs_want_each_backward_before_the_next_call_and_only_once(recor
     with torch.no_grad():  # no gradient: nothing pending
         graphs(step, (), (a, b), (torch.tensor(1.0),), (torch.randn(3),))
         graphs(step, (), (a, b), (torch.tensor(1.0),), (torch.randn(3),))
+    scaled = 2.0 * graphs(step, (), (a, b), (torch.tensor(1.0),), (torch.randn(3),))[0]
+    with pytest.raises(RuntimeError, match="not back-propagated"):  # its graph lives on in `scaled`
+        graphs(step, (), (a, b), (torch.tensor(1.0),), (torch.randn(3),))
+    del scaled  # dropped without a backward: nothing can read the graphs' state any more
+    gc.collect()
+    graphs(step, (), (a, b), (torch.tensor(1.0),), (torch.randn(3),))[0].backward()
 
 
 def test_step_graphs_refuse_logits_changed_before_the_backward(recordings):

@@ -18,14 +18,16 @@ A graph reads and writes fixed addresses. The inputs of a step are of three kind
   differs (a step without a table takes the logits this way).
 
 A call returns copies of the outputs; the gradients stay in the graphs' memory,
-which the next call overwrites. Each call's backward must run before the next call
-(checked). The new values of held tensors (TUFL's thresholds and step count) are
-written by the forward graph itself: each tensor operation launched from Python
-costs several microseconds of host time, about what the whole graph costs the GPU.
+which the next call overwrites. Each call's backward must run before the next call,
+unless its loss and everything computed from it are gone (checked). The new values
+of held tensors (TUFL's thresholds and step count) are written by the forward graph
+itself: each tensor operation launched from Python costs several microseconds of
+host time, and a graphed call's host time is of the order of its GPU time.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -120,7 +122,8 @@ class _Replay(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx, graphs: StepGraphs, recording: _Recording, *tensors: Tensor
     ) -> tuple[Tensor, ...]:
-        ctx.graphs, ctx.recording = graphs, recording
+        ctx.recording = recording
+        graphs.last_call = weakref.ref(ctx)  # alive while the loss's graph is: its backward may still come
         ctx.save_for_backward(*tensors)  # the backward graph reads them: kept alive, and checked for changes
         recording.forward_graph.replay()
         outputs = tuple(o.clone() for o in recording.forward_result[0][0])
@@ -137,7 +140,6 @@ class _Replay(torch.autograd.Function):
         ctx.saved_tensors  # noqa: B018 -- raises if an input was modified in place since the forward
         recording.grad_output.copy_(grad_output)
         recording.backward_graph.replay()
-        ctx.graphs.backward_pending = False
         return (None, None, *(None if g is None else g.detach() for g in recording.backward_result[0]))
 
 
@@ -147,7 +149,7 @@ class StepGraphs:
     def __init__(self, owner: str) -> None:
         self._owner = owner
         self._recordings: dict[tuple, _Recording] = {}
-        self.backward_pending = False
+        self.last_call: weakref.ref | None = None  # the last call's autograd node
 
     def __call__(
         self,
@@ -164,10 +166,12 @@ class StepGraphs:
         copies of the forward outputs; the first is differentiable with respect to the
         addressed and copied tensors.
         """
-        if self.backward_pending:
+        last = None if self.last_call is None else self.last_call()
+        if last is not None and last.recording is not None:
             raise RuntimeError(
                 f"{self._owner}: the previous loss was not back-propagated; with cuda_graphs=True every call's "
-                "backward must run before the next call (its graphs hold one step's state), or turn cuda_graphs off"
+                "backward must run before the next call (its graphs hold one step's state), or the loss be dropped "
+                "(with everything computed from it); or turn cuda_graphs off"
             )
         signature = (
             key,
@@ -178,9 +182,7 @@ class StepGraphs:
         if recording is None:
             recording = self._recordings[signature] = _Recording(make_step(), addressed, held, copied)
         recording.point_at(addressed, copied)
-        outputs = _Replay.apply(self, recording, *addressed, *copied)
-        self.backward_pending = outputs[0].requires_grad
-        return outputs
+        return _Replay.apply(self, recording, *addressed, *copied)
 
     def __getstate__(self) -> dict:  # copies and pickles start without recordings
         return {"_owner": self._owner}

@@ -59,9 +59,10 @@ class TUFL(nn.Module):
     ``cuda_graphs=True`` (CUDA tensors only) replays a training call's forward and
     backward passes as CUDA graphs, one launch per pass instead of one per kernel
     (:mod:`tufl.losses.cuda_graphs`; each call's backward must run before the next
-    call): the per-pixel kernels of the default path, which read the logits where they
-    are (nothing is copied into the graphs), then the threshold update and the masked
-    mean, through ``torch.compile`` with ``compile=True``. Calls without
+    call, unless that call's loss was dropped): the per-pixel kernels of the default
+    path, which read the logits where they are (nothing is copied into the graphs),
+    then the threshold update and the masked mean, through ``torch.compile`` with
+    ``compile=True``. Calls without
     gradients, in eval mode, or with thresholds averaged over data-parallel workers
     run without graphs. The returned loss and ``last_pass_fraction`` are copies that
     stay valid after later calls; gradients that reach leaf tensors directly live in
