@@ -105,10 +105,11 @@ class _Recording:
 
     def point_at(self, addressed: tuple[Tensor, ...], copied: tuple[Tensor, ...]) -> None:
         """Make the next replay read ``addressed`` (table entries) and ``copied`` (copies)."""
-        for index, tensor in enumerate(addressed):
-            if tensor.data_ptr() != self.addresses[index]:
-                self.table[index].fill_(tensor.data_ptr())
-        self.addresses = tuple(t.data_ptr() for t in addressed)
+        addresses = tuple(t.data_ptr() for t in addressed)
+        for index, (new, old) in enumerate(zip(addresses, self.addresses)):
+            if new != old:
+                self.table[index].fill_(new)
+        self.addresses = addresses
         for static, tensor in zip(self.copied, copied):
             if static.data_ptr() != tensor.data_ptr():
                 static.detach().copy_(tensor)
