@@ -12,7 +12,7 @@ from tufl.data.factory import build_dataset
 from tufl.data.loader import eval_loader
 from tufl.data.samples import EvalSamples
 from tufl.evaluation.evaluate import evaluate
-from tufl.losses import TUFL, focal_terms
+from tufl.losses import TUFL, focal_terms, thresholds
 from tufl.mixing.classmix import classmix
 from tufl.models.build import model_from_checkpoint
 from tufl.train import checkpoint as ckpt
@@ -110,6 +110,35 @@ def test_triton_kernel_matches_the_torch_operations(num_classes, gamma, focal_ty
         assert float((a - b).abs().max()) <= tolerance * float(b.abs().max())
 
 
+@pytest.mark.parametrize("num_classes", [19, 64, 1])
+def test_triton_threshold_selection_matches_the_sort(num_classes):
+    """On CUDA psi comes from the radix-selection kernels: exactly the sort's result on a
+    training-sized batch, with spread and with saturated confidences (a trained network:
+    most within 1e-4 of 1), ties (also with theta), a class without pixels and masks."""
+    pytest.importorskip("triton")
+    g = torch.Generator().manual_seed(num_classes)
+    n = 2 * 512 * 1024 + 77
+    min_confidence = 1 / (num_classes + 1)
+    spread = min_confidence + torch.rand(n, generator=g) * (1 - min_confidence)
+    saturated = 1 - torch.rand(n, generator=g) * 1e-4
+    coarse = (torch.randint(0, 101, (n,), generator=g).float() / 100).clamp(min=min_confidence)
+    cls = torch.randint(0, max(num_classes - 1, 1), (n,), generator=g)
+    valid = torch.rand(n, generator=g) > 0.1
+    for conf in (torch.where(torch.rand(n, generator=g) < 0.2, coarse, spread),
+                 torch.where(torch.rand(n, generator=g) < 0.7, saturated, spread)):
+        theta = torch.rand(num_classes, generator=g) * 0.999
+        theta[0] = conf[cls == 0][0]
+        for mask in (None, valid):
+            for b, d in ((0.8, 8.0), (0.3, 2.0)):
+                expected = thresholds.sorted_psi(conf, cls, mask, theta, b, d, min_confidence)
+                got = thresholds.order_statistic_psi(
+                    conf.to(CUDA), cls.to(CUDA), None if mask is None else mask.to(CUDA), theta.to(CUDA), b, d,
+                    min_confidence,
+                )
+                assert torch.equal(got.cpu(), expected), (b, d, mask is None)
+    assert thresholds._SELECTION.failure is None and thresholds._SELECTION.worked
+
+
 @pytest.mark.parametrize(
     "compile, dtype", [(False, torch.float32), (True, torch.float32), (False, torch.float64)],
     ids=["kernel_graphs", "compiled_graphs", "torch_ops_graphs"],
@@ -142,6 +171,7 @@ def test_cuda_graphed_tufl_follows_the_eager_kernel_step_by_step(compile, dtype)
     assert int(graphed_fn.step) == 6
     assert len(graphed_fn._graphs._recordings) == 2  # with and without valid
     assert focal_terms._TRITON.failure is None  # float32: the kernels ran, no fallback
+    assert thresholds._SELECTION.failure is None
 
 
 def test_eager_cuda_graphs_refuse_a_call_before_the_previous_backward():

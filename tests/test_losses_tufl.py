@@ -11,6 +11,7 @@ import torch
 
 from tufl.losses import TUFL, focal_consistency_terms, order_statistic_psi
 from tufl.losses.focal_compiled import differentiable_focal_terms
+from tufl.losses.kernel_status import KernelStatus
 from tufl.losses.reference import ReferenceTUFL
 
 C = 4
@@ -209,6 +210,38 @@ def test_compiled_tufl_equals_the_fused_kernel(data_parallel, monkeypatch):
     assert int(loss_fn.step) == 2
     for eager, compiled in zip(*results):
         torch.testing.assert_close(compiled, eager, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_threshold_update_takes_psi_from_selection_kernels_where_there_are_any(compile, monkeypatch):
+    """Where selection kernels exist (CUDA with Triton) the threshold update takes psi from
+    them, with flat inputs, eagerly and (compile=True) as a graph break in the compiled
+    step; here a stand-in that sorts. Results equal the sort's throughout."""
+    from tufl.losses import thresholds
+
+    calls = []
+
+    def stand_in(conf, cls, valid, theta, b, d, code_bits):
+        calls.append((tuple(conf.shape), tuple(valid.shape), code_bits))
+        return thresholds.sorted_psi(conf, cls, valid, theta, b, d)
+
+    results = []
+    for patched in (False, True):
+        if patched:
+            kernels = types.SimpleNamespace(radix_select_psi=stand_in, MAX_CLASSES=64)
+            monkeypatch.setattr(thresholds, "selection_kernels", lambda device: kernels)
+        loss_fn = TUFL(C, compile=compile)
+        outputs = []
+        for seed in (30, 31):
+            z1, z2 = random_pair(seed, shape=(2, C, 5, 7))
+            valid = torch.rand(2, 5, 7, generator=torch.Generator().manual_seed(seed)) > 0.2
+            loss = loss_fn(z1, z2, valid)
+            loss.backward()
+            outputs += [loss.detach(), z1.grad, z2.grad, loss_fn.thresholds.clone()]
+        results.append(outputs)
+    assert calls == [((70,), (70,), 25)] * 2  # codes of confidences >= 1 / (C + 1) = 0.2: 25 bits
+    for sorted_result, selected in zip(*results):
+        torch.testing.assert_close(selected, sorted_result, atol=0, rtol=0)
 
 
 def test_gradient_only_for_the_views_that_need_it():
@@ -471,6 +504,37 @@ def test_order_statistic_hand_example():
     assert psi.tolist() == [pytest.approx(0.9), pytest.approx(0.7), 0.5]
 
 
+def test_failing_selection_kernels_fall_back_to_the_sort_with_a_warning(monkeypatch):
+    """On CUDA psi comes from the Triton selection kernels; if they fail on first use, the
+    sort gives it (one warning, no retry); once they have worked, a failure is raised."""
+    from tufl.losses import thresholds
+
+    attempts = []
+
+    def failing(*args):
+        attempts.append(args)
+        raise RuntimeError("no C compiler")
+
+    kernels = types.SimpleNamespace(radix_select_psi=failing, MAX_CLASSES=64)
+    monkeypatch.setattr(thresholds, "_SELECTION", KernelStatus("the Triton threshold-selection kernels", "sorting"))
+    g = torch.Generator().manual_seed(3)
+    conf, cls = torch.rand(2, 5, 7, generator=g).double(), torch.randint(0, 3, (2, 5, 7), generator=g)
+    valid, theta = torch.rand(2, 5, 7, generator=g) > 0.3, torch.tensor([0.5, 0.2, 0.9])
+    args = (conf, cls, valid, theta, 0.8, 1.0, 0.25)
+    expected = thresholds.sorted_psi(*args)
+    with pytest.warns(RuntimeWarning, match=r"selection kernels failed on first use \(RuntimeError: no C compiler\)"):
+        first = thresholds._selected_psi(kernels, *args)
+    second = thresholds._selected_psi(kernels, *args)
+    assert len(attempts) == 1 and torch.equal(first, expected) and torch.equal(second, expected)
+    flat_conf, flat_cls, flat_valid, _, b, d, code_bits = attempts[0]  # flat float32 inputs, codes of >= 0.25
+    assert flat_conf.dtype == torch.float32 and flat_conf.shape == flat_cls.shape == flat_valid.shape == (70,)
+    assert (b, d, code_bits) == (0.8, 1.0, 25)  # codes up to bits(1.0) - bits(0.25) = 2^24
+    monkeypatch.setattr(thresholds, "_SELECTION", KernelStatus("the Triton threshold-selection kernels", "sorting"))
+    thresholds._SELECTION.worked = True
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        thresholds._selected_psi(kernels, *args)
+
+
 @pytest.mark.parametrize("a_decay", [0.0, 0.3])
 def test_threshold_updates_over_several_steps_match_literal_pseudo_code(a_decay):
     loss_fn = TUFL(C, theta0=0.8, a=0.2, b=0.8, d=8.0, a_decay=a_decay)
@@ -545,7 +609,7 @@ def test_failing_triton_kernels_fall_back_to_torch_operations_with_a_warning(mon
             attempts.append(1)
             raise RuntimeError("no C compiler")
 
-    monkeypatch.setattr(focal_terms, "_TRITON", focal_terms._TritonStatus())
+    monkeypatch.setattr(focal_terms, "_TRITON", KernelStatus("the Triton kernels", "using torch operations"))
     kernels = types.SimpleNamespace(FocalConsistencyTriton=Failing)
     monkeypatch.setattr(focal_terms, "triton_kernels", lambda *_: None if focal_terms._TRITON.failure else kernels)
     g = torch.Generator().manual_seed(0)
@@ -560,7 +624,7 @@ def test_failing_triton_kernels_fall_back_to_torch_operations_with_a_warning(mon
     for got in (first, second):
         for a, b in zip(got, expected):
             torch.testing.assert_close(a.reshape(-1), b.reshape(-1), rtol=0, atol=0)
-    monkeypatch.setattr(focal_terms, "_TRITON", focal_terms._TritonStatus())
+    monkeypatch.setattr(focal_terms, "_TRITON", KernelStatus("the Triton kernels", "using torch operations"))
     focal_terms._TRITON.worked = True
     with pytest.raises(RuntimeError, match="no C compiler"):
         focal_consistency_terms(z1, z2)

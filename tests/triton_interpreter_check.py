@@ -3,8 +3,9 @@ in a process of its own: ``TRITON_INTERPRET=1`` must be set before Triton is imp
 
 Checks, for several class counts and loss options, that the kernels give the torch
 operations' loss, confidence, pseudo-class and gradients, and that reading the
-logits through an address table gives the direct launch's results bit for bit.
-Prints ``ok`` at the end.
+logits through an address table gives the direct launch's results bit for bit; and
+that the threshold-selection kernels give the sort's ``psi`` exactly. Prints ``ok``
+at the end.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import torch
 
 assert os.environ.get("TRITON_INTERPRET") == "1"
-from tufl.losses import focal_terms, focal_triton  # noqa: E402
+from tufl.losses import focal_terms, focal_triton, threshold_triton, thresholds  # noqa: E402
 
 
 class _Launcher:
@@ -71,4 +72,35 @@ for num_classes, gamma, focal_type, weighted, detach in [
             assert (a is None and b is None) if not wanted else torch.equal(a, b), setting
     no_coefficients = focal_triton.launch_forward(flat, shape, lam, options, False)
     assert no_coefficients[3] is None and torch.equal(no_coefficients[0], direct[0]), setting
+
+# Threshold selection: small blocks, so that each of the two programs loops over several.
+threshold_triton._BLOCK = 64
+for num_classes, n, min_confidence, b, d, skewed in [
+    (6, 300, 0.0, 0.8, 8.0, False), (19, 1500, 1 / 20, 0.8, 8.0, False), (19, 1500, 1 / 20, 0.8, 8.0, True),
+    (1, 50, 0.5, 0.5, 1.0, False), (64, 900, 1 / 65, 0.2, 3.0, False), (6, 300, 0.4, 0.0, 3.0, False),
+    (6, 300, 0.4, 1.0, 1.0, True), (3, 200, 0.25, 0.5, 0.0, False), (6, 300, 0.4, 0.999, 0.0, False),
+]:
+    g = torch.Generator().manual_seed(n + num_classes)
+    # Ties, also with theta; some below min_confidence (which the codes treat as equal to it).
+    coarse = torch.randint(10, 101, (n,), generator=g).float() / 100
+    if skewed:  # a trained network: most confidences within 1e-4 of 1 (equal high digits)
+        fine = 1 - torch.rand(n, generator=g) * 1e-4
+    else:
+        fine = min_confidence + torch.rand(n, generator=g) * (1 - min_confidence)
+    conf = torch.where(torch.rand(n, generator=g) < 0.4, coarse, fine)
+    cls = torch.randint(0, max(num_classes - 1, 1), (n,), generator=g)  # the last class has no pixel
+    theta = torch.rand(num_classes, generator=g) * 0.999
+    theta[0] = conf[0] if num_classes == 1 else 0.0
+    if num_classes > 2:
+        theta[1], theta[2] = conf[cls == 1][0], 0.999
+    if b == 1.0:  # thresholds from elsewhere: rank N_c + 1, capped at N_c
+        theta[-2:] = 1.0
+    setting = (num_classes, n, min_confidence, b, d, skewed)
+    for valid in (None, torch.rand(n, generator=g) > 0.2, torch.zeros(n, dtype=torch.bool)):
+        expected = thresholds.sorted_psi(conf, cls, valid, theta, b, d, min_confidence)
+        got = thresholds._selected_psi(threshold_triton, conf, cls, valid, theta, b, d, min_confidence)
+        assert torch.equal(got, expected), (setting, got, expected)
+    assert thresholds._SELECTION.failure is None
+empty = threshold_triton.radix_select_psi(torch.empty(0), torch.empty(0, dtype=torch.long), None, theta, 0.8, 8.0, 26)
+assert torch.equal(empty, theta)
 print("ok")

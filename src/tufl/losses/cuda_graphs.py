@@ -1,8 +1,8 @@
 """CUDA graphs for TUFL's training calls (``TUFL(cuda_graphs=True)``).
 
 Besides its two per-pixel kernels, a TUFL call on a GPU is a few dozen small
-operations on per-pixel maps (the keys, sort and binary searches of the threshold
-update, the masked mean), and each launch, from Python, costs more than its work.
+operations (the passes of the threshold statistic, the threshold update, the masked
+mean), and each launch, from Python, costs more than its work.
 A CUDA graph records the kernels once and replays them with one launch.
 :class:`StepGraphs` records a step's forward pass and backward pass as two graphs,
 once per input signature, and replays them from an autograd function.

@@ -34,7 +34,6 @@ CUDA builds ship it); otherwise the whole batch is one chunk of torch operations
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TypeVar
@@ -43,6 +42,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from tufl.losses.kernel_status import KernelStatus
 from tufl.losses.reused_memory import ReusedMemory
 
 T = TypeVar("T")
@@ -76,15 +76,7 @@ def _triton_module() -> ModuleType | None:
     return focal_triton
 
 
-class _TritonStatus:
-    """Whether the Triton kernels worked in this process, or why they were given up (a process-wide fact)."""
-
-    def __init__(self) -> None:
-        self.worked = False
-        self.failure: str | None = None
-
-
-_TRITON = _TritonStatus()
+_TRITON = KernelStatus("the Triton kernels", "using torch operations")
 
 
 def triton_kernels(device: torch.device, dtype: torch.dtype, num_classes: int) -> ModuleType | None:
@@ -102,19 +94,7 @@ def with_kernel_fallback(call: Callable[[], T]) -> T | None:
     """``call()``, which uses the Triton kernels; ``None`` if it fails before the kernels ever
     worked in this process (they are then given up, after one warning). Out-of-memory errors,
     and failures once the kernels have worked, are raised."""
-    try:
-        result = call()
-    except torch.OutOfMemoryError:
-        raise
-    except Exception as exc:  # e.g. Triton cannot compile for this GPU: keep going with torch operations
-        if _TRITON.worked:
-            raise
-        _TRITON.failure = f"{type(exc).__name__}: {exc}"
-        warnings.warn(f"TUFL: the Triton kernels failed on first use ({_TRITON.failure}); "
-                      "using torch operations from now on", RuntimeWarning, stacklevel=3)
-        return None
-    _TRITON.worked = True
-    return result
+    return _TRITON.run(call, stacklevel=4)
 
 
 def _chunks(batch: int, pixels: int, per_chunk: int | None) -> Iterator[tuple[slice, slice]]:

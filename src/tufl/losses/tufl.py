@@ -55,7 +55,10 @@ class TUFL(nn.Module):
     (a detached tensor).
     ``compile=True`` runs the per-pixel loss, the threshold statistic and the masked
     mean through ``torch.compile`` (:mod:`tufl.losses.focal_compiled`; same results,
-    far fewer kernel launches on a GPU; the first call per shape compiles).
+    far fewer kernel launches on a GPU; the first call per shape compiles). On CUDA
+    with Triton the threshold statistic is always a radix selection in Triton
+    kernels (:mod:`tufl.losses.threshold_triton`, exactly the sort's result),
+    outside the compiled graphs.
     ``cuda_graphs=True`` (CUDA tensors only) replays a training call's forward and
     backward passes as CUDA graphs, one launch per pass instead of one per kernel
     (:mod:`tufl.losses.cuda_graphs`; each call's backward must run before the next
