@@ -1,6 +1,6 @@
-"""The Triton kernels' logic on the CPU, through Triton's interpreter (where Triton is
-installed: PyTorch's CUDA builds ship it; CPU builds do not, and the test is skipped).
-tests/test_cuda.py checks the compiled kernels on a GPU."""
+"""The Triton kernels without a GPU, where Triton is installed (PyTorch's CUDA builds ship it;
+CPU builds do not, and the tests are skipped): their logic through Triton's interpreter,
+and their compilation for an H100. tests/test_cuda.py runs them on a GPU."""
 
 from __future__ import annotations
 
@@ -13,12 +13,23 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_check(script: str, interpret: bool) -> None:
+    """Run ``tests/<script>`` in a process of its own; it prints ``ok`` when every check passed."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if interpret:
+        env["TRITON_INTERPRET"] = "1"  # read when Triton is imported
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / script)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
 
 
 def test_triton_kernels_in_the_interpreter_match_the_torch_operations():
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(
-        [str(root / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    done = subprocess.run([sys.executable, str(root / "tests" / "triton_interpreter_check.py")], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+    _run_check("triton_interpreter_check.py", interpret=True)
+
+
+def test_triton_kernels_compile_for_an_h100():
+    _run_check("triton_compile_check.py", interpret=False)

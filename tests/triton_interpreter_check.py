@@ -101,6 +101,12 @@ for num_classes, n, min_confidence, b, d, skewed in [
         got = thresholds._selected_psi(threshold_triton, conf, cls, valid, theta, b, d, min_confidence)
         assert torch.equal(got, expected), (setting, got, expected)
     assert thresholds._SELECTION.failure is None
+# Pixels of no class (out of range) are left out, as invalid pixels are.
+stray = cls.clone()
+stray[:7], stray[7:9] = num_classes, -1
+got = threshold_triton.radix_select_psi(conf, stray, None, theta, 0.5, 2.0, thresholds._code_bits(min_confidence))
+expected = thresholds.sorted_psi(conf, cls, torch.arange(n) >= 9, theta, 0.5, 2.0, min_confidence)
+assert torch.equal(got, expected), (got, expected)
 empty = threshold_triton.radix_select_psi(torch.empty(0), torch.empty(0, dtype=torch.long), None, theta, 0.8, 8.0, 26)
 assert torch.equal(empty, theta)
 print("ok")

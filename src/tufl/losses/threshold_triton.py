@@ -106,10 +106,10 @@ def _choose_digit(
 
 @triton.jit
 def _first_pass_kernel(
-    conf_ptr, cls_ptr, valid_ptr, value_ptr, class_ptr, hist_ptr, pixels, code_bits, num_levels,
+    conf_ptr, cls_ptr, valid_ptr, value_ptr, class_ptr, hist_ptr, pixels, num_classes, code_bits, num_levels,
     CLASS_ROWS: tl.constexpr, DIGIT_BITS: tl.constexpr, BLOCK: tl.constexpr, HAS_VALID: tl.constexpr,
 ):
-    """Each pixel's value (-1 if invalid) and class; the histogram of the first digit."""
+    """Each pixel's value (-1 if invalid or of no class) and class; the histogram of the first digit."""
     BINS: tl.constexpr = CLASS_ROWS << DIGIT_BITS
     counts = tl.zeros([BINS], tl.int32)
     for start in range(tl.program_id(0) * BLOCK, pixels, tl.num_programs(0) * BLOCK):
@@ -117,12 +117,12 @@ def _first_pass_kernel(
         in_range = pixel < pixels
         conf = tl.load(conf_ptr + pixel, mask=in_range, other=1.0)
         klass = tl.load(cls_ptr + pixel, mask=in_range, other=0).to(tl.int32)
-        include = in_range
+        include = in_range & (klass >= 0) & (klass < num_classes)  # a class out of range would index past the bins
         if HAS_VALID:
             include = include & (tl.load(valid_ptr + pixel, mask=in_range, other=0) != 0)
         value = tl.where(include, 2 * _codes(conf, code_bits) + 1, -1)
         tl.store(value_ptr + pixel, value, mask=in_range)
-        tl.store(class_ptr + pixel, klass.to(tl.int8), mask=in_range)
+        tl.store(class_ptr + pixel, tl.where(include, klass, 0).to(tl.int8), mask=in_range)
         digit = (value >> ((num_levels - 1) * DIGIT_BITS)) & ((1 << DIGIT_BITS) - 1)
         counts += _histogram((klass << DIGIT_BITS) | digit, include, BINS)
     _flush(hist_ptr, counts, BINS)
@@ -195,7 +195,8 @@ def radix_select_psi(conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds
 
     ``conf`` float32, ``cls`` integer classes ``0..C-1`` and ``valid`` (bool or ``None``)
     have the same number of elements (fewer than 2^31); ``C <= 64``; confidences are
-    compared through their ``code_bits``-bit codes (at most 30 bits).
+    compared through their ``code_bits``-bit codes (at most 30 bits). Pixels whose
+    class is out of range are left out, like invalid ones.
     """
     num_classes, pixels = thresholds.numel(), conf.numel()
     theta = thresholds.to(torch.float32).contiguous()
@@ -217,7 +218,7 @@ def radix_select_psi(conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds
     shape = {"CLASS_ROWS": rows, "DIGIT_BITS": digit_bits}
     _first_pass_kernel[grid](
         conf.contiguous(), cls.contiguous(), values if valid is None else valid.contiguous().view(torch.uint8),
-        values, classes, hist, pixels, code_bits, num_levels,
+        values, classes, hist, pixels, num_classes, code_bits, num_levels,
         BLOCK=_BLOCK, HAS_VALID=valid is not None, num_warps=_NUM_WARPS, **shape,
     )
     for level in range(1, num_levels):
