@@ -33,7 +33,6 @@ CUDA builds ship it); otherwise the whole batch is one chunk of torch operations
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TypeVar
@@ -42,7 +41,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from tufl.losses.kernel_status import KernelStatus
+from tufl.losses.kernel_status import KernelStatus, kernel_module
 from tufl.losses.reused_memory import ReusedMemory
 
 T = TypeVar("T")
@@ -66,14 +65,9 @@ def chunk_pixels(device: torch.device, num_classes: int) -> int | None:
     return max(1, CPU_CHUNK_ELEMENTS // num_classes)
 
 
-@functools.cache
 def _triton_module() -> ModuleType | None:
     """:mod:`tufl.losses.focal_triton`, or ``None`` where Triton cannot be imported."""
-    try:
-        from tufl.losses import focal_triton
-    except ImportError:
-        return None
-    return focal_triton
+    return kernel_module("tufl.losses.focal_triton")
 
 
 _TRITON = KernelStatus("the Triton kernels", "using torch operations")

@@ -3,18 +3,31 @@
 Triton compiles on first use, and that can fail where PyTorch itself works (no C
 compiler, a GPU Triton does not support). A :class:`KernelStatus` lets a loss
 fall back to torch operations, with one warning, when the kernels fail before they
-ever worked; later failures are errors like any other.
+ever worked; later failures are errors like any other. :func:`kernel_module`
+imports a kernel module where Triton is installed.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import warnings
 from collections.abc import Callable
+from types import ModuleType
 from typing import TypeVar
 
 import torch
 
 T = TypeVar("T")
+
+
+@functools.cache
+def kernel_module(name: str) -> ModuleType | None:
+    """The Triton kernel module ``name`` (imported once), or ``None`` where Triton cannot be imported."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 class KernelStatus:

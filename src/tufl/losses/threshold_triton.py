@@ -35,7 +35,7 @@ from torch import Tensor
 HISTOGRAM_BITS = 11
 MAX_CLASSES = 64  # the class is kept as an int8 per pixel; 64 rows leave 5-bit digits
 _BLOCK = 1024  # pixels per program and loop step
-_NUM_WARPS = 8  # 128 registers per thread (sm_90, Triton 3.6): two programs fit on a multiprocessor
+_NUM_WARPS = 8  # 128 registers per thread (ptxas -v, sm_90, Triton 3.6): two programs fit on a multiprocessor
 _PROGRAMS_PER_MULTIPROCESSOR = 2
 
 
@@ -79,6 +79,9 @@ def _choose_digit(
     rows = tl.arange(0, CLASS_ROWS)
     digits = tl.arange(0, DIGITS)
     counts = tl.load(hist_ptr + chosen * (CLASS_ROWS * DIGITS) + rows[:, None] * DIGITS + digits[None, :])
+    # theta_c is one more element of its class's list, counted where its higher digits match.
+    theta = _theta_values(thresholds_ptr, num_classes, code_bits, CLASS_ROWS)
+    below = (num_levels - 1 - chosen) * DIGIT_BITS
     if FROM_COUNTS:
         count = tl.sum(counts, axis=1)
         weight = tl.load(weights_ptr + rows, mask=rows < num_classes, other=0.0)
@@ -86,15 +89,10 @@ def _choose_digit(
         rank = tl.floor((count + 1).to(tl.float64) * b * weight).to(tl.int64)
         residual = tl.minimum(rank, count.to(tl.int64)).to(tl.int32)
         prefix = tl.zeros([CLASS_ROWS], tl.int32)
+        theta_here = rows >= 0  # no higher digit (and a shift past them could be 32 bits)
     else:
         residual = tl.load(state_ptr + chosen * (2 * CLASS_ROWS) + CLASS_ROWS + rows)
         prefix = tl.load(state_ptr + chosen * (2 * CLASS_ROWS) + rows)
-    # theta_c is one more element of its class's list, counted where its higher digits match.
-    theta = _theta_values(thresholds_ptr, num_classes, code_bits, CLASS_ROWS)
-    below = (num_levels - 1 - chosen) * DIGIT_BITS
-    if FROM_COUNTS:
-        theta_here = rows >= 0  # no higher digit (and a shift past them could be 32 bits)
-    else:
         theta_here = (theta >> (below + DIGIT_BITS)) == prefix
     theta_digit = (theta >> below) & (DIGITS - 1)
     counts += ((digits[None, :] == theta_digit[:, None]) & theta_here[:, None]).to(tl.int32)
@@ -172,7 +170,7 @@ def _last_digit_kernel(
     rows = tl.arange(0, CLASS_ROWS)
     theta = tl.load(thresholds_ptr + rows, mask=rows < num_classes, other=1.0)
     chosen_conf = (0x3F800000 - (value >> 1)).to(tl.float32, bitcast=True)
-    is_theta = value == _theta_values(thresholds_ptr, num_classes, code_bits, CLASS_ROWS)
+    is_theta = value == 2 * _codes(theta, code_bits)
     tl.store(psi_ptr + rows, tl.where(is_theta, theta, chosen_conf), mask=rows < num_classes)
 
 

@@ -20,7 +20,6 @@ available.
 
 from __future__ import annotations
 
-import functools
 import struct
 from types import ModuleType
 
@@ -28,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from tufl.losses.kernel_status import KernelStatus
+from tufl.losses.kernel_status import KernelStatus, kernel_module
 
 THRESHOLD_CAP = 0.999
 _ONE_BITS = 0x3F800000  # float32 1.0
@@ -110,19 +109,9 @@ def sorted_psi(
 _SELECTION = KernelStatus("the Triton threshold-selection kernels", "sorting instead")
 
 
-@functools.cache
-def _selection_module() -> ModuleType | None:
-    """:mod:`tufl.losses.threshold_triton`, or ``None`` where Triton cannot be imported."""
-    try:
-        from tufl.losses import threshold_triton
-    except ImportError:
-        return None
-    return threshold_triton
-
-
 def selection_kernels(device: torch.device) -> ModuleType | None:
     """:mod:`tufl.losses.threshold_triton` for tensors on ``device`` (CUDA, Triton installed), else ``None``."""
-    return _selection_module() if device.type == "cuda" else None
+    return kernel_module("tufl.losses.threshold_triton") if device.type == "cuda" else None
 
 
 def order_statistic_psi(conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds: Tensor, b: float, d: float,
