@@ -39,8 +39,8 @@ def _exact_float_dtype(device: torch.device) -> torch.dtype:
 
 
 def _code_bits(min_confidence: float) -> int:
-    """Bits of the confidence codes when every confidence is at least ``min_confidence``."""
-    bits = struct.unpack("<i", struct.pack("<f", min_confidence))[0]
+    """Bits of the confidence codes when every confidence is at least ``min_confidence`` (taken in ``[0, 1]``)."""
+    bits = struct.unpack("<i", struct.pack("<f", min(max(min_confidence, 0.0), 1.0)))[0]
     return (_ONE_BITS - bits + 1).bit_length()  # +1: the float32 rounding of min_confidence
 
 
@@ -75,7 +75,7 @@ def sorted_psi(
     """
     num_classes = thresholds.numel()
     device = thresholds.device
-    code_bits = _code_bits(min(max(min_confidence, 0.0), 1.0))
+    code_bits = _code_bits(min_confidence)
     key_dtype = torch.int32 if code_bits + num_classes.bit_length() <= 31 else torch.int64
 
     # Key: class in the high bits (C for invalid pixels, which sort last), code in the low bits.
@@ -131,7 +131,7 @@ def _selected_psi(kernels: ModuleType, conf: Tensor, cls: Tensor, valid: Tensor 
     """:func:`order_statistic_psi` by the selection kernels; by sorting if they failed on first use."""
     psi = None
     if _SELECTION.failure is None:
-        code_bits = _code_bits(min(max(min_confidence, 0.0), 1.0))
+        code_bits = _code_bits(min_confidence)
         psi = _SELECTION.run(lambda: kernels.radix_select_psi(
             conf.reshape(-1).to(torch.float32), cls.reshape(-1), None if valid is None else valid.reshape(-1),
             thresholds, b, d, code_bits,
