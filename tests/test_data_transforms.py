@@ -15,7 +15,7 @@ from tufl.data.transforms import (
     random_scale_crop,
 )
 
-OFF = PhotometricConfig(jitter_p=0.0, equalize_p=0.0, blur_p=0.0, noise_p=0.0)
+OFF = PhotometricConfig(jitter_p=0.0, shadow_p=0.0, equalize_p=0.0, blur_p=0.0, noise_p=0.0)
 
 
 def _position_label(width: int, height: int) -> np.ndarray:
@@ -72,7 +72,7 @@ def test_photometric_off_is_identity_and_brightness_scales_pixels():
     image = rng.integers(0, 200, (8, 8, 3), dtype=np.uint8)
     assert np.array_equal(photometric(image, OFF, rng), image)
     bright = PhotometricConfig(jitter_p=1.0, brightness=0.4, contrast=0.0, saturation=0.0, sharpness=0.0,
-                               equalize_p=0.0, blur_p=0.0, noise_p=0.0)
+                               shadow_p=0.0, equalize_p=0.0, blur_p=0.0, noise_p=0.0)
     out = photometric(image, bright, np.random.default_rng(2)).astype(float)
     ratio = out[image > 50] / image[image > 50]
     factor = np.median(ratio)
@@ -82,11 +82,13 @@ def test_photometric_off_is_identity_and_brightness_scales_pixels():
 
 def test_photometric_noise_is_zero_mean_and_blur_smooths():
     image = np.full((64, 64, 3), 128, dtype=np.uint8)
-    noisy_cfg = PhotometricConfig(jitter_p=0.0, equalize_p=0.0, blur_p=0.0, noise_p=1.0, noise_std=20.0)
+    noisy_cfg = PhotometricConfig(jitter_p=0.0, shadow_p=0.0, equalize_p=0.0, blur_p=0.0, noise_p=1.0,
+                                  noise_std=(20.0,))
     noisy = photometric(image, noisy_cfg, np.random.default_rng(3)).astype(float)
     assert noisy.std() > 1.0 and abs(noisy.mean() - 128) < 1.0
     checker = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)[:, :, None].repeat(3, 2)
-    blur_cfg = PhotometricConfig(jitter_p=0.0, equalize_p=0.0, blur_p=1.0, blur_sigma=(1.5, 2.0), noise_p=0.0)
+    blur_cfg = PhotometricConfig(jitter_p=0.0, shadow_p=0.0, equalize_p=0.0, blur_p=1.0, blur_sigma=(1.5, 2.0),
+                                 noise_p=0.0)
     blurred = photometric(checker, blur_cfg, np.random.default_rng(4)).astype(float)
     assert blurred[8:-8, 8:-8].std() < 0.2 * checker.astype(float).std()
 

@@ -20,7 +20,7 @@ from tufl.data.views import (
     warp_to_strong,
 )
 
-NO_PHOTOMETRIC = PhotometricConfig(jitter_p=0.0, equalize_p=0.0, blur_p=0.0, noise_p=0.0)
+NO_PHOTOMETRIC = PhotometricConfig(jitter_p=0.0, shadow_p=0.0, equalize_p=0.0, blur_p=0.0, noise_p=0.0)
 
 
 def reference_source_pixel(params: AffineParams, width: int, height: int, px: int, py: int) -> tuple[float, float]:

@@ -56,11 +56,16 @@ def assert_same(got, expected):
 
 
 @pytest.mark.parametrize("view", ["weak", "strong"])
-@pytest.mark.parametrize("threshold, ohem_ratio", [(0.0, 1.0), (0.5, 1.0), (0.4, 0.5)])
-def test_entropy_minimization(view, threshold, ohem_ratio):
-    z1, z2, valid = pair(1)
-    loss_fn = EntropyMinimization(C, view=view, threshold=threshold, ohem_ratio=ohem_ratio)
+@pytest.mark.parametrize("threshold, ohem_ratio", [(0.0, 1.0), (0.5, 1.0), (0.4, 0.5), (0.8, 0.25)])
+@pytest.mark.parametrize("normalize, weights", [(True, None), (False, None), (False, [1.0, 0.5, 2.0, 0.0])])
+def test_entropy_minimization(view, threshold, ohem_ratio, normalize, weights):
+    z1, z2, valid = pair(1, scale=3.0)
+    loss_fn = EntropyMinimization(
+        C, view=view, threshold=threshold, ohem_ratio=ohem_ratio, normalize=normalize, class_weights=weights
+    )
     got = grads_of(lambda: loss_fn(z1, z2, valid), z1, z2)
+    lam = weights or [1.0] * C
+    divisor = math.log(C) if normalize else 1.0
 
     def loop():
         z = z1 if view == "weak" else z2
@@ -68,9 +73,10 @@ def test_entropy_minimization(view, threshold, ohem_ratio):
         for key in pixels(z):
             p = probs(z, *key)
             if valid[key] and max(float(v.detach()) for v in p) > threshold:
-                losses.append(-sum(v * torch.log(v) for v in p) / math.log(C))
+                losses.append(-sum(lam[c] * p[c] * torch.log(p[c]) for c in range(C)) / divisor)
         losses.sort(key=lambda v: float(v.detach()), reverse=True)
         kept = losses[: math.ceil(ohem_ratio * len(losses))]
+        assert len(kept) >= 2
         return sum(kept) / len(kept)
 
     assert_same(got, grads_of(loop, z1, z2))
@@ -194,3 +200,5 @@ def test_bad_options_are_rejected():
         EntropyMinimization(C, ohem_ratio=0.0)
     with pytest.raises(ValueError, match="focal_type"):
         FixedThresholdFocalLoss(C, focal_type=0)
+    with pytest.raises(ValueError, match="class_weights"):
+        EntropyMinimization(C, class_weights=[1.0, 2.0])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
+import torch
 
 from tufl.losses import (
     TUFL,
@@ -45,11 +47,18 @@ def test_defaults_are_valid(config_cls):
         (TUFLConfig(a_decay=-1.0), "a_decay"),
         (TUFLConfig(ohem_ratio=0.0), "ohem_ratio"),
         (TUFLConfig(class_weights=(1.0, float("nan"))), "class_weights"),
+        (TUFLConfig(loss_floor=-1e-8), "loss_floor"),
         (NCEConfig(b=-1.0), "b"),
+        (NCEConfig(threshold=1.5), "threshold"),
+        (NCEConfig(loss_floor=float("inf")), "loss_floor"),
+        (NCEConfig(compile=True), "compile"),  # the fixed-threshold loss has no compiled path
+        (NCEConfig(cuda_graphs=True), "cuda_graphs"),
+        (FixedFocalConfig(loss_floor=float("nan")), "loss_floor"),
         (FixedFocalConfig(threshold=2.0), "threshold"),
         (FixedFocalConfig(ohem_ratio=2.0), "ohem_ratio"),
         (EntropyConfig(view="middle"), "view"),  # type: ignore[arg-type]
         (EntropyConfig(threshold=-0.5), "threshold"),
+        (EntropyConfig(class_weights=(1.0, -1.0)), "class_weights"),
         (MaxSquaresConfig(view="x"), "view"),  # type: ignore[arg-type]
         (ConfEntropyConfig(view="x"), "view"),  # type: ignore[arg-type]
         (SupervisedConfig(ohem_ratio=-1.0), "ohem_ratio"),
@@ -69,11 +78,11 @@ def test_every_field_has_a_default():
 
 def test_tufl_config_reaches_the_module():
     cfg = TUFLConfig(gamma=1.0, focal_type=2, theta0=0.7, a=0.5, b=0.3, d=4.0, a_decay=0.01, ohem_ratio=0.5,
-                     class_weights=(1.0, 2.0, 3.0), detach_focal=True)
+                     class_weights=(1.0, 2.0, 3.0), detach_focal=True, loss_floor=0.5)
     loss = build_unsupervised_loss("tufl", 3, cfg)
     assert isinstance(loss, TUFL)
-    assert (loss.gamma, loss.focal_type, loss.a, loss.b, loss.d, loss.a_decay, loss.ohem_ratio, loss.detach_focal) == (
-        1.0, 2, 0.5, 0.3, 4.0, 0.01, 0.5, True)
+    assert (loss.gamma, loss.focal_type, loss.a, loss.b, loss.d, loss.a_decay, loss.ohem_ratio, loss.detach_focal,
+            loss.loss_floor) == (1.0, 2, 0.5, 0.3, 4.0, 0.01, 0.5, True, 0.5)
     assert loss.thresholds.tolist() == pytest.approx([0.7] * 3)
     assert loss.class_weights.tolist() == [1.0, 2.0, 3.0]
 
@@ -81,7 +90,7 @@ def test_tufl_config_reaches_the_module():
 def test_every_name_builds_its_loss():
     expected = {
         "tufl": TUFL,
-        "nce": TUFL,
+        "nce": FixedThresholdFocalLoss,
         "fixed_focal": FixedThresholdFocalLoss,
         "entropy": EntropyMinimization,
         "max_squares": MaxSquares,
@@ -91,7 +100,14 @@ def test_every_name_builds_its_loss():
     for name, module_cls in expected.items():
         assert type(build_unsupervised_loss(name, 5)) is module_cls
     assert build_unsupervised_loss("nce", 5).gamma == 0.0
-    assert build_unsupervised_loss("fixed_focal", 5, FixedFocalConfig(threshold=0.6)).threshold == 0.6
+    fixed = build_unsupervised_loss("fixed_focal", 5, FixedFocalConfig(
+        threshold=0.6, gamma=1.0, focal_type=2, detach_focal=True, ohem_ratio=0.5, loss_floor=0.0))
+    assert (fixed.threshold, fixed.gamma, fixed.focal_type, fixed.detach_focal, fixed.ohem_ratio, fixed.loss_floor) == (
+        0.6, 1.0, 2, True, 0.5, 0.0)
+    default_fixed = build_unsupervised_loss("fixed_focal", 5)
+    # the authors' UnsupFocalLoss: threshold 0.8, focal type 2, the 1e-8 clamp, no OHEM
+    assert (default_fixed.threshold, default_fixed.focal_type, default_fixed.loss_floor,
+            default_fixed.ohem_ratio) == (0.8, 2, 1e-8, 1.0)
     assert build_unsupervised_loss("entropy", 5, EntropyConfig(view="strong", threshold=0.2)).view == "strong"
 
 
@@ -122,8 +138,10 @@ def test_configs_round_trip_through_the_config_loader():
     samples = [
         TUFLConfig(gamma=1.0, focal_type=2, class_weights=(1.0, 2.0), detach_focal=True),
         NCEConfig(theta0=0.5, a_decay=0.1),
+        NCEConfig(threshold=None, ohem_ratio=1.0, loss_floor=0.0, cuda_graphs=True),
         FixedFocalConfig(threshold=0.9, ohem_ratio=0.5),
         EntropyConfig(view="strong", threshold=0.3),
+        EntropyConfig(normalize=True, class_weights=(1.0, 0.5)),
         MaxSquaresConfig(view="strong"),
         ConfEntropyConfig(),
         SupervisedConfig(class_weights=(0.5, 1.0), ohem_ratio=0.7),
@@ -132,3 +150,107 @@ def test_configs_round_trip_through_the_config_loader():
         assert from_dict(type(cfg), to_plain(cfg)) == cfg
     with pytest.raises(ConfigError, match="b: must be in"):
         from_dict(TUFLConfig, {"b": 3})
+
+
+# ----------------------------------------------------------------- defaults of the authors' release
+
+
+def test_tufl_defaults_are_unchanged_but_for_the_floor():
+    loss = build_unsupervised_loss("tufl", 19)
+    assert isinstance(loss, TUFL) and loss.loss_floor == 1e-8
+    assert (loss.gamma, loss.focal_type, loss.a, loss.b, loss.d, loss.a_decay, loss.ohem_ratio) == (
+        2.0, 1, 0.9, 0.8, 8.0, 0.0, 1.0)
+    assert loss.thresholds.tolist() == pytest.approx([0.8] * 19) and loss.class_weights is None
+    assert not isinstance(TUFLConfig(), NCEConfig) and not isinstance(NCEConfig(), TUFLConfig)
+
+
+def _softmax(z):
+    exps = [math.exp(v - max(z)) for v in z]
+    return [e / sum(exps) for e in exps]
+
+
+def _single_view(pixels_):
+    """``[1, C, 1, N]`` float64 logits of a list of per-pixel logit lists."""
+    return torch.tensor(pixels_, dtype=torch.float64).T.reshape(1, len(pixels_[0]), 1, -1).contiguous()
+
+
+def _top_mean(values, ratio):
+    kept = sorted(values, reverse=True)[: math.ceil(ratio * len(values))]
+    return sum(kept) / len(kept)
+
+
+# weak, strong logits, valid. Seven pixels confident on one class in both views (cross-entropy
+# ~1e-12, below the floor), two ordinary passing pixels, failing ones (max p <= 0.8) and an
+# invalid pixel with a large loss.
+NCE_PIXELS = [
+    ([30.0, 0.0, 0.0], [30.0, 0.0, 0.0], True),
+    ([0.0, 31.0, 0.0], [0.0, 30.0, 0.0], True),
+    ([0.0, 0.0, 32.0], [0.0, 0.0, 33.0], True),
+    ([30.0, 1.0, 0.0], [29.0, 0.0, 0.0], True),
+    ([0.0, 35.0, 0.0], [0.0, 34.0, 0.0], True),
+    ([0.0, 0.0, 30.0], [0.0, 0.0, 31.0], True),
+    ([33.0, 0.0, 0.0], [30.0, 0.0, 0.0], True),
+    ([3.0, 0.0, 0.0], [0.0, 1.0, 0.0], True),
+    ([0.0, 0.0, 2.5], [1.0, 0.0, 1.0], True),
+    ([1.0, 0.0, 0.0], [0.0, 3.0, 0.0], True),
+    ([0.0, 0.5, 0.0], [2.0, 0.0, 0.0], True),
+    ([0.2, 0.1, 0.0], [0.0, 0.0, 2.0], True),
+    ([5.0, 0.0, 0.0], [0.0, 5.0, 0.0], False),
+]
+
+
+def test_nce_default_is_the_authors_fixed_threshold_cross_entropy():
+    loss_fn = build_unsupervised_loss("nce", 3)
+    assert isinstance(loss_fn, FixedThresholdFocalLoss)
+    assert (loss_fn.threshold, loss_fn.ohem_ratio, loss_fn.gamma, loss_fn.loss_floor) == (0.8, 0.25, 0.0, 1e-8)
+    weak, strong = (_single_view([p[i] for p in NCE_PIXELS]) for i in (0, 1))
+    valid = torch.tensor([p[2] for p in NCE_PIXELS]).view(1, 1, -1)
+    counted = []
+    for w, s, ok in NCE_PIXELS:
+        p, q = _softmax(w), _softmax(s)
+        if ok and max(p) > 0.8:
+            counted.append(max(-sum(pc * math.log(qc) for pc, qc in zip(p, q)), 1e-8))
+    assert len(counted) == 9 and sum(v == 1e-8 for v in counted) == 7  # keeps ceil(9 / 4) = 3: one at the floor
+    assert loss_fn(weak, strong, valid).item() == pytest.approx(_top_mean(counted, 0.25), rel=1e-12)
+    assert loss_fn.last_pass_fraction.item() == pytest.approx(9 / 12)
+
+
+def test_nce_without_threshold_is_the_adaptive_tufl_with_gamma_zero():
+    cfg = NCEConfig(threshold=None, theta0=0.6, a=0.7, ohem_ratio=1.0, loss_floor=0.0, class_weights=(1.0, 2.0, 3.0))
+    loss_fn = build_unsupervised_loss("nce", 3, cfg)
+    assert isinstance(loss_fn, TUFL) and loss_fn.gamma == 0.0
+    assert (loss_fn.a, loss_fn.ohem_ratio, loss_fn.loss_floor) == (0.7, 1.0, 0.0)
+    assert loss_fn.thresholds.tolist() == pytest.approx([0.6] * 3) and loss_fn.class_weights.tolist() == [1, 2, 3]
+
+
+def _entropy_example():
+    g = torch.Generator().manual_seed(7)
+    return 3.0 * torch.randn(2, 4, 5, 6, generator=g, dtype=torch.float64)
+
+
+def _reference_entropy(logits, normalize, threshold=0.8, ratio=0.25):
+    counted = []
+    for b in range(logits.shape[0]):
+        for h in range(logits.shape[2]):
+            for w in range(logits.shape[3]):
+                p = _softmax(logits[b, :, h, w].tolist())
+                if max(p) > threshold:
+                    entropy = -sum(pc * math.log(pc) for pc in p)
+                    counted.append(entropy / math.log(len(p)) if normalize else entropy)
+    assert len(counted) >= 8
+    return _top_mean(counted, ratio)
+
+
+def test_entropy_default_is_the_authors_unnormalised_thresholded_form():
+    loss_fn = build_unsupervised_loss("entropy", 4)
+    assert (loss_fn.threshold, loss_fn.ohem_ratio, loss_fn.normalize, loss_fn.class_weights) == (0.8, 0.25, False, None)
+    z = _entropy_example()
+    expected = _reference_entropy(z, normalize=False)
+    assert loss_fn(z, z).item() == pytest.approx(expected, rel=1e-12)
+    normalised = build_unsupervised_loss("entropy", 4, EntropyConfig(normalize=True))(z, z)
+    assert normalised.item() == pytest.approx(expected / math.log(4), rel=1e-12)
+    previous = EntropyConfig(normalize=True, threshold=0.0, ohem_ratio=1.0)  # ADVENT's form, the old default
+    advent = build_unsupervised_loss("entropy", 4, previous)(z, z)
+    assert advent.item() == pytest.approx(_reference_entropy(z, True, threshold=0.0, ratio=1.0), rel=1e-12)
+    weighted = build_unsupervised_loss("entropy", 4, EntropyConfig(class_weights=(1.0, 2.0, 0.5, 1.0)))
+    assert weighted.class_weights.tolist() == [1.0, 2.0, 0.5, 1.0]

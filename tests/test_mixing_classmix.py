@@ -140,32 +140,54 @@ def test_bad_shapes_raise():
         classmix(source, labels[:1], target, pseudo, C, torch.Generator())
 
 
-def test_relation_matrix_from_names():
+def _related(num_classes: int, name: str, table: str = "by_name") -> set[str]:
+    names = class_names(num_classes)
+    r = relation_matrix(num_classes, table)
+    return {names[j] for j in range(num_classes) if r[names.index(name), j]}
+
+
+def test_relation_tables_are_the_authors_by_name():
+    # Facts of the authors' release (utils/paste_utils.py), written out by hand here.
+    assert _related(19, "road") == {"terrain", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"}
+    assert _related(19, "sidewalk") == {"terrain", "person"}
+    assert _related(19, "rider") == {"motorcycle", "bicycle"}
+    assert _related(19, "bicycle") == {"rider", "motorcycle"}
+    assert _related(19, "pole") == {"traffic light", "traffic sign"}
+    assert _related(19, "wall") == {"fence"} and _related(19, "vegetation") == {"terrain"}
+    assert _related(19, "car") == set() and _related(19, "building") == set()
+    assert _related(16, "road") == {"person", "rider", "car", "bus", "motorcycle", "bicycle"}
+    assert _related(16, "building") == {"pole", "traffic light", "traffic sign"}
+    assert _related(16, "wall") == set()
+    # 13 classes: the SYNTHIA table by name (no pole in the set) ...
+    assert _related(13, "building") == {"traffic light", "traffic sign"}
+    assert _related(13, "road") == {"person", "rider", "car", "bus", "motorcycle", "bicycle"}
+    # ... or, as their Cross-City code does, by position in the 13-class order.
+    assert _related(13, "building", "positional") == {"vegetation", "sky", "person"}
+    assert _related(13, "road", "positional") == {"bus", "motorcycle", "bicycle"}
+    assert _related(13, "sky", "positional") == {"vegetation", "person"}
+    assert torch.equal(relation_matrix(19, "positional"), relation_matrix(19))
     for num_classes in (19, 16, 13):
-        names = class_names(num_classes)
-        r = relation_matrix(num_classes)
-        assert torch.equal(r, r.T) and not r.diagonal().any()
-        rider, bike, moto = (names.index(n) for n in ("rider", "bicycle", "motorcycle"))
-        assert r[rider, bike] and r[rider, moto] and r[bike, rider] and not r[bike, moto]
-        if "pole" in names:
-            pole = names.index("pole")
-            related = {names[j] for j in range(num_classes) if r[pole, j]}
-            assert related == {"traffic light", "traffic sign"}
-    assert relation_matrix(13).sum() == 4  # only the rider pairs survive without pole
+        assert not relation_matrix(num_classes).diagonal().any()
+    assert [int(relation_matrix(n).sum()) for n in (19, 16)] == [26, 25]
+    assert int(relation_matrix(13, "positional").sum()) == 14
 
 
-def test_add_related_classes_only_present_ones():
+def test_add_related_classes_only_present_ones_one_hop():
     names = class_names(19)
     rider, bike, moto, car = (names.index(n) for n in ("rider", "bicycle", "motorcycle", "car"))
-    selected = torch.zeros(2, 19, dtype=torch.bool)
-    presence = torch.zeros(2, 19, dtype=torch.bool)
+    sidewalk, terrain, vegetation = (names.index(n) for n in ("sidewalk", "terrain", "vegetation"))
+    selected = torch.zeros(3, 19, dtype=torch.bool)
+    presence = torch.zeros(3, 19, dtype=torch.bool)
     selected[0, rider] = True
     presence[0, [rider, bike, car]] = True  # motorcycle absent
-    selected[1, moto] = True
-    presence[1, [moto, rider, bike]] = True
+    selected[1, car] = True
+    presence[1, [car, rider, bike]] = True  # a car brings nothing (relations are directed)
+    selected[2, sidewalk] = True
+    presence[2, [sidewalk, terrain, vegetation]] = True
     out = add_related_classes(selected, presence, relation_matrix(19))
     assert {c for c in range(19) if out[0, c]} == {rider, bike}
-    assert {c for c in range(19) if out[1, c]} == {moto, rider}  # one hop: no bicycle
+    assert {c for c in range(19) if out[1, c]} == {car}
+    assert {c for c in range(19) if out[2, c]} == {sidewalk, terrain}  # one hop: not vegetation
 
 
 def test_classmix_with_relations_pastes_related_classes():

@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tufl.data.labels import palette
+from tufl.data.labels import class_names, palette
 from tufl.mixing import CrossDomainMixer, MixConfig, mixed_loss, save_mix_grid, soft_mix_loss
 
 C = 19
 H, W = 12, 16
+NAMES = class_names(C)
 
 
 def _batch(seed: int = 0):
@@ -61,7 +62,9 @@ def test_mixer_needs_fetch_and_thresholds_for_longtail():
     with pytest.raises(ValueError, match="thresholds"):
         mixer(xs, ys, xt, yt, conf, torch.Generator())
     with pytest.raises(ValueError, match="dual_longtail_classes"):
-        CrossDomainMixer(MixConfig(mode="dual_soft", dual_longtail_classes=("train",)), 16)
+        CrossDomainMixer(MixConfig(mode="dual_soft", dual_longtail_classes=("train",)), 16, fetch=_fetch)
+    with pytest.raises(ValueError, match="fetch"):
+        CrossDomainMixer(MixConfig(mode="dual_soft"), C)  # its long-tail instances are fetched
 
 
 def test_single_mode_invariants_and_weights():
@@ -124,7 +127,7 @@ def test_photometric_gets_uint8_mixed_images():
 def test_dual_soft_mode_views_and_losses():
     xs, ys, xt, yt, conf = _batch()
     xp, yp = xs.flip(0), ys.flip(0)
-    mixer = CrossDomainMixer(MixConfig(mode="dual_soft", dual_alpha=0.7, boundary_band=1), C)
+    mixer = CrossDomainMixer(MixConfig(mode="dual_soft", dual_alpha=0.7, boundary_band=1, dual_longtail_count=0), C)
     result = mixer(xs, ys, xt, yt, conf, torch.Generator().manual_seed(4), template_images=xp, template_labels=yp)
     src, tar = result.views()
     assert src is result.source and tar is result.target
@@ -157,6 +160,73 @@ def test_mixer_is_deterministic_given_seed(mode):
             assert torch.equal(getattr(va, name), getattr(vb, name))
     assert a.stats.longtail == b.stats.longtail
     assert any(not torch.equal(a.target.mask, run(s).target.mask) for s in range(6, 12))
+
+
+def test_dual_soft_pastes_fetched_longtail_instances_absent_from_the_template():
+    xs, ys, xt, yt, conf = _batch()
+    yt = yt % 12  # pseudo-labels without the long-tail classes, so that they can be told apart
+    xp, yp = xs.flip(0), ys.flip(0)  # templates hold classes 0..11: no long-tail class of the list
+    longtail = (16, 17, 18)  # train, motorcycle, bicycle
+    fetched = []
+
+    def fetch(class_id, generator):
+        fetched.append(class_id)
+        return _fetch(class_id, generator)
+
+    names = tuple(NAMES[c] for c in longtail)
+    cfg = MixConfig(mode="dual_soft", dual_alpha=0.8, dual_longtail_classes=names)
+    result = CrossDomainMixer(cfg, C, fetch=fetch)(
+        xs, ys, xt, yt, conf, torch.Generator().manual_seed(3), template_images=xp, template_labels=yp)
+    assert result.stats.longtail.pasted == 4 and len(fetched) == 4  # two instances per template
+    for b in range(2):
+        assert len(set(fetched[2 * b : 2 * b + 2])) == 2 and set(fetched) <= set(longtail)
+        pasted = result.target.labels[b] >= 16
+        assert pasted.any() and result.target.mask[b][pasted].all()
+        assert set(result.target.labels[b][pasted].tolist()) == set(fetched[2 * b : 2 * b + 2])
+        assert torch.equal(result.source.labels[b][pasted], result.target.labels[b][pasted])
+        # blended 0.8 instance (250) + 0.2 target; no photometric transform by default
+        want = (0.8 * 250 + 0.2 * xt[b].float()).round().to(torch.uint8)
+        p3 = pasted.unsqueeze(0).expand_as(xt[b])
+        assert torch.equal(result.target.images[b][p3], want[p3])
+
+
+@pytest.mark.parametrize("dual_photometric", [False, True])
+def test_dual_soft_views_get_the_photometric_transform_only_when_asked(dual_photometric):
+    xs, ys, xt, yt, conf = _batch()
+    cfg = MixConfig(mode="dual_soft", dual_longtail_count=0, dual_photometric=dual_photometric)
+    mixer = CrossDomainMixer(cfg, C, photometric=lambda images, g: 255 - images)
+    kwargs = {"template_images": xs.flip(0), "template_labels": ys.flip(0)}
+    result = mixer(xs, ys, xt, yt, conf, torch.Generator().manual_seed(0), **kwargs)
+    plain = CrossDomainMixer(cfg, C)(xs, ys, xt, yt, conf, torch.Generator().manual_seed(0), **kwargs)
+    for view, base in zip(result.views(), plain.views()):
+        want = 255 - base.images if dual_photometric else base.images
+        assert torch.equal(view.images, want)
+
+
+def test_longtail_instances_bring_related_classes_by_default():
+    rider, bicycle, car = NAMES.index("rider"), NAMES.index("bicycle"), NAMES.index("car")
+
+    def fetch(class_id, generator):  # a rider on a bicycle, next to a car, in another source image
+        label = torch.full((12, 16), 255, dtype=torch.long)
+        label[2:6, 4:8] = rider
+        label[6:9, 4:8] = bicycle
+        label[6:9, 10:14] = car
+        return torch.full((3, 12, 16), 250, dtype=torch.uint8), label
+
+    xs, ys, xt, yt, conf = _batch()
+    theta = torch.full((C,), 0.8)
+    theta[rider] = 0.05  # softmax(1 / theta) then draws the rider almost surely
+    results = {}
+    for relations in (True, False):
+        cfg = MixConfig(p_longtail=1.0, longtail_k=(1,), longtail_relations=relations)
+        assert MixConfig().longtail_relations  # the default
+        mixer = CrossDomainMixer(cfg, C, fetch=fetch)
+        results[relations] = mixer(xs, ys, xt, yt, conf, torch.Generator().manual_seed(0), thresholds=theta)
+    with_rel, without = results[True].target, results[False].target
+    for b in range(2):
+        for view, want in ((with_rel, [rider] * 16 + [bicycle] * 12), (without, [rider] * 16)):
+            instance = (view.images[b] == 250).all(dim=0)  # no photometric transform here
+            assert sorted(view.labels[b][instance].tolist()) == sorted(want)  # never the car
 
 
 def test_save_mix_grid_round_trip(tmp_path):

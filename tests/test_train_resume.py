@@ -62,12 +62,16 @@ def _kill_after_first_checkpoint(cmd: list[str], run_dir: Path) -> int:
     return iteration
 
 
-@pytest.mark.parametrize("mode", ["stage1", "stage2"])
-def test_resume_after_sigkill_ends_with_identical_weights(mode, scene_info, source_only_run, tmp_path):
+@pytest.mark.parametrize("mode,variant", [("stage1", None), ("stage2", None), ("stage2", "authors")])
+def test_resume_after_sigkill_ends_with_identical_weights(mode, variant, scene_info, source_only_run, tmp_path):
     extra = {"model": {"pretrained": str(source_only_run / "checkpoint_last.pt")},
              "train": {"deterministic": True, "checkpoint_every": 2}}
     if mode == "stage2":
         extra["mix"] = {"p_longtail": 0.5, "class_relations": True}
+    if variant == "authors":  # their BatchNorm mode and optimiser groups, dual_soft with fetched instances
+        extra["model"].update(freeze_bn="all", frozen_bn_affine_trainable=True)
+        extra["optim"] = {"decay_norm_and_bias": False}
+        extra["mix"] = {"mode": "dual_soft"}
     straight = runs.write_yaml(runs.run_tree(scene_info, tmp_path / "straight", mode, ITERS, **extra),
                                tmp_path / "straight.yaml")
     killed = runs.write_yaml(runs.run_tree(scene_info, tmp_path / "killed", mode, ITERS, **extra),

@@ -116,8 +116,9 @@ class LossConfig:
     """Supervised loss, the unsupervised loss and its weight; each loss has its own
     sub-section, and only the one named by ``unsupervised`` is used."""
 
-    # Unsupervised target loss: tufl (the paper), nce (gamma = 0), fixed_focal,
-    # entropy, max_squares, conf_entropy; none for source-only training.
+    # Unsupervised target loss: tufl (the paper); the baselines nce (neutral
+    # cross-entropy, gamma = 0), fixed_focal, entropy, max_squares, conf_entropy, in
+    # the authors' forms by default (docs/faithfulness.md); none for source-only training.
     unsupervised: UnsupervisedName = "tufl"
     # Weight of the unsupervised loss (authors' BiSeNet setting: 0.08).
     lambda_u: float = 0.08

@@ -26,6 +26,12 @@ from tufl.data.gta5 import GTA5Dataset
 from tufl.data.io import BadFileError, DataError, LayoutError
 from tufl.data.loader import InfiniteLoader, eval_loader
 from tufl.data.samples import EvalSamples, SampleKey, SourceSamples, TargetPairs, key_rng
+from tufl.data.photometric import (
+    PhotometricParams,
+    apply_photometric,
+    photometric_batch,
+    sample_photometric,
+)
 from tufl.data.synthia import SynthiaDataset
 from tufl.data.transforms import PhotometricConfig, SourceAugConfig, augment_source, photometric
 from tufl.data.views import (
@@ -55,6 +61,7 @@ __all__ = [
     "Issue",
     "LayoutError",
     "PhotometricConfig",
+    "PhotometricParams",
     "SampleFiles",
     "SampleKey",
     "SegDataset",
@@ -66,6 +73,7 @@ __all__ = [
     "TargetViewConfig",
     "add_check_data_arguments",
     "affine_theta",
+    "apply_photometric",
     "augment_source",
     "build_dataset",
     "check_dataset",
@@ -75,8 +83,10 @@ __all__ = [
     "key_rng",
     "make_target_pair",
     "photometric",
+    "photometric_batch",
     "read_name_list",
     "run_check_data",
     "sample_affine",
+    "sample_photometric",
     "warp_to_strong",
 ]

@@ -1,5 +1,8 @@
 """Per-sample augmentations on ``uint8`` numpy images: scale/crop/flip and photometric T.
 
+T itself lives in :mod:`tufl.data.photometric` (one implementation for the workers
+and the mixed images); :class:`PhotometricConfig` is re-exported here.
+
 All randomness comes from the ``numpy.random.Generator`` passed in, so a sample
 depends only on its key, never on the worker that builds it. Sizes are
 ``(width, height)``.
@@ -11,60 +14,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image
 
-from tufl.data.config_problems import probability_problems, range_problems, size_problems
+from tufl.data.config_problems import range_problems, size_problems
 from tufl.data.io import Interpolation, Size
 from tufl.data.labels import IGNORE_INDEX
+from tufl.data.photometric import PhotometricConfig, photometric_batch
 
 _PIL_INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
-@dataclass
-class PhotometricConfig:
-    """Photometric transform T: colour jitter, histogram equalisation, blur, noise.
-
-    Each jitter factor is drawn uniformly from ``[1 - s, 1 + s]`` for strength ``s``
-    (0 disables that factor); the jitter block runs with probability ``jitter_p``.
-    ``noise_std`` is the largest noise standard deviation in 0..255 units.
-    """
-
-    # Probability of the colour-jitter block (brightness, contrast, saturation, sharpness).
-    jitter_p: float = 0.8
-    # Brightness factor drawn from [1 - s, 1 + s] (0 = off).
-    brightness: float = 0.4
-    # Contrast factor drawn from [1 - s, 1 + s] (0 = off).
-    contrast: float = 0.4
-    # Saturation factor drawn from [1 - s, 1 + s] (0 = off).
-    saturation: float = 0.4
-    # Sharpness factor drawn from [1 - s, 1 + s] (0 = off).
-    sharpness: float = 0.5
-    # Probability of histogram equalisation.
-    equalize_p: float = 0.1
-    # Probability of a Gaussian blur.
-    blur_p: float = 0.5
-    # Range of the blur sigma (pixels).
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    # Probability of Gaussian noise.
-    noise_p: float = 0.5
-    # Largest noise standard deviation (0..255 units).
-    noise_std: float = 8.0
-
-    def problems(self) -> list[str]:
-        out = probability_problems(self, ("jitter_p", "equalize_p", "blur_p", "noise_p"))
-        for name in ("brightness", "contrast", "saturation", "sharpness"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                out.append(f"{name}: jitter strength must be in [0, 1], got {getattr(self, name)}")
-        out += range_problems("blur_sigma", self.blur_sigma, 0.0, 50.0)
-        if self.noise_std < 0:
-            out.append(f"noise_std: must be >= 0, got {self.noise_std}")
-        return out
-
-
 def _source_jitter() -> PhotometricConfig:
     return PhotometricConfig(
-        jitter_p=0.5, brightness=0.2, contrast=0.2, saturation=0.2, sharpness=0.0,
-        equalize_p=0.0, blur_p=0.0, noise_p=0.0,
+        jitter_p=0.5, brightness=(0.8, 1.2), contrast=(0.8, 1.2), saturation=(0.8, 1.2), sharpness=(1.0, 1.0),
+        shadow_p=0.0, noise_p=0.0, blur_p=0.0, equalize_p=0.0,
     )
 
 
@@ -80,7 +43,7 @@ class SourceAugConfig:
     hflip: bool = True
     # Apply photometric jitter to source images.
     photometric: bool = False
-    # Strengths of that jitter.
+    # Parameters of that jitter (photometric T; by default only colour jitter, p 0.5).
     photometric_params: PhotometricConfig = field(default_factory=_source_jitter)
 
     def problems(self) -> list[str]:
@@ -136,28 +99,11 @@ def random_hflip(
 
 
 def photometric(image: np.ndarray, cfg: PhotometricConfig, rng: np.random.Generator) -> np.ndarray:
-    """Apply T to an ``uint8`` ``[H, W, 3]`` RGB image (see :class:`PhotometricConfig`)."""
-    pil = Image.fromarray(image)
-    if rng.random() < cfg.jitter_p:
-        enhancers = (
-            (ImageEnhance.Brightness, cfg.brightness),
-            (ImageEnhance.Contrast, cfg.contrast),
-            (ImageEnhance.Color, cfg.saturation),
-            (ImageEnhance.Sharpness, cfg.sharpness),
-        )
-        for enhancer, strength in enhancers:
-            if strength > 0:
-                pil = enhancer(pil).enhance(float(rng.uniform(1.0 - strength, 1.0 + strength)))
-    if rng.random() < cfg.equalize_p:
-        pil = ImageOps.equalize(pil)
-    if rng.random() < cfg.blur_p:
-        pil = pil.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(*cfg.blur_sigma))))
-    out = np.asarray(pil)
-    if cfg.noise_std > 0 and rng.random() < cfg.noise_p:
-        sigma = float(rng.uniform(0.0, cfg.noise_std))
-        noise = rng.standard_normal(out.shape, dtype=np.float32) * sigma
-        out = np.clip(out.astype(np.float32) + noise, 0, 255).round().astype(np.uint8)
-    return out
+    """Apply T to an ``uint8`` ``[H, W, 3]`` RGB image: :func:`photometric_batch` on a
+    batch of one, with a CPU generator seeded from ``rng`` (one draw)."""
+    generator = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+    out = photometric_batch(image_to_tensor(image)[None], cfg, generator)[0]
+    return np.ascontiguousarray(out.permute(1, 2, 0).numpy())
 
 
 def augment_source(

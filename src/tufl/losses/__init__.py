@@ -20,6 +20,7 @@ from tufl.losses.baselines import (
 )
 from tufl.losses.config import (
     UNSUPERVISED_LOSS_CONFIGS,
+    AdaptiveThresholdConfig,
     ConfEntropyConfig,
     EntropyConfig,
     FixedFocalConfig,
@@ -38,6 +39,7 @@ from tufl.losses.tufl import TUFL
 __all__ = [
     "TUFL",
     "UNSUPERVISED_LOSS_CONFIGS",
+    "AdaptiveThresholdConfig",
     "ConfEntropyConfig",
     "ConfidenceEntropy",
     "EntropyConfig",

@@ -24,6 +24,7 @@ from tufl.losses.tufl import TUFL
 from tufl.losses.validation import (
     check_logit_pair,
     class_weight_tensor,
+    floor_problems,
     focal_problems,
     probability_problems,
     ratio_problems,
@@ -61,14 +62,24 @@ class _SingleViewLoss(nn.Module):
 
 
 class EntropyMinimization(_SingleViewLoss):
-    """ADVENT-style entropy minimisation: mean normalised Shannon entropy of one view.
+    """Entropy minimisation: mean (class-weighted) Shannon entropy of one view.
 
-    Per pixel ``H = -sum_c p_c log p_c / log C`` (in ``[0, 1]``); pixels count if valid
-    and ``max_c p_c > threshold`` (0 = all); OHEM keeps the ``ceil(ohem_ratio * n)``
-    largest entropies among them.
+    Per pixel ``H = -sum_c lam_c p_c log p_c`` (``lam_c = 1`` without ``class_weights``),
+    divided by ``log C`` with ``normalize=True`` (ADVENT's form, in ``[0, 1]`` unweighted);
+    pixels count if valid and ``max_c p_c > threshold`` (0 = all); OHEM keeps the
+    ``ceil(ohem_ratio * n)`` largest entropies among them. The authors' baseline:
+    ``normalize=False, threshold=0.8, ohem_ratio=0.25``.
     """
 
-    def __init__(self, num_classes: int, view: View = "weak", threshold: float = 0.0, ohem_ratio: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        view: View = "weak",
+        threshold: float = 0.0,
+        ohem_ratio: float = 1.0,
+        normalize: bool = True,
+        class_weights: Sequence[float] | Tensor | None = None,
+    ) -> None:
         _raise_problems(
             "EntropyMinimization",
             view_problems(view)
@@ -78,15 +89,25 @@ class EntropyMinimization(_SingleViewLoss):
         super().__init__(num_classes, view)
         self.threshold = float(threshold)
         self.ohem_ratio = float(ohem_ratio)
+        self.normalize = bool(normalize)
+        self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, threshold={self.threshold}, ohem_ratio={self.ohem_ratio}"
+        return (
+            f"{super().extra_repr()}, threshold={self.threshold}, ohem_ratio={self.ohem_ratio}, "
+            f"normalize={self.normalize}"
+        )
 
     def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
         with torch.autocast(device_type=weak_logits.device.type, enabled=False):
             log_p = self._log_probs(weak_logits, strong_logits, valid)
             p = log_p.exp()
-            entropy = -(p * log_p).sum(dim=1) / math.log(max(self.num_classes, 2))
+            p_log_p = p * log_p
+            if self.class_weights is not None:
+                p_log_p = p_log_p * self.class_weights.to(p.dtype).view(1, -1, 1, 1)
+            entropy = -p_log_p.sum(dim=1)
+            if self.normalize:
+                entropy = entropy / math.log(max(self.num_classes, 2))
             passing = p.detach().amax(dim=1) > self.threshold
             if valid is not None:
                 passing &= valid
@@ -140,7 +161,9 @@ class FixedThresholdFocalLoss(nn.Module):
     """TUFL's per-pixel loss on pixels with ``m_i > threshold`` (one fixed threshold, no adaptation).
 
     Same arguments and behaviour as :class:`tufl.losses.TUFL` otherwise (OHEM,
-    class weights, ``last_pass_fraction``).
+    class weights, ``loss_floor``, ``last_pass_fraction``). With ``gamma = 0,
+    threshold = 0.8, ohem_ratio = 0.25, loss_floor = 1e-8`` it is the authors'
+    cross-entropy baseline.
     """
 
     def __init__(
@@ -152,12 +175,14 @@ class FixedThresholdFocalLoss(nn.Module):
         ohem_ratio: float = 1.0,
         class_weights: Sequence[float] | Tensor | None = None,
         detach_focal: bool = False,
+        loss_floor: float = 0.0,
     ) -> None:
         _raise_problems(
             "FixedThresholdFocalLoss",
             probability_problems("threshold", threshold)
             + focal_problems(gamma, focal_type)
-            + ratio_problems("ohem_ratio", ohem_ratio),
+            + ratio_problems("ohem_ratio", ohem_ratio)
+            + floor_problems(loss_floor),
         )
         super().__init__()
         self.num_classes = num_classes
@@ -166,6 +191,7 @@ class FixedThresholdFocalLoss(nn.Module):
         self.ohem_ratio = float(ohem_ratio)
         self.detach_focal = bool(detach_focal)
         self.threshold = float(threshold)
+        self.loss_floor = float(loss_floor)
         self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
         self.register_buffer("thresholds", torch.full((num_classes,), self.threshold), persistent=False)
         self.last_pass_fraction = torch.zeros(())
@@ -174,7 +200,8 @@ class FixedThresholdFocalLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, threshold={self.threshold}, gamma={self.gamma}, "
-            f"focal_type={self.focal_type}, ohem_ratio={self.ohem_ratio}, detach_focal={self.detach_focal}"
+            f"focal_type={self.focal_type}, ohem_ratio={self.ohem_ratio}, detach_focal={self.detach_focal}, "
+            f"loss_floor={self.loss_floor}"
         )
 
     def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -190,7 +217,7 @@ class FixedThresholdFocalLoss(nn.Module):
                 self._memory,
             )
             loss, self.last_pass_fraction = thresholded_mean(
-                per_pixel, conf.float(), cls, valid, self.thresholds, self.ohem_ratio
+                per_pixel, conf.float(), cls, valid, self.thresholds, self.ohem_ratio, self.loss_floor
             )
         return loss
 
@@ -206,8 +233,13 @@ def neutral_cross_entropy(
     class_weights: Sequence[float] | Tensor | None = None,
     compile: bool = False,
     cuda_graphs: bool = False,
+    loss_floor: float = 0.0,
 ) -> TUFL:
-    """The authors' earlier "neutral cross-entropy": TUFL with ``gamma = 0`` (``w_i = 1``)."""
+    """Neutral cross-entropy with TUFL's adaptive thresholds: TUFL with ``gamma = 0`` (``w_i = 1``).
+
+    The authors' own baseline uses one fixed threshold instead:
+    :class:`FixedThresholdFocalLoss` with ``gamma = 0``.
+    """
     return TUFL(
         num_classes,
         gamma=0.0,
@@ -220,4 +252,5 @@ def neutral_cross_entropy(
         class_weights=class_weights,
         compile=compile,
         cuda_graphs=cuda_graphs,
+        loss_floor=loss_floor,
     )

@@ -1,13 +1,14 @@
 """Configuration dataclasses of the losses and the factories that build them.
 
 Each unsupervised loss name has its own dataclass (``UNSUPERVISED_LOSS_CONFIGS``),
-so a configuration never carries an option its loss would ignore.
+so a configuration carries only its loss's options (the adaptive-threshold options
+of ``nce`` apply with ``threshold: null``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
@@ -23,6 +24,7 @@ from tufl.losses.supervised import SupervisedCE
 from tufl.losses.tufl import TUFL
 from tufl.losses.validation import (
     class_weight_problems,
+    floor_problems,
     focal_problems,
     probability_problems,
     ratio_problems,
@@ -31,8 +33,9 @@ from tufl.losses.validation import (
 
 
 @dataclass
-class NCEConfig:
-    """Neutral cross-entropy (TUFL with ``gamma = 0``) and the threshold options TUFL shares.
+class AdaptiveThresholdConfig:
+    """The options of TUFL's adaptive thresholds and reduction, shared by :class:`TUFLConfig`
+    and :class:`NCEConfig`.
 
     ``theta0``: initial threshold of every class; ``a``: history weight of the EMA;
     ``b``, ``d``: the order statistic ``floor((N_c + 1) * b * theta_c^d)``;
@@ -40,7 +43,8 @@ class NCEConfig:
     ``ohem_ratio``: fraction of the largest per-pixel losses kept (1 = off);
     ``class_weights``: one weight per class, or null for all ones;
     ``compile``: run the loss through ``torch.compile``; ``cuda_graphs``: replay its
-    training calls as CUDA graphs (CUDA only; see :class:`TUFL`).
+    training calls as CUDA graphs (CUDA only; see :class:`TUFL`); ``loss_floor``: clamp
+    each counted pixel's loss at this floor before OHEM and the mean (0 = off).
     """
 
     # Initial per-class threshold.
@@ -61,6 +65,9 @@ class NCEConfig:
     compile: bool = False
     # Replay the loss's training calls as CUDA graphs: one launch per pass (CUDA only; fastest on GPUs).
     cuda_graphs: bool = False
+    # Clamp each counted pixel's loss at this floor before OHEM and the mean, as the authors' release does
+    # (1e-8): pixels below it get no gradient, entropy included; 0 = off (the paper's formula).
+    loss_floor: float = 1e-8
 
     def problems(self) -> list[str]:
         """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
@@ -68,12 +75,13 @@ class NCEConfig:
             threshold_problems(self.theta0, self.a, self.b, self.d, self.a_decay)
             + ratio_problems("ohem_ratio", self.ohem_ratio)
             + class_weight_problems(self.class_weights)
+            + floor_problems(self.loss_floor)
         )
 
 
 @dataclass
-class TUFLConfig(NCEConfig):
-    """TUFL: the threshold options of :class:`NCEConfig` plus the focal factor.
+class TUFLConfig(AdaptiveThresholdConfig):
+    """TUFL: the threshold options of :class:`AdaptiveThresholdConfig` plus the focal factor.
 
     ``gamma``: focal exponent; ``focal_type``: 1 for ``|1 - Q|^gamma``, 2 for
     ``|sg(P) - Q|^gamma``; ``detach_focal``: stop the gradient through the focal factor.
@@ -92,21 +100,53 @@ class TUFLConfig(NCEConfig):
 
 
 @dataclass
+class NCEConfig(AdaptiveThresholdConfig):
+    """Neutral cross-entropy: TUFL's per-pixel loss with ``gamma = 0`` (``w_i = 1``).
+
+    By default the authors' baseline: pixels with ``max_c p_c > threshold`` (0.8), the
+    25% largest losses, clamped at ``loss_floor``. ``threshold: null`` uses TUFL's
+    adaptive thresholds instead (``theta0, a, b, d, a_decay``; ``compile`` and
+    ``cuda_graphs`` need them).
+    """
+
+    # Keep this fraction of the largest per-pixel losses (authors' baseline: 0.25; 1 = off).
+    ohem_ratio: float = 0.25
+    # Fixed confidence threshold of the authors' baseline (0.8); null = TUFL's adaptive thresholds.
+    # A fixed threshold ignores theta0, a, b, d and a_decay, and runs without compile or cuda_graphs.
+    threshold: float | None = 0.8
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        found = super().problems()
+        if self.threshold is not None:
+            found += probability_problems("threshold", self.threshold)
+            found += [
+                f"{name}: needs adaptive thresholds (threshold: null); the fixed-threshold loss runs eagerly"
+                for name in ("compile", "cuda_graphs")
+                if getattr(self, name)
+            ]
+        return found
+
+
+@dataclass
 class FixedFocalConfig:
     """TUFL's per-pixel loss with one fixed confidence threshold (no adaptation)."""
 
-    # Fixed confidence threshold (fixed_focal) / minimum confidence (entropy; 0 = all pixels).
+    # Fixed confidence threshold: pixels with max_c p_c above it count.
     threshold: float = 0.8
     # Focal exponent (0 = neutral cross-entropy).
     gamma: float = 2.0
-    # 1: |1 - Q_c|^gamma; 2: |sg(P_c) - Q_c|^gamma.
-    focal_type: Literal[1, 2] = 1
+    # 1: |1 - Q_c|^gamma; 2: |sg(P_c) - Q_c|^gamma (the authors' fixed-threshold loss: 2).
+    focal_type: Literal[1, 2] = 2
     # Stop the gradient through the focal factor (authors: no).
     detach_focal: bool = False
     # Keep this fraction of the largest per-pixel losses (1 = off).
     ohem_ratio: float = 1.0
     # Fixed per-class weights lambda_c (null = all 1).
     class_weights: tuple[float, ...] | None = None
+    # Clamp each counted pixel's loss at this floor before OHEM and the mean, as the authors' release does
+    # (1e-8): pixels below it get no gradient, entropy included; 0 = off (the paper's formula).
+    loss_floor: float = 1e-8
 
     def problems(self) -> list[str]:
         """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
@@ -115,20 +155,27 @@ class FixedFocalConfig:
             + focal_problems(self.gamma, self.focal_type)
             + ratio_problems("ohem_ratio", self.ohem_ratio)
             + class_weight_problems(self.class_weights)
+            + floor_problems(self.loss_floor)
         )
 
 
 @dataclass
 class EntropyConfig:
-    """Entropy minimisation of one view (``view``), on pixels with confidence above
-    ``threshold`` (0 = all), keeping the ``ohem_ratio`` largest entropies."""
+    """Entropy minimisation of one view (``view``): ``-sum_c lam_c p_c log p_c`` (divided by
+    ``log C`` if ``normalize``), on pixels with confidence above ``threshold`` (0 = all),
+    keeping the ``ohem_ratio`` largest entropies. The defaults are the authors' baseline;
+    ADVENT's form is ``normalize: true, threshold: 0, ohem_ratio: 1``."""
 
     # Which target view the single-view loss reads.
     view: Literal["weak", "strong"] = "weak"
-    # Fixed confidence threshold (fixed_focal) / minimum confidence (entropy; 0 = all pixels).
-    threshold: float = 0.0
-    # Keep this fraction of the largest per-pixel losses (1 = off).
-    ohem_ratio: float = 1.0
+    # Minimum confidence max_c p_c of a counted pixel (authors' baseline: 0.8; 0 = all pixels).
+    threshold: float = 0.8
+    # Keep this fraction of the largest entropies (authors' baseline: 0.25; 1 = off).
+    ohem_ratio: float = 0.25
+    # Divide the entropy by log C (ADVENT's normalised form); the authors' baseline does not.
+    normalize: bool = False
+    # Fixed per-class weights lambda_c of the entropy sum (null = all 1).
+    class_weights: tuple[float, ...] | None = None
 
     def problems(self) -> list[str]:
         """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
@@ -136,6 +183,7 @@ class EntropyConfig:
             view_problems(self.view)
             + probability_problems("threshold", self.threshold)
             + ratio_problems("ohem_ratio", self.ohem_ratio)
+            + class_weight_problems(self.class_weights)
         )
 
 
@@ -178,7 +226,7 @@ class SupervisedConfig:
 
 
 UnsupervisedLossConfig = (
-    NCEConfig | TUFLConfig | FixedFocalConfig | EntropyConfig | MaxSquaresConfig | ConfEntropyConfig
+    TUFLConfig | NCEConfig | FixedFocalConfig | EntropyConfig | MaxSquaresConfig | ConfEntropyConfig
 )
 
 UNSUPERVISED_LOSS_CONFIGS: dict[str, type] = {
@@ -205,6 +253,19 @@ def _weights(class_weights: tuple[float, ...] | None, num_classes: int) -> tuple
     return class_weights
 
 
+# Fields of the configs that the losses take as keyword arguments of the same name.
+_ADAPTIVE = ("theta0", "a", "b", "d", "a_decay", "ohem_ratio", "class_weights", "compile", "cuda_graphs", "loss_floor")
+_FOCAL = ("gamma", "focal_type", "detach_focal")
+
+
+def _arguments(cfg: object, num_classes: int, names: tuple[str, ...]) -> dict[str, Any]:
+    """Keyword arguments ``name=cfg.name``, with the class weights checked against ``num_classes``."""
+    values = {name: getattr(cfg, name) for name in names}
+    if "class_weights" in values:
+        values["class_weights"] = _weights(values["class_weights"], num_classes)
+    return values
+
+
 def build_unsupervised_loss(name: str, num_classes: int, cfg: UnsupervisedLossConfig | None = None) -> nn.Module:
     """The unsupervised loss ``name`` (a key of ``UNSUPERVISED_LOSS_CONFIGS``) for ``num_classes``.
 
@@ -217,46 +278,17 @@ def build_unsupervised_loss(name: str, num_classes: int, cfg: UnsupervisedLossCo
     cfg = expected() if cfg is None else cfg
     _checked(cfg, expected, f"unsupervised loss {name!r}")
     if isinstance(cfg, TUFLConfig):
-        return TUFL(
-            num_classes,
-            gamma=cfg.gamma,
-            focal_type=cfg.focal_type,
-            theta0=cfg.theta0,
-            a=cfg.a,
-            b=cfg.b,
-            d=cfg.d,
-            a_decay=cfg.a_decay,
-            ohem_ratio=cfg.ohem_ratio,
-            class_weights=_weights(cfg.class_weights, num_classes),
-            detach_focal=cfg.detach_focal,
-            compile=cfg.compile,
-            cuda_graphs=cfg.cuda_graphs,
-        )
+        return TUFL(num_classes, **_arguments(cfg, num_classes, _FOCAL + _ADAPTIVE))
+    fixed = ("threshold", "ohem_ratio", "class_weights", "loss_floor")
     if isinstance(cfg, NCEConfig):
-        return neutral_cross_entropy(
-            num_classes,
-            theta0=cfg.theta0,
-            a=cfg.a,
-            b=cfg.b,
-            d=cfg.d,
-            a_decay=cfg.a_decay,
-            ohem_ratio=cfg.ohem_ratio,
-            class_weights=_weights(cfg.class_weights, num_classes),
-            compile=cfg.compile,
-            cuda_graphs=cfg.cuda_graphs,
-        )
+        if cfg.threshold is None:
+            return neutral_cross_entropy(num_classes, **_arguments(cfg, num_classes, _ADAPTIVE))
+        return FixedThresholdFocalLoss(num_classes, gamma=0.0, **_arguments(cfg, num_classes, fixed))
     if isinstance(cfg, FixedFocalConfig):
-        return FixedThresholdFocalLoss(
-            num_classes,
-            threshold=cfg.threshold,
-            gamma=cfg.gamma,
-            focal_type=cfg.focal_type,
-            ohem_ratio=cfg.ohem_ratio,
-            class_weights=_weights(cfg.class_weights, num_classes),
-            detach_focal=cfg.detach_focal,
-        )
+        return FixedThresholdFocalLoss(num_classes, **_arguments(cfg, num_classes, fixed + _FOCAL))
     if isinstance(cfg, EntropyConfig):
-        return EntropyMinimization(num_classes, view=cfg.view, threshold=cfg.threshold, ohem_ratio=cfg.ohem_ratio)
+        entropy = ("view", "threshold", "ohem_ratio", "normalize", "class_weights")
+        return EntropyMinimization(num_classes, **_arguments(cfg, num_classes, entropy))
     if isinstance(cfg, MaxSquaresConfig):
         return MaxSquares(num_classes, view=cfg.view)
     return ConfidenceEntropy(num_classes, view=cfg.view)

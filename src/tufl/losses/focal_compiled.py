@@ -66,15 +66,16 @@ def tufl_step(
     focal: tuple[float, int, Tensor | None, bool],
     update: tuple[float, float, float, float, float] | None,
     ohem_ratio: float,
+    loss_floor: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One whole TUFL call: ``(loss, pass_fraction, thresholds)``, without side effects.
 
     ``focal = (gamma, focal_type, class_weights, detach_focal)``; ``update = (a, a_decay,
     b, d, min_confidence)`` updates the thresholds first (returned, not written), ``None``
-    keeps them.
+    keeps them; ``loss_floor`` as in :func:`tufl.losses.selection.thresholded_mean`.
     """
     per_pixel, conf, cls = differentiable_focal_terms(weak, strong, *focal)
-    return tufl_reduction(per_pixel, conf, cls, valid, thresholds, step, update, ohem_ratio)
+    return tufl_reduction(per_pixel, conf, cls, valid, thresholds, step, update, ohem_ratio, loss_floor)
 
 
 def tufl_reduction(
@@ -86,6 +87,7 @@ def tufl_reduction(
     step: Tensor,
     update: tuple[float, float, float, float, float] | None,
     ohem_ratio: float,
+    loss_floor: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The rest of a TUFL call after the per-pixel terms, without side effects (see :func:`tufl_step`)."""
     conf = conf.float()
@@ -93,7 +95,7 @@ def tufl_reduction(
         a, a_decay, b, d, min_confidence = update
         psi = order_statistic_psi(conf, cls, valid, thresholds, b, d, min_confidence)
         thresholds = ema_thresholds(thresholds, psi, history_weight(step, a, a_decay))
-    loss, pass_fraction = thresholded_mean(per_pixel, conf, cls, valid, thresholds, ohem_ratio)
+    loss, pass_fraction = thresholded_mean(per_pixel, conf, cls, valid, thresholds, ohem_ratio, loss_floor)
     return loss, pass_fraction, thresholds
 
 

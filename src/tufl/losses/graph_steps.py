@@ -27,18 +27,20 @@ ADDRESS_ALIGNMENT = 16
 
 @dataclass(frozen=True)
 class Reduction:
-    """The threshold update and masked mean after the per-pixel terms."""
+    """The threshold update and masked mean after the per-pixel terms (clamped at ``loss_floor``)."""
 
     update: tuple[float, float, float, float, float]
     ohem_ratio: float
     compile: bool
+    loss_floor: float = 0.0
 
     def __call__(self, per_pixel: Tensor, conf: Tensor, cls: Tensor, thresholds: Tensor, step: Tensor,
                  valid: tuple[Tensor, ...]) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         """``((loss, pass_fraction), (new thresholds, new step))``."""
         reduction = compiled(tufl_reduction) if self.compile else tufl_reduction
+        mask = valid[0] if valid else None
         loss, pass_fraction, new_thresholds = reduction(
-            per_pixel, conf, cls, valid[0] if valid else None, thresholds, step, self.update, self.ohem_ratio
+            per_pixel, conf, cls, mask, thresholds, step, self.update, self.ohem_ratio, self.loss_floor
         )
         return (loss, pass_fraction), (new_thresholds, step + 1)
 

@@ -51,14 +51,24 @@ def masked_mean(values: Tensor, keep: Tensor, weights: Tensor | None = None) -> 
 
 
 def thresholded_mean(
-    per_pixel: Tensor, conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds: Tensor, ohem_ratio: float
+    per_pixel: Tensor,
+    conf: Tensor,
+    cls: Tensor,
+    valid: Tensor | None,
+    thresholds: Tensor,
+    ohem_ratio: float,
+    loss_floor: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Mean of ``per_pixel`` over valid pixels with ``conf > thresholds[cls]``, after OHEM.
 
-    Returns ``(loss, pass_fraction)``: the loss is 0 (still connected to the graph)
-    when no pixel passes; ``pass_fraction`` is the detached fraction of valid pixels
-    that passed the thresholds.
+    ``loss_floor > 0`` first clamps ``per_pixel`` at that floor (``torch.clamp``: no
+    gradient where the loss is below it; OHEM ranks the clamped values), as the authors'
+    release does. Returns ``(loss, pass_fraction)``: the loss is 0 (still connected to
+    the graph) when no pixel passes; ``pass_fraction`` is the detached fraction of
+    valid pixels that passed the thresholds.
     """
+    if loss_floor > 0.0:
+        per_pixel = per_pixel.clamp(min=loss_floor)
     passing = conf > thresholds.index_select(0, cls.reshape(-1)).view(cls.shape)  # thresholds[cls], faster
     if valid is None:
         pass_fraction = passing.sum() / passing.numel()

@@ -23,6 +23,7 @@ from tufl.losses.thresholds import (
 from tufl.losses.validation import (
     check_logit_pair,
     class_weight_tensor,
+    floor_problems,
     focal_problems,
     ratio_problems,
     threshold_problems,
@@ -41,7 +42,9 @@ class TUFL(nn.Module):
     data-parallel workers when ``torch.distributed`` is initialised, then the EMA
     and the 0.999 cap), then keeps pixels with ``m_i > theta_{c_i}``, applies OHEM
     (the ``ceil(ohem_ratio * n)`` largest per-pixel losses) and averages; the loss
-    is 0 when no pixel passes. In eval mode the thresholds are used but not updated.
+    is 0 when no pixel passes; ``loss_floor > 0`` clamps each per-pixel loss at that
+    floor before OHEM (no gradient below it, entropy term included; the authors'
+    release uses 1e-8). In eval mode the thresholds are used but not updated.
     With ``a_decay > 0`` the history weight of the ``t``-th update (``t = 0, 1, ...``,
     counted by the ``step`` buffer) is ``1 - a * exp(-t * a_decay)``, else ``a``.
 
@@ -90,12 +93,14 @@ class TUFL(nn.Module):
         detach_focal: bool = False,
         compile: bool = False,
         cuda_graphs: bool = False,
+        loss_floor: float = 0.0,
     ) -> None:
         super().__init__()
         problems = (
             focal_problems(gamma, focal_type)
             + threshold_problems(theta0, a, b, d, a_decay)
             + ratio_problems("ohem_ratio", ohem_ratio)
+            + floor_problems(loss_floor)
         )
         if num_classes < 1:
             problems.insert(0, f"num_classes: must be >= 1, got {num_classes}")
@@ -106,6 +111,7 @@ class TUFL(nn.Module):
         self.focal_type = int(focal_type)
         self.a, self.b, self.d, self.a_decay = float(a), float(b), float(d), float(a_decay)
         self.ohem_ratio = float(ohem_ratio)
+        self.loss_floor = float(loss_floor)
         self.detach_focal = bool(detach_focal)
         self.compile = bool(compile)
         self.cuda_graphs = bool(cuda_graphs)
@@ -120,7 +126,7 @@ class TUFL(nn.Module):
         return (
             f"num_classes={self.num_classes}, gamma={self.gamma}, focal_type={self.focal_type}, "
             f"a={self.a}, b={self.b}, d={self.d}, a_decay={self.a_decay}, ohem_ratio={self.ohem_ratio}, "
-            f"detach_focal={self.detach_focal}, compile={self.compile}, "
+            f"loss_floor={self.loss_floor}, detach_focal={self.detach_focal}, compile={self.compile}, "
             f"cuda_graphs={self.cuda_graphs}"
         )
 
@@ -164,7 +170,7 @@ class TUFL(nn.Module):
             if self.training:
                 self.update_thresholds(conf, cls, valid)
             mean = compiled(thresholded_mean) if self.compile else thresholded_mean
-            loss, pass_fraction = mean(per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio)
+            loss, pass_fraction = mean(per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio, self.loss_floor)
         return self._kept(loss, pass_fraction)
 
     def _kept(self, loss: Tensor, pass_fraction: Tensor) -> Tensor:
@@ -183,7 +189,7 @@ class TUFL(nn.Module):
         kernels = triton_kernels(weak.device, dtype, num_classes)
         weights = None if self.class_weights is None else self.class_weights.data_ptr()  # recorded by address
         key = (kernels is not None, self.gamma, self.focal_type, self.detach_focal, weights, self.a, self.a_decay,
-               self.b, self.d, self.ohem_ratio, self.compile)
+               self.b, self.d, self.ohem_ratio, self.loss_floor, self.compile)
         held, copied = (self.thresholds, self.step), () if valid is None else (valid,)
         outputs = None
         if kernels is not None:
@@ -209,7 +215,7 @@ class TUFL(nn.Module):
     def _graph_reduction(self) -> Reduction:
         """The threshold update and mean of a graphed call, with this loss's options."""
         update = (self.a, self.a_decay, self.b, self.d, self._min_confidence())
-        return Reduction(update, self.ohem_ratio, self.compile)
+        return Reduction(update, self.ohem_ratio, self.compile, self.loss_floor)
 
     def _compiled_step(
         self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
@@ -217,7 +223,7 @@ class TUFL(nn.Module):
         """The whole call as one compiled graph (no data-parallel averaging of the thresholds)."""
         update = (self.a, self.a_decay, self.b, self.d, self._min_confidence()) if self.training else None
         loss, pass_fraction, thresholds = compiled(tufl_step)(
-            weak, strong, valid, self.thresholds, self.step, focal, update, self.ohem_ratio
+            weak, strong, valid, self.thresholds, self.step, focal, update, self.ohem_ratio, self.loss_floor
         )
         if self.training:
             with torch.no_grad():

@@ -48,6 +48,13 @@ def ratio_problems(name: str, ratio: float) -> list[str]:
     return []
 
 
+def floor_problems(loss_floor: float) -> list[str]:
+    """``loss_floor`` must be a finite number ``>= 0`` (0 = off)."""
+    if not 0.0 <= loss_floor < math.inf:
+        return [f"loss_floor: must be a finite number >= 0 (0 = off), got {loss_floor}"]
+    return []
+
+
 def probability_problems(name: str, value: float) -> list[str]:
     """``value`` must lie in ``[0, 1]``."""
     if not 0.0 <= value <= 1.0:

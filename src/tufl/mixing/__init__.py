@@ -37,7 +37,7 @@ from tufl.mixing.longtail import (
     sample_longtail_classes,
 )
 from tufl.mixing.mixer import CrossDomainMixer, MixedView, MixResult, MixStats, Photometric, to_uint8
-from tufl.mixing.relations import RELATED_CLASS_PAIRS, add_related_classes, relation_matrix
+from tufl.mixing.relations import add_related_classes, relation_matrix
 from tufl.mixing.weights import (
     boundary_band,
     confident_fraction,
@@ -59,7 +59,6 @@ __all__ = [
     "MixStats",
     "MixedView",
     "Photometric",
-    "RELATED_CLASS_PAIRS",
     "add_related_classes",
     "blend_by_mask",
     "boundary_band",

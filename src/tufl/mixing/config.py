@@ -14,9 +14,10 @@ MIX_MODES = ("single", "dual_soft")
 class MixConfig:
     """Options of :class:`tufl.mixing.mixer.CrossDomainMixer`.
 
-    ``p_longtail``, ``longtail_k`` and ``max_fetch_retries`` drive long-tail
-    pasting, which belongs to the ``single`` mode; ``dual_alpha`` and
-    ``dual_longtail_classes`` belong to the ``dual_soft`` mode.
+    ``p_longtail`` and ``longtail_k`` drive long-tail pasting in the ``single``
+    mode; the ``dual_*`` options belong to the ``dual_soft`` mode, which pastes
+    ``dual_longtail_count`` long-tail instances onto every template.
+    ``max_fetch_retries`` and the relation options apply to both.
     """
 
     # "single": ClassMix source -> target; "dual_soft": a source template blended
@@ -34,17 +35,33 @@ class MixConfig:
     boundary_band: int = 0
     # Factor on the pixel weights inside the boundary band.
     boundary_weight: float = 2.0
-    # Paste related classes together (rider with bicycle/motorcycle, pole with
-    # traffic light/sign; see tufl.mixing.relations).
+    # Also paste the related classes of the classes ClassMix (and the dual_soft template)
+    # selects (authors' `--class_relation`, which their scripts leave off; relations:
+    # tufl.mixing.relations).
     class_relations: bool = False
+    # Long-tail instances bring their related classes present in the same source crop
+    # (rider with its bicycle, road with the vehicles on it; the authors always do).
+    longtail_relations: bool = True
+    # Relation table: by_name (authors' GTA5 table for 19 classes, SYNTHIA table for 16
+    # and 13, by class name) or positional (for 13 classes their SYNTHIA table applied
+    # by train id, as their Cross-City code does; the same as by_name for 19 and 16).
+    relation_table: Literal["by_name", "positional"] = "by_name"
+    # Heads the mixed loss is averaged over: main (authors) or all (main + auxiliary).
+    loss_heads: Literal["main", "all"] = "main"
     # Extra fetch attempts for a long-tail instance whose class is not visible
     # in the loaded image (so 1 + max_fetch_retries attempts in all).
     max_fetch_retries: int = 3
     # Blending weight of the template in dual_soft mode (and of its label's loss).
     dual_alpha: float = 0.8
-    # Long-tail classes of the dual_soft template, by name; empty = the default
-    # list of the class set (GTA5 list for 19 classes, SYNTHIA list otherwise).
+    # Long-tail classes whose instances dual_soft fetches from other source images and
+    # pastes onto the template, by name; empty = the authors' list of the class set
+    # (19: rider, bus, train, motorcycle, bicycle; 16: wall, fence, traffic light, bus;
+    # 13: all 13 classes).
     dual_longtail_classes: tuple[str, ...] = ()
+    # Long-tail instances pasted onto each dual_soft template (authors: 2, distinct classes).
+    dual_longtail_count: int = 2
+    # Apply the photometric transform T to the two dual_soft views (authors: no).
+    dual_photometric: bool = False
 
     def problems(self) -> list[str]:
         """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
@@ -67,6 +84,8 @@ class MixConfig:
             found.append(f"boundary_weight: must be >= 0, got {self.boundary_weight}")
         if self.max_fetch_retries < 0:
             found.append(f"max_fetch_retries: must be >= 0, got {self.max_fetch_retries}")
+        if self.dual_longtail_count < 0:
+            found.append(f"dual_longtail_count: must be >= 0, got {self.dual_longtail_count}")
         if not 0.0 <= self.dual_alpha <= 1.0:
             found.append(f"dual_alpha: must be in [0, 1], got {self.dual_alpha}")
         known = class_names(19)

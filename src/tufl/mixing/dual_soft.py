@@ -1,10 +1,11 @@
 """Soft dual mixing ("dual_soft"): one source template blended into source and target.
 
-A third source image, the *template*, provides the mask ``M``: up to two of the
-long-tail classes present in it (chosen uniformly among those present; fewer if
-fewer are present) plus ``ceil(n / 2)`` of its other present classes, ``n`` being
-the number of classes present in the template (capped by what is left). Inside
-``M`` the template is blended with weight ``alpha`` into both images:
+A third source image, the *template*, provides the mask ``M``: ``ceil(n / 2)`` of
+the ``n`` classes present in it, chosen uniformly, plus instances of long-tail
+classes fetched from *other* source images and pasted onto the template first (the
+mixer does that with its long-tail paster; :func:`dual_soft_mix` receives the
+pasted template and the mask of the pasted pixels). Inside ``M`` the template is
+blended with weight ``alpha`` into both images:
 
     x_src' = M * (alpha * x_tpl + (1 - alpha) * x_s) + (1 - M) * x_s
     x_tar' = M * (alpha * x_tpl + (1 - alpha) * x_t) + (1 - M) * x_t
@@ -20,7 +21,7 @@ mixed label by ``alpha`` and the label of the image underneath by ``1 - alpha``:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -37,21 +38,23 @@ from tufl.mixing.classmix import (
 from tufl.mixing.relations import add_related_classes
 from tufl.mixing.weights import pixel_cross_entropy
 
+# paste(images, labels, mask) -> (images, labels, mask): instances pasted onto templates.
+TemplatePaste = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
+
 # Long-tail classes of the template, per benchmark (by class-set size).
 GTA5_LONGTAIL_CLASSES: tuple[str, ...] = ("rider", "bus", "train", "motorcycle", "bicycle")
 SYNTHIA_LONGTAIL_CLASSES: tuple[str, ...] = ("wall", "fence", "traffic light", "bus")
 
 
 def default_dual_longtail_classes(num_classes: int) -> tuple[str, ...]:
-    """The template long-tail classes of a class set.
+    """The long-tail classes dual_soft pastes onto its templates (the authors' lists).
 
     19 classes (GTA5): rider, bus, train, motorcycle, bicycle. 16 classes (SYNTHIA):
-    wall, fence, traffic light, bus. 13 classes: the SYNTHIA list restricted to the
-    13-class set (traffic light, bus).
+    wall, fence, traffic light, bus. 13 classes (Cityscapes -> Cross-City): all 13.
     """
-    names = class_names(num_classes)
-    chosen = GTA5_LONGTAIL_CLASSES if num_classes == 19 else SYNTHIA_LONGTAIL_CLASSES
-    return tuple(n for n in chosen if n in names)
+    if num_classes == 13:
+        return class_names(13)
+    return GTA5_LONGTAIL_CLASSES if num_classes == 19 else SYNTHIA_LONGTAIL_CLASSES
 
 
 def class_vector(names: tuple[str, ...], num_classes: int) -> Tensor:
@@ -73,32 +76,22 @@ class DualSoftMix(NamedTuple):
     target_images: Tensor  # [B, 3, H, W] template blended into the target images
     target_labels: Tensor  # [B, H, W] template label inside M, pseudo-label elsewhere
     mask: Tensor  # [B, H, W] bool, M
-    selected: Tensor  # [B, C] bool, the template classes forming M
+    selected: Tensor  # [B, C] bool, the template classes forming M (besides pasted instances)
 
 
 def select_template_classes(
     template_labels: Tensor,
     num_classes: int,
-    longtail: Tensor,
     generator: torch.Generator,
-    num_longtail: int = 2,
     relations: Tensor | None = None,
 ) -> Tensor:
     """``[B, C]`` bool: the template classes forming ``M``, per sample.
 
-    ``min(num_longtail, #present long-tail classes)`` long-tail classes chosen
-    uniformly among the present ones, plus ``ceil(n / 2)`` (``n`` = present
-    classes) chosen uniformly among the other present classes, plus, when
+    ``ceil(n / 2)`` of the ``n`` present classes, chosen uniformly, plus, when
     ``relations`` is given, the present classes related to a chosen one.
     """
     presence = class_presence(template_labels, num_classes)
-    is_longtail = longtail.to(presence.device).view(1, -1)
-    counts = torch.full((presence.shape[0],), num_longtail, dtype=torch.long, device=presence.device)
-    chosen_longtail = select_random_classes(presence & is_longtail, counts, generator)
-    rest = select_random_classes(
-        presence & ~chosen_longtail, half_class_count(presence.sum(dim=1)), generator
-    )
-    selected = chosen_longtail | rest
+    selected = select_random_classes(presence, half_class_count(presence.sum(dim=1)), generator)
     if relations is not None:
         selected = add_related_classes(selected, presence, relations)
     return selected
@@ -123,10 +116,10 @@ def dual_soft_mix(
     template_images: Tensor,
     template_labels: Tensor,
     num_classes: int,
-    longtail: Tensor,
     generator: torch.Generator,
     alpha: float = 0.8,
     relations: Tensor | None = None,
+    paste: TemplatePaste | None = None,
 ) -> DualSoftMix:
     """Blend the template's selected classes into the source and the target images.
 
@@ -134,11 +127,12 @@ def dual_soft_mix(
         source_images, target_images, template_images: ``[B, 3, H, W]``, same size.
         source_labels, pseudo_labels, template_labels: ``[B, H, W]`` train ids.
         num_classes: ``C``.
-        longtail: ``[C]`` bool, the long-tail classes (see
-            :func:`default_dual_longtail_classes`).
         generator: source of randomness.
         alpha: blending weight of the template.
-        relations: optional ``[C, C]`` bool class relations.
+        relations: optional ``[C, C]`` bool class relations for the template classes.
+        paste: optional ``paste(images, labels, mask) -> (images, labels, mask)``
+            applied to the template once its classes are selected (the mixer's
+            long-tail instances); what it adds to the mask joins ``M``.
     """
     check_mix_inputs(source_images, source_labels, target_images, pseudo_labels)
     if template_images.shape != source_images.shape or template_labels.shape != source_labels.shape:
@@ -149,11 +143,11 @@ def dual_soft_mix(
         )
     if template_labels.is_floating_point():
         raise ValueError(f"template labels must be an integer tensor, got {template_labels.dtype}")
-    selected = select_template_classes(
-        template_labels, num_classes, longtail, generator, relations=relations
-    )
+    selected = select_template_classes(template_labels, num_classes, generator, relations=relations)
     mask = class_pixel_mask(template_labels, selected)
     template_labels = template_labels.long()
+    if paste is not None:
+        template_images, template_labels, mask = paste(template_images, template_labels, mask)
     return DualSoftMix(
         source_images=blend_by_mask(mask, template_images, source_images, alpha),
         source_labels=mix_labels(mask, template_labels, source_labels.long()),

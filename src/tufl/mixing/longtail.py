@@ -157,7 +157,7 @@ class LongTailPaster:
         fetch_attempts: how many times an instance is fetched before it is given up
             (a fetched image may lose the class, e.g. after resizing).
         relations: optional ``[C, C]`` bool relation matrix; related classes present
-            in the crop are pasted with the instance.
+            in the crop are pasted with the instance (the authors always do this).
         available: optional ``[C]`` bool, classes that can be drawn at all (e.g. those
             of the source class index); at least one must be True.
 
@@ -259,16 +259,34 @@ class LongTailPaster:
         """
         if len(longtail) != images.shape[0]:
             raise ValueError(f"longtail has {len(longtail)} flags for a batch of {images.shape[0]}")
-        stats = LongTailStats(samples=sum(longtail))
+        if not any(longtail):
+            return images, labels, mask, LongTailStats()
+        draws = self.draw(images.shape[0], thresholds, generator)
+        classes = [row if flagged else [] for row, flagged in zip(draws, longtail)]
+        return self.paste(images, labels, mask, classes, generator)
+
+    def paste(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        mask: Tensor,
+        classes: list[list[int]],
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor, Tensor, LongTailStats]:
+        """Fetch an instance of each class in ``classes[b]`` and paste it onto sample ``b``.
+
+        Instances are pasted in list order (later ones overwrite earlier ones) and
+        added to ``mask``; samples with an empty list are left as they are.
+        """
+        if len(classes) != images.shape[0]:
+            raise ValueError(f"classes has {len(classes)} lists for a batch of {images.shape[0]}")
+        stats = LongTailStats(samples=sum(1 for row in classes if row))
         if stats.samples == 0:
             return images, labels, mask, stats
         size = (images.shape[-2], images.shape[-1])
-        draws = self.draw(images.shape[0], thresholds, generator)
-        pasted: list[list[Instance]] = [[] for _ in longtail]
-        for b, flagged in enumerate(longtail):
-            if not flagged:
-                continue
-            for class_id in draws[b]:
+        pasted: list[list[Instance]] = [[] for _ in classes]
+        for b, row in enumerate(classes):
+            for class_id in row:
                 stats.requested += 1
                 found = self.instance(class_id, size, generator, stats)
                 if found is not None:

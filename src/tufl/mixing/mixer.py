@@ -2,15 +2,17 @@
 
 ``single`` mode: per-sample ClassMix source -> target, plus long-tail instance
 pasting on a random ``p_longtail`` share of the samples; one mixed view.
-``dual_soft`` mode: a source template blended into both the source and the
-target images; two mixed views. Every view carries its pixel weights and
+``dual_soft`` mode: a source template, with long-tail instances from other
+source images pasted onto it, blended into both the source and the target
+images; two mixed views. Every view carries its pixel weights and
 computes its own loss from the student's logits, so the trainer does::
 
     result = mixer(x_s, y_s, x_t, yhat_t, conf_t, generator, thresholds=theta)
     loss_mix = sum(view.loss(student(view.images).main) for view in result.views())
 
 and scales it by ``lambda_mix``. The photometric transform ``T`` (owned by the
-data package) is applied to every mixed image after mixing.
+data package) is applied to the single-mode mixed image after mixing, and to
+the dual_soft views only with ``dual_photometric`` (the authors do not).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tufl.mixing.classmix import (
     classmix,
     half_class_count,
     longtail_class_count,
+    select_random_classes,
 )
 from tufl.mixing.config import MixConfig
 from tufl.mixing.draws import uniform
@@ -106,11 +109,11 @@ class CrossDomainMixer:
     Args:
         config: the mixing options (validated with ``config.problems()``).
         num_classes: ``C`` (19, 16 or 13).
-        fetch: loads a random source image containing a class; required when the
-            single mode pastes long-tail instances (``p_longtail > 0``).
+        fetch: loads a random source image containing a class; required when
+            long-tail instances are pasted (see :meth:`pastes_instances`).
         photometric: ``T(images_uint8 [B, 3, H, W], generator) -> images`` applied to
-            every mixed image; None = no transform (the mixed images then keep the
-            dtype of the inputs).
+            the mixed images (dual_soft: only with ``dual_photometric``); None = no
+            transform (the mixed images then keep the dtype of the inputs).
         available_classes: optional ``[C]`` bool, the classes the long-tail sampler may
             draw (e.g. those with at least one image in the source class index).
 
@@ -132,19 +135,23 @@ class CrossDomainMixer:
         self.config = config
         self.num_classes = num_classes
         self.photometric = photometric
-        self._relations = relation_matrix(num_classes) if config.class_relations else None
+        table = relation_matrix(num_classes, config.relation_table)
+        self._relations = table if config.class_relations else None
         self._relations_on: dict[torch.device, Tensor] = {}
         self._paster: LongTailPaster | None = None
         self._dual_longtail: Tensor | None = None
-        if config.mode == "single" and config.p_longtail > 0:
+        if self.pastes_instances(config):
             if fetch is None:
-                raise ValueError("p_longtail > 0 needs a fetch callable to load long-tail instances")
+                raise ValueError(
+                    "long-tail pasting (p_longtail > 0, or dual_soft with dual_longtail_count > 0) "
+                    "needs a fetch callable to load instances"
+                )
             self._paster = LongTailPaster(
                 fetch,
                 num_classes,
                 k_choices=tuple(config.longtail_k),
                 fetch_attempts=1 + config.max_fetch_retries,
-                relations=self._relations,
+                relations=table if config.longtail_relations else None,
                 available=available_classes,
             )
         if config.mode == "dual_soft":
@@ -153,6 +160,15 @@ class CrossDomainMixer:
                 self._dual_longtail = class_vector(names, num_classes)
             except ValueError as error:
                 raise ValueError(f"dual_longtail_classes: {error}") from None
+            if available_classes is not None:
+                self._dual_longtail &= available_classes.cpu()
+
+    @staticmethod
+    def pastes_instances(config: MixConfig) -> bool:
+        """Whether ``config`` pastes long-tail instances (and so needs a fetch callable)."""
+        if config.mode == "dual_soft":
+            return config.dual_longtail_count > 0
+        return config.p_longtail > 0
 
     def _relations_for(self, device: torch.device) -> Tensor | None:
         if self._relations is None:
@@ -274,13 +290,23 @@ class CrossDomainMixer:
             raise ValueError("dual_soft mode needs template_images and template_labels")
         assert self._dual_longtail is not None
         alpha = self.config.dual_alpha
+        stats = [LongTailStats()]
+
+        def paste_longtail(images: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            if self._paster is None:
+                return images, labels, mask
+            classes = self._dual_classes(images.shape[0], generator)
+            images, labels, mask, stats[0] = self._paster.paste(images, labels, mask, classes, generator)
+            return images, labels, mask
+
         mix = dual_soft_mix(
             source_images, source_labels, target_images, pseudo_labels,
-            template_images, template_labels, self.num_classes,
-            self._dual_longtail, generator, alpha, self._relations_for(source_images.device),
+            template_images, template_labels, self.num_classes, generator, alpha,
+            self._relations_for(source_images.device), paste_longtail,
         )
+        finish = self._finish if self.config.dual_photometric else (lambda images, _: images)
         source_view = MixedView(
-            images=self._finish(mix.source_images, generator),
+            images=finish(mix.source_images, generator),
             labels=mix.source_labels,
             weights=self._weights(mix.mask, torch.ones_like(target_weight)),
             mask=mix.mask,
@@ -288,7 +314,7 @@ class CrossDomainMixer:
             alpha=alpha,
         )
         target_view = MixedView(
-            images=self._finish(mix.target_images, generator),
+            images=finish(mix.target_images, generator),
             labels=mix.target_labels,
             weights=self._weights(mix.mask, target_weight),
             mask=mix.mask,
@@ -298,5 +324,14 @@ class CrossDomainMixer:
         return MixResult(
             target=target_view,
             source=source_view,
-            stats=MixStats(target_weight, mix.mask.flatten(1).float().mean(dim=1), LongTailStats()),
+            stats=MixStats(target_weight, mix.mask.flatten(1).float().mean(dim=1), stats[0]),
         )
+
+    def _dual_classes(self, batch: int, generator: torch.Generator) -> list[list[int]]:
+        """Per template, ``dual_longtail_count`` distinct long-tail classes in random order."""
+        assert self._dual_longtail is not None
+        candidates = self._dual_longtail.view(1, -1).expand(batch, -1)
+        counts = torch.full((batch,), self.config.dual_longtail_count, dtype=torch.long)
+        chosen = select_random_classes(candidates, counts, generator)
+        order = uniform(chosen.shape, generator, chosen.device).argsort(dim=1)
+        return [[c for c in row if picked[c]] for row, picked in zip(order.tolist(), chosen.tolist())]

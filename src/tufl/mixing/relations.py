@@ -1,44 +1,96 @@
-"""Class relations: classes that are pasted together with a class.
+"""Class relations: the classes pasted together with a class.
 
 A rider without its bicycle, or a traffic sign without its pole, pasted into
 another scene gives an implausible image and a label that contradicts its
-surroundings. When relations are enabled, selecting a class for pasting also
-selects the related classes present in the same source image.
+surroundings. Selecting a class for pasting therefore also selects its related
+classes where they are present in the same source image (or crop).
 
-Relations are one hop: selecting ``bicycle`` brings ``rider`` along, but not
-``motorcycle`` through ``rider``.
+Relations are directed and one hop: ``road`` brings the vehicles standing on it,
+a car does not bring the road; ``bicycle`` brings ``rider`` but not, through it,
+anything related to ``rider``.
+
+The tables are facts taken from the authors' release (``utils/paste_utils.py``,
+the relation tables of its long-tail instance mixer), written as class names:
+their GTA5 table for the 19-class set and their SYNTHIA table for the 16-class
+set. Their 13-class (Cityscapes -> Cross-City) table is the SYNTHIA table copied
+by *position*, which in the 13-class order relates e.g. ``building`` with
+``vegetation``, ``sky`` and ``person``; ``positional`` reproduces it, ``by_name``
+(our default) applies the SYNTHIA table by class name instead (see
+docs/faithfulness.md).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from tufl.data.labels import class_names
 
-# Unordered pairs of related classes, by name. A pair whose classes are not both
-# in a class set (e.g. ``pole`` in the 13-class set) is left out of that set.
-RELATED_CLASS_PAIRS: tuple[tuple[str, str], ...] = (
-    ("rider", "bicycle"),
-    ("rider", "motorcycle"),
-    ("pole", "traffic light"),
-    ("pole", "traffic sign"),
-)
+RelationTable = Literal["by_name", "positional"]
+
+# Authors' GTA5 table (19 classes): class -> classes pasted with it.
+GTA5_RELATIONS: dict[str, tuple[str, ...]] = {
+    "road": ("terrain", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"),
+    "sidewalk": ("terrain", "person"),
+    "wall": ("fence",),
+    "fence": ("wall",),
+    "pole": ("traffic light", "traffic sign"),
+    "traffic light": ("pole", "traffic sign"),
+    "traffic sign": ("pole", "traffic light"),
+    "vegetation": ("terrain",),
+    "terrain": ("vegetation",),
+    "rider": ("motorcycle", "bicycle"),
+    "motorcycle": ("rider", "bicycle"),
+    "bicycle": ("rider", "motorcycle"),
+}
+
+# Authors' SYNTHIA table (16 classes).
+SYNTHIA_RELATIONS: dict[str, tuple[str, ...]] = {
+    "road": ("person", "rider", "car", "bus", "motorcycle", "bicycle"),
+    "sidewalk": ("person", "rider", "motorcycle", "bicycle"),
+    "building": ("pole", "traffic light", "traffic sign"),
+    "pole": ("traffic light", "traffic sign"),
+    "traffic light": ("pole", "traffic sign"),
+    "traffic sign": ("pole", "traffic light"),
+    "rider": ("motorcycle", "bicycle"),
+    "motorcycle": ("rider", "bicycle"),
+    "bicycle": ("rider", "motorcycle"),
+}
 
 
-def relation_matrix(num_classes: int, device: torch.device | str | None = None) -> Tensor:
-    """Symmetric ``[C, C]`` bool matrix: ``R[i, j]`` means selecting ``i`` also selects ``j``.
+def _named_relations(num_classes: int) -> dict[str, tuple[str, ...]]:
+    return GTA5_RELATIONS if num_classes == 19 else SYNTHIA_RELATIONS
 
-    Built from :data:`RELATED_CLASS_PAIRS` and the class names of the 19-, 16- or
-    13-class set; the diagonal is False.
+
+def relation_matrix(
+    num_classes: int, table: RelationTable = "by_name", device: torch.device | str | None = None
+) -> Tensor:
+    """``[C, C]`` bool matrix: ``R[i, j]`` means selecting class ``i`` also selects ``j``.
+
+    ``by_name``: the authors' GTA5 table for 19 classes, their SYNTHIA table for 16
+    and 13 classes, by class name (pairs with a class outside the set are left out).
+    ``positional``: the same for 19 and 16 classes; for 13 classes the SYNTHIA table
+    applied by train id, as the authors' Cross-City code does. The diagonal is False.
     """
     names = class_names(num_classes)
     matrix = torch.zeros(num_classes, num_classes, dtype=torch.bool)
-    for a, b in RELATED_CLASS_PAIRS:
-        if a in names and b in names:
-            i, j = names.index(a), names.index(b)
-            matrix[i, j] = True
-            matrix[j, i] = True
+    if table == "positional" and num_classes == 13:
+        synthia = class_names(16)
+        for source, related in SYNTHIA_RELATIONS.items():
+            i = synthia.index(source)
+            for target in related:
+                j = synthia.index(target)
+                if i < num_classes and j < num_classes:
+                    matrix[i, j] = True
+    elif table in ("by_name", "positional"):
+        for source, related in _named_relations(num_classes).items():
+            for target in related:
+                if source in names and target in names:
+                    matrix[names.index(source), names.index(target)] = True
+    else:
+        raise ValueError(f"unknown relation table {table!r}; choose 'by_name' or 'positional'")
     return matrix.to(device) if device is not None else matrix
 
 

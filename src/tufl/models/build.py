@@ -25,6 +25,8 @@ from tufl.models.weights import (
 # Checkpoint keys of heads that exist only in training networks.
 AUX_PREFIX = "net.aux_"
 
+FreezeBN = Literal["none", "backbone", "all"]
+
 
 @dataclass
 class ModelConfig:
@@ -39,8 +41,14 @@ class ModelConfig:
     aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)
     # DeepLabV2 only: auxiliary classifier on layer3 (ADVENT multi-level).
     multi_level: bool = False
-    # Freeze the backbone's BatchNorm (statistics and affine parameters).
-    freeze_bn: bool = True
+    # BatchNorm layers that normalise with their running statistics during training
+    # instead of batch statistics: none, backbone (DeepLabV2 convention) or all (the
+    # authors' BiSeNet adaptation, `--freeze_bn` = `net.eval()`). Frozen statistics never
+    # change. true/false (older configs) mean backbone/none.
+    freeze_bn: FreezeBN | bool = "backbone"
+    # Whether the affine weight and bias of the frozen BatchNorm layers still train
+    # (authors' BiSeNet adaptation: yes; DeepLabV2 convention: no).
+    frozen_bn_affine_trainable: bool = False
     # Initial weights: local path or URL; null = random initialisation.
     pretrained: str | None = None
     # Layout of the weight file; auto detects torchvision, deeplab_init or tufl.
@@ -49,6 +57,10 @@ class ModelConfig:
     input_convention: Literal["auto", "imagenet_rgb", "caffe_bgr"] = "auto"
     # Accept weight files that do not cover the whole network.
     allow_partial_load: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.freeze_bn, bool):  # the boolean form of older configs
+            self.freeze_bn = "backbone" if self.freeze_bn else "none"
 
     def problems(self) -> list[str]:
         out = []
@@ -117,8 +129,9 @@ def build_model(cfg: ModelConfig, training: bool = True, weights: dict[str, Any]
         convention = "imagenet_rgb" if cfg.input_convention == "auto" else cfg.input_convention
 
     net = _network(cfg, training)
-    if cfg.freeze_bn:
-        freeze_batchnorm(_backbone(net))
+    if cfg.freeze_bn != "none":
+        frozen = net if cfg.freeze_bn == "all" else _backbone(net)
+        freeze_batchnorm(frozen, trainable_affine=cfg.frozen_bn_affine_trainable)
     model = Segmentor(net, cfg.num_classes, INPUT_CONVENTIONS[convention])
 
     report = None

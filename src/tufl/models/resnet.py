@@ -17,18 +17,26 @@ NormLayer = Callable[[int], nn.Module]
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm with fixed statistics and affine parameters (never trained).
+    """BatchNorm that always normalises with its running statistics, in train mode too.
 
-    Holds the same state as ``nn.BatchNorm2d`` (``weight``, ``bias``,
-    ``running_mean``, ``running_var``) as buffers, so checkpoints of either kind load.
+    The statistics never change. The affine ``weight`` and ``bias`` are fixed buffers
+    by default; with ``trainable_affine=True`` they are parameters that keep training
+    (what calling ``eval()`` on a whole network during training amounts to). Either
+    way the state has the names of ``nn.BatchNorm2d`` (``weight``, ``bias``,
+    ``running_mean``, ``running_var``), so checkpoints of either kind load.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-5, trainable_affine: bool = False) -> None:
         super().__init__()
         self.num_features = num_features
         self.eps = eps
-        self.register_buffer("weight", torch.ones(num_features))
-        self.register_buffer("bias", torch.zeros(num_features))
+        self.trainable_affine = trainable_affine
+        if trainable_affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_buffer("weight", torch.ones(num_features))
+            self.register_buffer("bias", torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
@@ -42,15 +50,15 @@ class FrozenBatchNorm2d(nn.Module):
         return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}"
+        return f"{self.num_features}, eps={self.eps}, trainable_affine={self.trainable_affine}"
 
 
-def freeze_batchnorm(module: nn.Module) -> nn.Module:
+def freeze_batchnorm(module: nn.Module, trainable_affine: bool = False) -> nn.Module:
     """Replace every ``BatchNorm2d`` inside ``module`` by a :class:`FrozenBatchNorm2d`
     carrying the same statistics and affine parameters. Returns the module."""
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features, child.eps)
+            frozen = FrozenBatchNorm2d(child.num_features, child.eps, trainable_affine)
             with torch.no_grad():
                 if child.affine:
                     frozen.weight.copy_(child.weight)
@@ -60,7 +68,7 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
                     frozen.running_var.copy_(child.running_var)
             setattr(module, name, frozen)
         else:
-            freeze_batchnorm(child)
+            freeze_batchnorm(child, trainable_affine)
     return module
 
 

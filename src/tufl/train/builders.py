@@ -14,12 +14,12 @@ from tufl.data.base import SegDataset
 from tufl.data.class_index import ClassIndex
 from tufl.data.factory import build_dataset
 from tufl.data.loader import eval_loader
+from tufl.data.photometric import photometric_batch
 from tufl.data.samples import EvalSamples, SourceSamples, TargetPairs
 from tufl.evaluation.evaluate import evaluate
 from tufl.evaluation.metrics import EvalResult
 from tufl.losses import build_supervised_loss, build_unsupervised_loss
 from tufl.mixing.mixer import CrossDomainMixer
-from tufl.mixing.photometric import photometric_batch
 from tufl.models.segmentor import Segmentor
 from tufl.train.distributed import DistContext
 from tufl.train.objectives import SourceOnly, Stage1, Stage2
@@ -70,7 +70,7 @@ def build_train_data(cfg: Config, ctx: DistContext, run_dir: Path) -> TrainData:
     micro = micro_batch_size(cfg.data.batch_size, ctx.world_size, cfg.train.accumulate)
     data = TrainData(source, target, micro)
     if cfg.experiment.mode == "stage2":
-        if cfg.mix.mode == "single" and cfg.mix.p_longtail > 0:
+        if CrossDomainMixer.pastes_instances(cfg.mix):
             cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
             data.class_index = ClassIndex.build_or_load(source.base, cache, num_workers=max(cfg.data.num_workers, 1))
         data.needs_template = cfg.mix.mode == "dual_soft"
@@ -116,7 +116,7 @@ def build_objective(cfg: Config, model: Segmentor, data: TrainData,
         available_classes=fetch.available() if fetch is not None else None,
     )
     return Stage2(supervised, unsupervised, cfg.loss.lambda_u, mixer, cfg.mix.lambda_mix,
-                  pseudo_labeller, cfg.train.concat_forward)
+                  pseudo_labeller, cfg.train.concat_forward, mix_all_heads=cfg.mix.loss_heads == "all")
 
 
 class Validation:

@@ -7,8 +7,9 @@
 * ``stage2``: stage one + ``lambda_mix`` x the loss on cross-domain mixed images
   whose target pixels carry pseudo-labels of a frozen stage-one model.
 
-Every term is averaged over the network's heads (main and auxiliary maps), with
-one threshold state per head. Objectives are modules so that their loss states
+The supervised and unsupervised terms are averaged over the network's heads (main
+and auxiliary maps), with one threshold state per head; the mixed loss is computed
+on the main head (the authors' choice) or averaged over all heads. Objectives are modules so that their loss states
 (TUFL thresholds) travel in checkpoints through ``state_dict``.
 """
 
@@ -116,10 +117,11 @@ class Stage2(Stage1):
 
     def __init__(self, supervised: nn.Module, unsupervised: list[nn.Module], lambda_u: float,
                  mixer: CrossDomainMixer, lambda_mix: float, pseudo_labeller: nn.Module | None,
-                 concat_forward: bool = True) -> None:
+                 concat_forward: bool = True, mix_all_heads: bool = False) -> None:
         super().__init__(supervised, unsupervised, lambda_u, concat_forward)
         self.mixer = mixer
         self.lambda_mix = lambda_mix
+        self.mix_all_heads = mix_all_heads
         # Kept out of state_dict/parameters: frozen, restored from the init checkpoint.
         self.__dict__["pseudo_labeller"] = pseudo_labeller
 
@@ -145,8 +147,9 @@ class Stage2(Stage1):
         chunks = [source["image"], target["weak"], target["strong"], *(v.images for v in views)]
         per_head = _forward_chunks(forward, chunks, self.concat_forward)
         sup, unsup, passed = self.stage1_terms(per_head, source, target)
+        mix_heads = per_head if self.mix_all_heads else per_head[:1]
         mixed = torch.stack([
-            sum(view.loss(head[3 + i]) for i, view in enumerate(views)) for head in per_head
+            sum(view.loss(head[3 + i]) for i, view in enumerate(views)) for head in mix_heads
         ]).mean()
         total = sup + self.lambda_u * unsup + self.lambda_mix * mixed
         logs = {"loss_sup": sup.detach(), "loss_unsup": unsup.detach(), "loss_mix": mixed.detach(),

@@ -22,6 +22,9 @@ class OptimConfig:
     weight_decay: float = 5e-4
     # Nesterov momentum.
     nesterov: bool = False
+    # Apply weight decay to biases and normalisation weights too; false = only to
+    # convolution and linear weights (the authors' BiSeNet optimiser).
+    decay_norm_and_bias: bool = True
     # lr = base * (1 - iter / iters) ** poly_power.
     poly_power: float = 0.9
     # Linear warm-up from warmup_ratio * lr over warmup_iters iterations (0 = off).
@@ -48,13 +51,24 @@ class OptimConfig:
 
 
 def build_optimizer(model: Segmentor, cfg: OptimConfig) -> torch.optim.SGD:
-    """SGD over two parameter groups, ``backbone`` (lr) and ``head`` (lr x mult)."""
-    groups = model.parameter_groups()
-    param_groups = [
-        {"params": groups["backbone"], "lr": cfg.lr, "base_lr": cfg.lr, "name": "backbone"},
-        {"params": groups["head"], "lr": cfg.lr * cfg.head_lr_mult,
-         "base_lr": cfg.lr * cfg.head_lr_mult, "name": "head"},
-    ]
+    """SGD over the parameter groups ``backbone`` (lr) and ``head`` (lr x mult).
+
+    With ``decay_norm_and_bias`` off, each group's one-dimensional parameters
+    (biases, normalisation weights) form a ``<name>_no_decay`` group without weight
+    decay.
+    """
+    param_groups = []
+    for name, params in model.parameter_groups().items():
+        lr = cfg.lr * (cfg.head_lr_mult if name == "head" else 1.0)
+        split = {name: params}
+        if not cfg.decay_norm_and_bias:
+            split = {name: [p for p in params if p.dim() > 1],
+                     f"{name}_no_decay": [p for p in params if p.dim() <= 1]}
+        for group_name, group_params in split.items():
+            group = {"params": group_params, "lr": lr, "base_lr": lr, "name": group_name}
+            if group_name.endswith("_no_decay"):
+                group["weight_decay"] = 0.0
+            param_groups.append(group)
     param_groups = [g for g in param_groups if g["params"]]
     return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
