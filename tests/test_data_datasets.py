@@ -242,3 +242,22 @@ def test_factory_rejects_unknown_names_and_splits(tmp_path):
         build_dataset("gta5", str(tmp_path), "val", 19)
     with pytest.raises(ValueError, match="num_classes must be one of"):
         build_dataset("gta5", str(tmp_path), "train", 20)
+
+
+def test_dataset_classes_share_one_constructor_with_their_own_defaults(tmp_path):
+    from tufl.data import CityscapesDataset, CrossCityDataset, GTA5Dataset, SynthiaDataset
+
+    write_gta5(tmp_path / "gta", n=2, mismatched=())
+    write_synthia(tmp_path / "syn", n=2)
+    write_cityscapes(tmp_path / "cs", splits=("train",), labelled_splits=())
+    write_crosscity(tmp_path / "cc")
+    gta, syn = GTA5Dataset(tmp_path / "gta"), SynthiaDataset(tmp_path / "syn")
+    assert (gta.split, gta.num_classes, len(gta)) == ("train", 19, 2)
+    assert (syn.split, syn.num_classes, len(syn)) == ("train", 16, 2)
+    assert syn.label_path(0).endswith("GT/LABELS/" + syn.sample_name(0))
+    cs = CityscapesDataset(tmp_path / "cs")
+    assert (cs.split, cs.has_labels) == ("train", False)
+    cc = CrossCityDataset(tmp_path / "cc")
+    assert (cc.city, cc.split, cc.num_classes, cc.has_labels) == ("Rome", "test", 13, True)
+    with pytest.raises(ValueError, match="SYNTHIA has no official splits"):
+        SynthiaDataset(tmp_path / "syn", "val")

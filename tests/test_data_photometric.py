@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageEnhance, ImageOps
 
 from tufl.config.loader import ConfigError, from_dict

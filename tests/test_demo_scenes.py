@@ -11,7 +11,7 @@ from PIL import Image
 
 from tufl.data.check import check_dataset
 from tufl.demo import scenes
-from tufl.demo.scene_render import render_scene
+from tufl.demo.render import render_scene
 from tufl.demo.scenes import (
     MANIFEST_NAME,
     SPLITS,

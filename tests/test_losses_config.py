@@ -51,8 +51,6 @@ def test_defaults_are_valid(config_cls):
         (NCEConfig(b=-1.0), "b"),
         (NCEConfig(threshold=1.5), "threshold"),
         (NCEConfig(loss_floor=float("inf")), "loss_floor"),
-        (NCEConfig(compile=True), "compile"),  # the fixed-threshold loss has no compiled path
-        (NCEConfig(cuda_graphs=True), "cuda_graphs"),
         (FixedFocalConfig(loss_floor=float("nan")), "loss_floor"),
         (FixedFocalConfig(threshold=2.0), "threshold"),
         (FixedFocalConfig(ohem_ratio=2.0), "ohem_ratio"),
@@ -138,7 +136,7 @@ def test_configs_round_trip_through_the_config_loader():
     samples = [
         TUFLConfig(gamma=1.0, focal_type=2, class_weights=(1.0, 2.0), detach_focal=True),
         NCEConfig(theta0=0.5, a_decay=0.1),
-        NCEConfig(threshold=None, ohem_ratio=1.0, loss_floor=0.0, cuda_graphs=True),
+        NCEConfig(threshold=None, ohem_ratio=1.0, loss_floor=0.0, backend="torch"),
         FixedFocalConfig(threshold=0.9, ohem_ratio=0.5),
         EntropyConfig(view="strong", threshold=0.3),
         EntropyConfig(normalize=True, class_weights=(1.0, 0.5)),
@@ -254,3 +252,33 @@ def test_entropy_default_is_the_authors_unnormalised_thresholded_form():
     assert advent.item() == pytest.approx(_reference_entropy(z, True, threshold=0.0, ratio=1.0), rel=1e-12)
     weighted = build_unsupervised_loss("entropy", 4, EntropyConfig(class_weights=(1.0, 2.0, 0.5, 1.0)))
     assert weighted.class_weights.tolist() == [1.0, 2.0, 0.5, 1.0]
+
+
+def test_loss_section_is_derived_from_the_registry():
+    import dataclasses
+    import typing
+
+    from tufl.losses import UNSUPERVISED_LOSSES, LossConfig
+
+    fields = {f.name: f for f in dataclasses.fields(LossConfig)}
+    assert set(fields) == {"unsupervised", "lambda_u", "supervised", *UNSUPERVISED_LOSSES}
+    hints = typing.get_type_hints(LossConfig)
+    assert typing.get_args(hints["unsupervised"]) == (*UNSUPERVISED_LOSSES, "none")
+    section = LossConfig()
+    for name, loss in UNSUPERVISED_LOSSES.items():
+        assert hints[name] is loss.Config and type(getattr(section, name)) is loss.Config
+        section.unsupervised = name
+        assert section.unsupervised_config() is getattr(section, name)
+        assert isinstance(build_unsupervised_loss(name, 19, getattr(section, name)), torch.nn.Module)
+
+
+def test_removed_keys_name_their_replacement():
+    from tufl.config.loader import ConfigError, from_dict
+    from tufl.config.schema import Config
+
+    for key in ("compile", "cuda_graphs"):
+        with pytest.raises(ConfigError, match=rf"loss.tufl.{key}: removed; `backend` chooses"):
+            from_dict(Config, {"loss": {"tufl": {key: True}}})
+    with pytest.raises(ConfigError, match=r"loss.tufl.colour: unknown key \(known keys here: a, a_decay"):
+        from_dict(Config, {"loss": {"tufl": {"colour": 1}}})
+    assert from_dict(Config, {"loss": {"tufl": {"backend": "torch"}}}).loss.tufl.backend == "torch"

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from test_cuda_graphs import recordings  # noqa: F401 - the CPU stand-in for CUDA graphs
 
 from tufl.losses import TUFL, FixedThresholdFocalLoss
 
@@ -71,8 +70,8 @@ def per_pixel(grad: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES = {
-    "eager": lambda **kw: TUFL(C, theta0=THRESHOLD, **kw).eval(),
-    "compiled": lambda **kw: TUFL(C, theta0=THRESHOLD, compile=True, **kw).eval(),
+    "fused": lambda **kw: TUFL(C, theta0=THRESHOLD, backend="fused", **kw).eval(),
+    "torch": lambda **kw: TUFL(C, theta0=THRESHOLD, backend="torch", **kw).eval(),
     "fixed_threshold": lambda **kw: FixedThresholdFocalLoss(C, threshold=THRESHOLD, **kw),
 }
 
@@ -105,7 +104,7 @@ def test_floor_cuts_the_gradient_below_it_and_leaves_the_rest(path):
         assert without[1][pixel].abs().max() > 1e-10
 
 
-@pytest.mark.parametrize("path", ["eager", "fixed_threshold"])
+@pytest.mark.parametrize("path", ["fused", "fixed_threshold"])
 def test_ohem_ranks_the_clamped_losses(path):
     # 7 pixels pass; ceil(0.8 * 7) = 6 are kept: the 5 above the floor and one at the floor.
     loss, weak_grad, strong_grad = run(LOSSES[path], loss_floor=FLOOR, ohem_ratio=0.8)
@@ -116,43 +115,25 @@ def test_ohem_ranks_the_clamped_losses(path):
     assert torch.all(weak_grad[ABOVE].abs().sum(dim=1) > 0)
 
 
-def test_compiled_training_call_with_floor_equals_eager():
+def test_training_call_with_floor_is_the_same_for_every_backend():
     results = []
-    for compile in (False, True):
-        loss_fn = TUFL(C, theta0=THRESHOLD, loss_floor=FLOOR, ohem_ratio=0.8, compile=compile)
+    for backend in ("torch", "fused"):
+        loss_fn = TUFL(C, theta0=THRESHOLD, loss_floor=FLOOR, ohem_ratio=0.8, backend=backend)
         weak, strong = logits()
         loss = loss_fn(weak, strong)
         loss.backward()
         results.append((loss.detach(), weak.grad, strong.grad, loss_fn.thresholds.clone()))
-    for eager, compiled in zip(*results):
-        torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-15)
+    for definition, fused in zip(*results):
+        torch.testing.assert_close(fused, definition, rtol=1e-12, atol=1e-15)
 
 
-def test_graphed_step_applies_the_floor_and_records_it(recordings):  # noqa: F811
-    """The graphed call (CUDA graphs stood in for on the CPU) clamps as the eager call does;
-    the floor is part of the recording's key, so changing it records again."""
-    eager, graphed = TUFL(C, theta0=THRESHOLD, loss_floor=FLOOR), TUFL(C, theta0=THRESHOLD, loss_floor=FLOOR)
-    recordings.untouched += [graphed.thresholds, graphed.step]
-    for floor in (FLOOR, 0.0):
-        eager.loss_floor = graphed.loss_floor = floor
-        results = []
-        for call in (eager, graphed._graphed_step):
-            weak, strong = logits()
-            loss = call(weak, strong, None)
-            loss.backward()
-            results.append((loss.detach(), per_pixel(weak.grad), per_pixel(strong.grad)))
-        for a, b in zip(*results):
-            torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-15)
-        assert torch.all(results[1][1][BELOW] == 0) == (floor > 0)
-    assert len(recordings) == 2
+def test_thresholded_mean_clamps_on_its_own():
+    """The reduction alone: the floor enters the mean, and no gradient flows below it."""
+    from tufl.losses.selection import thresholded_mean
 
-
-def test_graph_reduction_clamps_on_its_own():
-    """The reduction recorded into the graphs, called directly: the floor enters the mean."""
-    reduction = TUFL(C, loss_floor=0.25)._graph_reduction()
     per_pixel_loss = torch.tensor([[[0.1, 0.5, 2.0]]], dtype=torch.float64, requires_grad=True)
     conf, cls = torch.full((1, 1, 3), 0.9), torch.zeros(1, 1, 3, dtype=torch.long)
-    (loss, _), _ = reduction(per_pixel_loss, conf, cls, torch.full((C,), 0.8), torch.zeros((), dtype=torch.long), ())
+    loss, _ = thresholded_mean(per_pixel_loss, conf, cls, None, torch.full((C,), 0.8), 1.0, loss_floor=0.25)
     loss.backward()
     assert loss.item() == pytest.approx((0.25 + 0.5 + 2.0) / 3, rel=1e-15)
     assert per_pixel_loss.grad.flatten().tolist() == [0.0, 1 / 3, 1 / 3]

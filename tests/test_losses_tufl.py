@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from tufl.losses import TUFL, focal_consistency_terms, order_statistic_psi
-from tufl.losses.focal_compiled import differentiable_focal_terms
-from tufl.losses.kernel_status import KernelStatus
-from tufl.losses.reference import ReferenceTUFL
+from tufl.bench.loss_reference import ReferenceTUFL
+from tufl.losses import TUFL, focal_pixel_terms, order_statistic_psi
+from tufl.losses.backends import triton as triton_backend
+from tufl.losses.backends.fused import fused_pixel_terms as focal_consistency_terms
 
 C = 4
 
@@ -104,9 +104,9 @@ def random_pair(seed, shape=(2, C, 3, 3), scale=2.5, dtype=torch.float64):
 @pytest.mark.parametrize("detach_focal", [False, True])
 @pytest.mark.parametrize("gamma", [0.0, 2.0, 1.5])
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("terms", [focal_consistency_terms, differentiable_focal_terms], ids=["fused", "for_compile"])
+@pytest.mark.parametrize("terms", [focal_consistency_terms, focal_pixel_terms], ids=["fused", "torch"])
 def test_per_pixel_terms_match_loop_reference(focal_type, detach_focal, gamma, weighted, terms):
-    """Both implementations: the fused kernel, and the function given to torch.compile (run eagerly here)."""
+    """Both the fused backend and the definition (the torch backend) against a per-pixel loop."""
     z1, z2 = random_pair(1, shape=(2, C, 2, 3))
     lam = torch.tensor([0.5, 2.0, 1.0, 0.25], dtype=torch.float64) if weighted else None
     upstream = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
@@ -165,7 +165,7 @@ def test_large_float32_logits_stay_finite_and_match_float64():
 
 @pytest.mark.parametrize("chunk_pixels", [1, 4, 6, 13])  # partial chunks, one image, two images
 def test_cpu_chunking_does_not_change_results(monkeypatch, chunk_pixels):
-    import tufl.losses.focal_terms as focal_terms
+    import tufl.losses.backends.fused as focal_terms
 
     z1, z2 = random_pair(16, shape=(3, C, 2, 3))
     lam = torch.tensor([0.5, 2.0, 1.0, 0.25], dtype=torch.float64)
@@ -185,18 +185,14 @@ def test_cpu_chunking_does_not_change_results(monkeypatch, chunk_pixels):
     torch.testing.assert_close(got[4], z2.grad, atol=1e-10, rtol=1e-8)
 
 
-@pytest.mark.parametrize("data_parallel", [False, True], ids=["one_graph", "three_graphs"])
-def test_compiled_tufl_equals_the_fused_kernel(data_parallel, monkeypatch):
-    """``TUFL(compile=True)`` through torch.compile (inductor) gives the fused kernel's results: loss,
-    gradients, thresholds and pass fraction, in training (with a valid mask) and in eval mode. With
-    data-parallel workers the thresholds are averaged between the compiled pieces (three graphs)."""
-    import tufl.losses.tufl as tufl_module
-
-    if data_parallel:
-        monkeypatch.setattr(tufl_module, "workers_average_thresholds", lambda: True)
+@pytest.mark.parametrize("backend", ["fused", "triton", "auto"])
+def test_every_backend_trains_like_the_definition(backend):
+    """Loss, gradients, thresholds and pass fraction of each backend equal the ``torch``
+    backend (the definition, autograd) over two training steps with a valid mask and an
+    eval step. On the CPU ``triton`` and ``auto`` run the fused backend."""
     results = []
-    for compile in (False, True):
-        loss_fn = TUFL(C, compile=compile, class_weights=[0.5, 2.0, 1.0, 0.25])
+    for name in ("torch", backend):
+        loss_fn = TUFL(C, class_weights=[0.5, 2.0, 1.0, 0.25], backend=name, loss_floor=1e-8)
         outputs = []
         for seed in (20, 21, 22):  # two training steps (thresholds move), then eval
             loss_fn.train(seed < 22)
@@ -208,40 +204,13 @@ def test_compiled_tufl_equals_the_fused_kernel(data_parallel, monkeypatch):
             outputs += [loss.detach(), z1.grad, z2.grad, loss_fn.thresholds.clone(), loss_fn.last_pass_fraction]
         results.append(outputs)
     assert int(loss_fn.step) == 2
-    for eager, compiled in zip(*results):
-        torch.testing.assert_close(compiled, eager, atol=1e-10, rtol=1e-8)
+    for definition, fast in zip(*results):
+        torch.testing.assert_close(fast, definition, atol=1e-10, rtol=1e-8)
 
 
-@pytest.mark.parametrize("compile", [False, True])
-def test_threshold_update_takes_psi_from_selection_kernels_where_there_are_any(compile, monkeypatch):
-    """Where selection kernels exist (CUDA with Triton) the threshold update takes psi from
-    them, with flat inputs, eagerly and (compile=True) as a graph break in the compiled
-    step; here a stand-in that sorts. Results equal the sort's throughout."""
-    from tufl.losses import thresholds
-
-    calls = []
-
-    def stand_in(conf, cls, valid, theta, b, d, code_bits):
-        calls.append((tuple(conf.shape), tuple(valid.shape), code_bits))
-        return thresholds.sorted_psi(conf, cls, valid, theta, b, d)
-
-    results = []
-    for patched in (False, True):
-        if patched:
-            kernels = types.SimpleNamespace(radix_select_psi=stand_in, MAX_CLASSES=64)
-            monkeypatch.setattr(thresholds, "selection_kernels", lambda device: kernels)
-        loss_fn = TUFL(C, compile=compile)
-        outputs = []
-        for seed in (30, 31):
-            z1, z2 = random_pair(seed, shape=(2, C, 5, 7))
-            valid = torch.rand(2, 5, 7, generator=torch.Generator().manual_seed(seed)) > 0.2
-            loss = loss_fn(z1, z2, valid)
-            loss.backward()
-            outputs += [loss.detach(), z1.grad, z2.grad, loss_fn.thresholds.clone()]
-        results.append(outputs)
-    assert calls == [((70,), (70,), 25)] * 2  # codes of confidences >= 1 / (C + 1) = 0.2: 25 bits
-    for sorted_result, selected in zip(*results):
-        torch.testing.assert_close(selected, sorted_result, atol=0, rtol=0)
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="unknown TUFL backend 'cuda_graphs'"):
+        TUFL(C, backend="cuda_graphs")
 
 
 def test_gradient_only_for_the_views_that_need_it():
@@ -456,15 +425,6 @@ def test_bad_inputs_are_rejected():
         loss_fn(z[0], z[0])
 
 
-def test_cuda_graphs_refuse_cpu_tensors():
-    z = torch.randn(2, C, 3, 3)
-    for compile in (False, True):
-        loss_fn = TUFL(C, compile=compile, cuda_graphs=True)
-        with pytest.raises(ValueError, match="needs CUDA tensors, got logits on cpu"):
-            loss_fn(z, z)
-        assert loss_fn.step.item() == 0 and torch.all(loss_fn.thresholds == 0.8)  # refused before any update
-
-
 # ----------------------------------------------------------------- thresholds
 
 
@@ -502,37 +462,6 @@ def test_order_statistic_hand_example():
     cls = torch.tensor([0, 0, 1, 0])
     psi = order_statistic_psi(conf, cls, None, torch.tensor([0.5, 0.5, 0.5]), 0.5, 1.0)
     assert psi.tolist() == [pytest.approx(0.9), pytest.approx(0.7), 0.5]
-
-
-def test_failing_selection_kernels_fall_back_to_the_sort_with_a_warning(monkeypatch):
-    """On CUDA psi comes from the Triton selection kernels; if they fail on first use, the
-    sort gives it (one warning, no retry); once they have worked, a failure is raised."""
-    from tufl.losses import thresholds
-
-    attempts = []
-
-    def failing(*args):
-        attempts.append(args)
-        raise RuntimeError("no C compiler")
-
-    kernels = types.SimpleNamespace(radix_select_psi=failing, MAX_CLASSES=64)
-    monkeypatch.setattr(thresholds, "_SELECTION", KernelStatus("the Triton threshold-selection kernels", "sorting"))
-    g = torch.Generator().manual_seed(3)
-    conf, cls = torch.rand(2, 5, 7, generator=g).double(), torch.randint(0, 3, (2, 5, 7), generator=g)
-    valid, theta = torch.rand(2, 5, 7, generator=g) > 0.3, torch.tensor([0.5, 0.2, 0.9])
-    args = (conf, cls, valid, theta, 0.8, 1.0, 0.25)
-    expected = thresholds.sorted_psi(*args)
-    with pytest.warns(RuntimeWarning, match=r"selection kernels failed on first use \(RuntimeError: no C compiler\)"):
-        first = thresholds._selected_psi(kernels, *args)
-    second = thresholds._selected_psi(kernels, *args)
-    assert len(attempts) == 1 and torch.equal(first, expected) and torch.equal(second, expected)
-    flat_conf, flat_cls, flat_valid, _, b, d, code_bits = attempts[0]  # flat float32 inputs, codes of >= 0.25
-    assert flat_conf.dtype == torch.float32 and flat_conf.shape == flat_cls.shape == flat_valid.shape == (70,)
-    assert (b, d, code_bits) == (0.8, 1.0, 25)  # codes up to bits(1.0) - bits(0.25) = 2^24
-    monkeypatch.setattr(thresholds, "_SELECTION", KernelStatus("the Triton threshold-selection kernels", "sorting"))
-    thresholds._SELECTION.worked = True
-    with pytest.raises(RuntimeError, match="no C compiler"):
-        thresholds._selected_psi(kernels, *args)
 
 
 @pytest.mark.parametrize("a_decay", [0.0, 0.3])
@@ -595,12 +524,10 @@ def test_fused_loss_matches_reference_module_over_steps(options):
         assert fast.eval()(z1, z2, valid).item() == pytest.approx(slow.eval()(z1, z2, valid).item(), rel=1e-5)
 
 
-def test_failing_triton_kernels_fall_back_to_torch_operations_with_a_warning(monkeypatch):
+def test_failing_triton_kernels_fall_back_to_the_fused_backend_with_a_warning(monkeypatch):
     """If the Triton kernels fail on first use (no compiler, an unsupported GPU), the loss
-    warns once, gives the torch operations' results and does not try them again; once
+    warns once, gives the fused backend's results and does not try them again; once
     they have worked, a later failure is raised."""
-    from tufl.losses import focal_terms
-
     attempts = []
 
     class Failing(torch.autograd.Function):
@@ -609,22 +536,21 @@ def test_failing_triton_kernels_fall_back_to_torch_operations_with_a_warning(mon
             attempts.append(1)
             raise RuntimeError("no C compiler")
 
-    monkeypatch.setattr(focal_terms, "_TRITON", KernelStatus("the Triton kernels", "using torch operations"))
+    monkeypatch.setattr(triton_backend, "STATUS", triton_backend.KernelStatus())
     kernels = types.SimpleNamespace(FocalConsistencyTriton=Failing)
-    monkeypatch.setattr(focal_terms, "triton_kernels", lambda *_: None if focal_terms._TRITON.failure else kernels)
+    monkeypatch.setattr(triton_backend, "kernels_for",
+                        lambda *_: None if triton_backend.STATUS.failure else kernels)
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(2, C, 5, 6, generator=g), torch.randn(2, C, 5, 6, generator=g)
-    expected = focal_terms._FocalConsistency.apply(
-        z1.reshape(2, C, 30), z2.reshape(2, C, 30), None, 2.0, 1, False, (False, False), None, None
-    )
+    expected = focal_consistency_terms(z1, z2)
     with pytest.warns(RuntimeWarning, match=r"Triton kernels failed on first use \(RuntimeError: no C compiler\)"):
-        first = focal_consistency_terms(z1, z2)
-    second = focal_consistency_terms(z1, z2)
+        first = triton_backend.triton_pixel_terms(z1, z2)
+    second = triton_backend.triton_pixel_terms(z1, z2)
     assert len(attempts) == 1
     for got in (first, second):
         for a, b in zip(got, expected):
-            torch.testing.assert_close(a.reshape(-1), b.reshape(-1), rtol=0, atol=0)
-    monkeypatch.setattr(focal_terms, "_TRITON", KernelStatus("the Triton kernels", "using torch operations"))
-    focal_terms._TRITON.worked = True
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    monkeypatch.setattr(triton_backend, "STATUS", triton_backend.KernelStatus())
+    triton_backend.STATUS.worked = True
     with pytest.raises(RuntimeError, match="no C compiler"):
-        focal_consistency_terms(z1, z2)
+        triton_backend.triton_pixel_terms(z1, z2)

@@ -53,28 +53,28 @@ def test_stage1_from_source_only_reduces_loss_and_adapts_thresholds(scene_info, 
     assert len(keys) == 3
 
 
-def test_stage1_with_compiled_loss_follows_the_eager_run(scene_info, source_only_run, tmp_path):
-    """``loss.tufl.compile: true`` inside the trainer (three BiSeNet heads share the compiled graph)."""
+def test_stage1_with_the_definition_backend_follows_the_fused_run(scene_info, source_only_run, tmp_path):
+    """``loss.tufl.backend: torch`` (the definition, autograd) inside the trainer gives the fused run."""
     logged = {}
-    for compile in (False, True):
-        tree = runs.run_tree(scene_info, tmp_path / f"compile_{compile}", "stage1", iters=4,
+    for backend in ("fused", "torch"):
+        tree = runs.run_tree(scene_info, tmp_path / backend, "stage1", iters=4,
                              model={"pretrained": str(source_only_run / "checkpoint_last.pt")},
-                             loss={"tufl": {"compile": compile}}, train={"deterministic": True})
+                             loss={"tufl": {"backend": backend}}, train={"deterministic": True})
         train(runs.config(tree))
-        logged[compile] = read_metrics(tmp_path / f"compile_{compile}", "train")
-    for eager, compiled in zip(logged[False], logged[True]):
-        assert compiled["loss_unsup"] == pytest.approx(eager["loss_unsup"], rel=1e-3, abs=1e-6)
-        assert compiled["pass_fraction"] == pytest.approx(eager["pass_fraction"], abs=1e-3)
-        for name, value in eager["thresholds"].items():
-            assert compiled["thresholds"][name] == pytest.approx(value, abs=1e-4)
+        logged[backend] = read_metrics(tmp_path / backend, "train")
+    for fused, definition in zip(logged["fused"], logged["torch"]):
+        assert definition["loss_unsup"] == pytest.approx(fused["loss_unsup"], rel=1e-3, abs=1e-6)
+        assert definition["pass_fraction"] == pytest.approx(fused["pass_fraction"], abs=1e-3)
+        for name, value in fused["thresholds"].items():
+            assert definition["thresholds"][name] == pytest.approx(value, abs=1e-4)
 
 
-def test_cuda_graphs_on_a_cpu_run_are_refused_at_start(scene_info, tmp_path):
+def test_removed_loss_keys_are_refused_at_start(scene_info, tmp_path):
     from tufl.config.loader import ConfigError
 
     tree = runs.run_tree(scene_info, tmp_path / "g", "stage1", loss={"tufl": {"cuda_graphs": True}})
-    with pytest.raises(ConfigError, match="loss.tufl.cuda_graphs: CUDA graphs need a CUDA device, this run uses cpu"):
-        Trainer(runs.config(tree))
+    with pytest.raises(ConfigError, match="loss.tufl.cuda_graphs: removed; `backend` chooses"):
+        runs.config(tree)
     assert not (tmp_path / "g").exists()  # refused before anything is written
 
 

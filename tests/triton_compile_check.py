@@ -13,7 +13,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime import JITFunction
 
-from tufl.losses import focal_triton, threshold_triton
+from tufl.losses.backends import triton_kernels as focal_triton
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -31,21 +31,8 @@ def compile_for_sm90(kernel, types: dict[str, str], constants: dict[str, object]
     print(function.__name__)
 
 
-for indirect in (False, True):
-    table = {"table_ptr": "*i64"}
-    compile_for_sm90(focal_triton._forward_kernel, {**table, "cls_ptr": "*i64", "gamma": "fp32"}, {
-        "BLOCK": 1024, "FOCAL_TYPE": 1, "GAMMA_KIND": 1, "DETACH_FOCAL": False, "HAS_WEIGHTS": True, "SAVE": True,
-        "INDIRECT": indirect})
-    compile_for_sm90(focal_triton._backward_kernel, {**table, "cls_ptr": "*i64"}, {
-        "BLOCK": 1024, "HAS_WEIGHTS": True, "WANT_WEAK": True, "WANT_STRONG": True, "INDIRECT": indirect})
-for rows, digit_bits in ((32, 6), (64, 5)):
-    shape = {"CLASS_ROWS": rows, "DIGIT_BITS": digit_bits}
-    selection = {"value_ptr": "*i32", "class_ptr": "*i8", "hist_ptr": "*i32", "state_ptr": "*i32",
-                 "weights_ptr": "*fp64", "b_bits": "i64", "psi_ptr": "*fp32"}
-    compile_for_sm90(threshold_triton._first_pass_kernel, {**selection, "cls_ptr": "*i64", "valid_ptr": "*u8"},
-                     {**shape, "BLOCK": threshold_triton._BLOCK, "HAS_VALID": True})
-    for from_counts in (True, False):
-        compile_for_sm90(threshold_triton._next_pass_kernel, selection,
-                         {**shape, "BLOCK": threshold_triton._BLOCK, "FROM_COUNTS": from_counts})
-        compile_for_sm90(threshold_triton._last_digit_kernel, selection, {**shape, "FROM_COUNTS": from_counts})
+compile_for_sm90(focal_triton._forward_kernel, {"cls_ptr": "*i64", "gamma": "fp32"}, {
+    "BLOCK": 1024, "FOCAL_TYPE": 1, "GAMMA_KIND": 1, "DETACH_FOCAL": False, "HAS_WEIGHTS": True, "SAVE": True})
+compile_for_sm90(focal_triton._backward_kernel, {"cls_ptr": "*i64"}, {
+    "BLOCK": 1024, "HAS_WEIGHTS": True, "WANT_WEAK": True, "WANT_STRONG": True})
 print("ok")

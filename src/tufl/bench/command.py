@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
         sub = argparse.ArgumentParser(prog=prog)
         train_bench.add_arguments(sub)
         return train_bench.run(sub.parse_args(args.options))
-    from tufl.data import throughput
+    from tufl.bench import data_bench
 
     sub = argparse.ArgumentParser(prog=prog)
-    throughput.add_throughput_arguments(sub)
-    return throughput.run_throughput(sub.parse_args(args.options))
+    data_bench.add_throughput_arguments(sub)
+    return data_bench.run_throughput(sub.parse_args(args.options))

@@ -1,7 +1,7 @@
-"""Speed of the fused TUFL against the literal reference, on the same inputs.
+"""Speed of TUFL's backends against the literal reference, on the same inputs.
 
 One timed step is a forward and a backward pass of the loss (threshold update
-included) on random ``[B, C, H, W]`` logit pairs that require gradients. The two
+included) on random ``[B, C, H, W]`` logit pairs that require gradients. The
 implementations run alternately, so that both see the same machine conditions;
 each starts from the initial thresholds and both update them at every step, so
 their states stay in step and the last step's losses, gradients and thresholds
@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from tufl.atomic import atomic_write_text
-from tufl.losses.reference import ReferenceTUFL
+from tufl.bench.loss_reference import ReferenceTUFL
+from tufl.losses.backends import BACKEND_NAMES
 from tufl.losses.tufl import TUFL
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -101,45 +102,39 @@ def run_loss_benchmark(
     warmup: int = 1,
     logit_scale: float = 3.0,
     seed: int = 0,
-    compiled: bool = False,
-    cuda_graphs: bool = False,
+    backends: Sequence[str] | None = None,
     profile_path: str | None = None,
 ) -> dict[str, Any]:
-    """Time TUFL and ReferenceTUFL (default options) and check that they agree.
+    """Time TUFL with each of ``backends`` and ReferenceTUFL (default options) and check that they agree.
 
     Logits are ``logit_scale * N(0, 1)`` in ``dtype``. Returns times in ms (median
     and minimum over ``repeats`` steps after ``warmup`` untimed ones; on CUDA also the
     median host time, until ``backward()`` returns, keys ``*_host_ms``), the speed-up
-    (reference / fused, from the medians and from the minima), the largest absolute
+    (reference / backend, from the medians and from the minima), the largest absolute
     differences of the last step's loss, gradients and thresholds, the number of
     pixels whose gradients differ by more than 1e-3 of the largest gradient (pixels
     whose confidence sits within rounding of their threshold can pass in only one of
     the two), ``agree`` (loss and thresholds within tolerance, at most
     ``max(2, pixels / 1e5)`` such pixels), the last pass fraction and the run
-    conditions. ``compiled`` also times ``TUFL(compile=True)`` (keys prefixed
-    ``compiled_``; its compilation happens in the warm-up steps); ``cuda_graphs`` (CUDA
-    only) also times ``TUFL(cuda_graphs=True)`` (keys ``graphed_``) and, with
-    ``compiled``, ``TUFL(compile=True, cuda_graphs=True)`` (keys ``compiled_graphed_``;
-    give it at least 3 warm-up steps: compilation, then the graphs' recording). ``profile_path``
+    conditions, for each backend (keys prefixed ``<backend>_``; default backends:
+    ``torch`` and ``fused``, plus ``triton`` on CUDA). ``profile_path``
     also profiles the fast implementations after the timing (:func:`profile_loss`),
     writes their tables there and adds their counts under ``profile``.
     """
     if min(num_classes, height, width, batch, repeats) < 1 or warmup < 0:
         raise ValueError("num_classes, height, width, batch and repeats must be positive and warmup non-negative")
     device = torch.device(device)
-    if cuda_graphs and device.type != "cuda":
-        raise ValueError(f"CUDA graphs need a CUDA device, not {device}")
+    if backends is None:
+        backends = ("torch", "fused", "triton") if device.type == "cuda" else ("torch", "fused")
+    unknown = [b for b in backends if b not in BACKEND_NAMES]
+    if unknown or not backends:
+        raise ValueError(f"backends must be some of {BACKEND_NAMES}, got {list(backends)}")
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, num_classes, height, width)
     weak = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
     strong = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
-    losses = {"fused": TUFL(num_classes), "reference": ReferenceTUFL(num_classes)}
-    if compiled:
-        losses["compiled"] = TUFL(num_classes, compile=True)
-    if cuda_graphs:
-        losses["graphed"] = TUFL(num_classes, cuda_graphs=True)
-        if compiled:
-            losses["compiled_graphed"] = TUFL(num_classes, compile=True, cuda_graphs=True)
+    losses: dict[str, nn.Module] = {name: TUFL(num_classes, backend=name) for name in backends}
+    losses["reference"] = ReferenceTUFL(num_classes)
     times: dict[str, list[float]] = {name: [] for name in losses}
     host_times: dict[str, list[float]] = {name: [] for name in losses}
     last: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
@@ -169,13 +164,13 @@ def run_loss_benchmark(
         result[f"{name}_min_ms"] = min(times[name])
         if device.type == "cuda":
             result[f"{name}_host_ms"] = statistics.median(host_times[name])
-    for name in [n for n in losses if n != "reference"]:
-        prefix = "" if name == "fused" else f"{name}_"
+    for name in backends:
+        prefix = f"{name}_"
         result[f"{prefix}speedup"] = medians["reference"] / medians[name]
         result[f"{prefix}speedup_min"] = min(times["reference"]) / min(times[name])
         diffs = _agreement(last[name], last["reference"], losses[name], losses["reference"])
         result.update({f"{prefix}{key}": value for key, value in diffs.items()})
-    result["pass_fraction"] = float(losses["fused"].last_pass_fraction)
+    result["pass_fraction"] = float(losses[backends[0]].last_pass_fraction)
     if profile_path is not None:
         sections, result["profile"] = [], {}
         for name in [n for n in losses if n != "reference"]:
@@ -218,7 +213,7 @@ def _agreement(fast: Sequence[Tensor], slow: Sequence[Tensor], fast_fn: nn.Modul
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line entry point: run the benchmark and print (and optionally save) its JSON."""
-    parser = argparse.ArgumentParser(description="Time the fused TUFL against the literal reference.")
+    parser = argparse.ArgumentParser(description="Time TUFL's backends against the literal reference.")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--classes", type=int, default=19, help="number of classes (default: 19)")
     parser.add_argument("--height", type=int, default=512, help="logit map height (default: 512)")
@@ -228,10 +223,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="logit dtype (default: float32)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--compile", action="store_true", help="also time TUFL(compile=True) (torch.compile)")
-    parser.add_argument("--cuda-graphs", action="store_true",
-                        help="also time TUFL(cuda_graphs=True), and with --compile TUFL(compile=True, "
-                        "cuda_graphs=True) (CUDA only)")
+    parser.add_argument("--backends", nargs="+", choices=BACKEND_NAMES[1:], default=None,
+                        help="TUFL backends to time (default: torch fused, and triton on CUDA)")
     parser.add_argument("--json", default=None, help="also write the result to this file")
     parser.add_argument("--profile", default=None, metavar="FILE",
                         help="also profile the fast implementations and write their operator tables to FILE")
@@ -250,8 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             repeats=args.repeats,
             dtype=_DTYPES[args.dtype],
             warmup=args.warmup,
-            compiled=args.compile,
-            cuda_graphs=args.cuda_graphs,
+            backends=args.backends,
             profile_path=args.profile,
         )
     except ValueError as exc:

@@ -39,9 +39,13 @@ def _synthetic_batches(batch: int, height: int, width: int, num_classes: int, de
 
 
 def time_training_step(arch: str, mode: str, height: int, width: int, batch: int, device: str,
-                       amp: bool, warmup: int, repeats: int) -> dict[str, Any]:
-    """Median seconds per optimiser step and peak memory for one configuration."""
-    from tufl.config.loader import from_dict
+                       amp: bool, warmup: int, repeats: int, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Median seconds per optimiser step and peak memory for one configuration.
+
+    ``overrides`` are ``key=value`` config settings (as ``--set``), e.g.
+    ``loss.tufl.backend=torch``; the losses and the mixing are built from that config.
+    """
+    from tufl.config.loader import apply_overrides, from_dict
     from tufl.config.schema import Config
     from tufl.losses import build_supervised_loss, build_unsupervised_loss
     from tufl.mixing.mixer import CrossDomainMixer
@@ -51,12 +55,13 @@ def time_training_step(arch: str, mode: str, height: int, width: int, batch: int
     from tufl.train.optim import build_optimizer
 
     dev = torch.device(device)
-    cfg = from_dict(Config, {"model": {"arch": arch, "freeze_bn": arch == "deeplabv2"},
-                             "mix": {"p_longtail": 0.0}})
+    tree = {"model": {"arch": arch, "freeze_bn": "backbone" if arch == "deeplabv2" else "none"},
+            "mix": {"p_longtail": 0.0}}
+    cfg = from_dict(Config, apply_overrides(tree, overrides, {}))
     model = build_model(cfg.model).model.to(dev).train()
     n = cfg.model.num_classes
-    sup = build_supervised_loss(n)
-    unsup = [build_unsupervised_loss("tufl", n) for _ in range(model.net.num_heads)]
+    sup = build_supervised_loss(n, cfg.loss.supervised)
+    unsup = [build_unsupervised_loss("tufl", n, cfg.loss.tufl) for _ in range(model.net.num_heads)]
     if mode == "source_only":
         objective = SourceOnly(sup)
     elif mode == "stage1":
@@ -93,6 +98,7 @@ def time_training_step(arch: str, mode: str, height: int, width: int, batch: int
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         memory = "process peak RSS"
     return {"arch": arch, "mode": mode, "crop": [height, width], "batch_per_domain": batch, "device": str(dev),
+            "overrides": list(overrides),
             "amp": str(dtype).removeprefix("torch.") if use_amp else "off", "seconds_per_iter": statistics.median(times),
             "peak_memory_mb": round(peak_mb, 1), "memory": memory, "threads": torch.get_num_threads(),
             "torch": torch.__version__}
@@ -117,6 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config setting, e.g. loss.tufl.backend=torch (repeatable)")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--single", nargs=2, metavar=("ARCH", "MODE"), help=argparse.SUPPRESS)
 
@@ -124,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     common = [args.height, args.width, args.batch, args.device, args.amp, args.warmup, args.repeats]
     if args.single:
-        print(json.dumps(time_training_step(*args.single, *common)))
+        print(json.dumps(time_training_step(*args.single, *common, overrides=args.overrides)))
         return 0
     rows = []
     for arch in args.archs:
@@ -132,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             cmd = [sys.executable, "-m", "tufl.bench.train_bench", "--single", arch, mode,
                    "--height", str(args.height), "--width", str(args.width), "--batch", str(args.batch),
                    "--device", args.device, "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-                   *(["--amp"] if args.amp else [])]
+                   *(["--amp"] if args.amp else []), *(f"--set={o}" for o in args.overrides)]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)

@@ -5,7 +5,9 @@
 * ``--set a.b=value`` overrides are parsed as YAML scalars/lists and applied last.
 * Unknown keys, wrong types and impossible values are rejected with a
   :class:`ConfigError` naming the key and the file (or ``--set``) it came from.
-  Impossible values are reported by a dataclass's optional ``problems()`` method.
+  Impossible values are reported by a dataclass's optional ``problems()`` method;
+  a key that was removed or renamed gets the message in the dataclass's optional
+  ``REMOVED_KEYS`` mapping.
 """
 
 from __future__ import annotations
@@ -221,7 +223,8 @@ class _Validator:
         for key, value in data.items():
             path = f"{prefix}.{key}" if prefix else str(key)
             if key not in fields:
-                self.fail(path, f"unknown key (known keys here: {', '.join(sorted(fields))})")
+                removed = getattr(cls, "REMOVED_KEYS", {})
+                self.fail(path, removed.get(key) or f"unknown key (known keys here: {', '.join(sorted(fields))})")
                 continue
             kwargs[key] = self.convert(hints[key], value, path)
         obj = cls(**kwargs)

@@ -27,7 +27,11 @@ def field_comments(cls: type) -> dict[str, str]:
         if dataclasses.is_dataclass(base):
             comments.update(field_comments(base))
     pending: list[str] = []
-    for line in inspect.getsource(cls).splitlines():
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # a dataclass made at run time (the loss section): its bases have the comments
+        return comments
+    for line in source.splitlines():
         if m := _COMMENT.match(line):
             pending.append(m.group(1).strip())
         elif m := _FIELD.match(line):

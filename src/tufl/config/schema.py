@@ -15,15 +15,7 @@ from typing import Literal
 
 from tufl.data.transforms import SourceAugConfig
 from tufl.data.views import TargetViewConfig
-from tufl.losses.config import (
-    ConfEntropyConfig,
-    EntropyConfig,
-    FixedFocalConfig,
-    MaxSquaresConfig,
-    NCEConfig,
-    SupervisedConfig,
-    TUFLConfig,
-)
+from tufl.losses.config import LossConfig
 from tufl.mixing.config import MixConfig
 from tufl.models.build import ModelConfig
 from tufl.train.optim import OptimConfig
@@ -106,37 +98,6 @@ class DataConfig:
         if self.num_workers < 0:
             out.append("num_workers: must be >= 0")
         return out
-
-
-UnsupervisedName = Literal["tufl", "nce", "fixed_focal", "entropy", "max_squares", "conf_entropy", "none"]
-
-
-@dataclass
-class LossConfig:
-    """Supervised loss, the unsupervised loss and its weight; each loss has its own
-    sub-section, and only the one named by ``unsupervised`` is used."""
-
-    # Unsupervised target loss: tufl (the paper); the baselines nce (neutral
-    # cross-entropy, gamma = 0), fixed_focal, entropy, max_squares, conf_entropy, in
-    # the authors' forms by default (docs/faithfulness.md); none for source-only training.
-    unsupervised: UnsupervisedName = "tufl"
-    # Weight of the unsupervised loss (authors' BiSeNet setting: 0.08).
-    lambda_u: float = 0.08
-    # Source cross-entropy: class_weights (null = all 1), ohem_ratio (1 = off).
-    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
-    # TUFL (PAPER.md): focal gamma/type, thresholds theta0, a, b, d, a_decay, OHEM, class weights.
-    tufl: TUFLConfig = field(default_factory=TUFLConfig)
-    nce: NCEConfig = field(default_factory=NCEConfig)
-    fixed_focal: FixedFocalConfig = field(default_factory=FixedFocalConfig)
-    entropy: EntropyConfig = field(default_factory=EntropyConfig)
-    max_squares: MaxSquaresConfig = field(default_factory=MaxSquaresConfig)
-    conf_entropy: ConfEntropyConfig = field(default_factory=ConfEntropyConfig)
-
-    def unsupervised_config(self):  # noqa: ANN201 - the sub-section of the selected loss
-        return getattr(self, self.unsupervised)
-
-    def problems(self) -> list[str]:
-        return ["lambda_u: must be >= 0"] if self.lambda_u < 0 else []
 
 
 @dataclass

@@ -6,8 +6,10 @@ how to read the dataset's raw label encoding and turn it into train ids of a 19-
 16- or 13-class set. Images and labels are optionally resized at load time (images
 bilinear or bicubic, labels nearest neighbour).
 
-Subclasses only find their files and read raw labels; they live in ``gta5.py``,
-``synthia.py``, ``cityscapes.py`` and ``crosscity.py``.
+Every dataset shares the one constructor of :class:`SegDataset`; a subclass only
+declares its layout (folders, file patterns, how a label file is named, read and
+decoded, which splits exist) as class attributes and small hooks. They live in
+``gta5.py``, ``synthia.py``, ``cityscapes.py`` and ``crosscity.py``.
 """
 
 from __future__ import annotations
@@ -108,6 +110,17 @@ def require_folders(root: Path, folders: list[str], dataset: str) -> None:
         raise LayoutError(f"{root}: not a {dataset} root: missing {names} (expected {expected})")
 
 
+@dataclass(frozen=True)
+class SplitLayout:
+    """Where the files of one split lie, as :meth:`SegDataset.locate` resolves them."""
+
+    root: Path  # the folder the other paths are relative to
+    images: str  # image folder
+    labels: str | None  # label folder; None when the split has no labels
+    labels_required: bool  # the label folder must exist (otherwise labels are used when it does)
+    split: str  # the split as the dataset names it
+
+
 class SegDataset:
     """Base class of the segmentation datasets (see the module docstring).
 
@@ -119,24 +132,49 @@ class SegDataset:
 
     name: ClassVar[str] = ""
     supported_num_classes: ClassVar[tuple[int, ...]] = SUPPORTED_NUM_CLASSES
+    default_split: ClassVar[str] = "train"
+    default_num_classes: ClassVar[int] = 19
     # Raw label values a valid label file may hold (checked by check-data).
     raw_label_ids: ClassVar[frozenset[int]] = frozenset()
     # GTA5 ships a few labels whose size differs from their image: resized, with a warning.
     resize_mismatched_labels: ClassVar[bool] = False
 
+    # --- layout, declared by each dataset ------------------------------------------
+    # The root as layout errors name it ("not a GTA5 root").
+    root_title: ClassVar[str] = ""
+    # Image and label folders of a dataset without official splits (see locate).
+    image_folder: ClassVar[str] = ""
+    label_folder: ClassVar[str] = ""
+    # Images found under the image folder, label files under the label folder.
+    image_pattern: ClassVar[str] = "*"
+    label_pattern: ClassVar[str] = "*.png"
+    # Shown when no image is found, ``{images}`` being the image folder.
+    image_example: ClassVar[str] = ""
+    # List-file entries may omit the image extension (the one on disk is used).
+    listed_names_need_extension: ClassVar[bool] = False
+
     def __init__(
         self,
         root: str | os.PathLike[str],
-        samples: list[SampleFiles],
-        num_classes: int,
-        *,
+        split: str | None = None,
+        num_classes: int | None = None,
+        list_file: str | None = None,
         resize: Size | None = None,
         interpolation: Interpolation = "bilinear",
         skip_bad_files: bool = False,
-        label_folder: str | None = None,
-        label_pattern: str | None = None,
-        from_list: bool = False,
     ) -> None:
+        layout = self.locate(Path(root), self.default_split if split is None else split)
+        num_classes = self.default_num_classes if num_classes is None else num_classes
+        base = layout.root
+        folders = [layout.images]
+        if layout.labels_required and layout.labels is not None:
+            folders.append(layout.labels)
+        require_folders(base, folders, self.root_title)
+        labels = layout.labels if layout.labels is not None and (base / layout.labels).is_dir() else None
+        names = self._image_names(base / layout.images, list_file)
+        if not names:
+            example = f" (expected {self.image_example.format(images=layout.images)})" if self.image_example else ""
+            raise LayoutError(f"{base}: no images in {base / layout.images}{example}")
         if num_classes not in self.supported_num_classes:
             raise ValueError(
                 f"{self.name}: num_classes must be one of {self.supported_num_classes}, got {num_classes}"
@@ -145,30 +183,61 @@ class SegDataset:
             raise ValueError(f"{self.name}: resize must be (width, height) > 0, got {resize}")
         if interpolation not in ("bilinear", "bicubic"):
             raise ValueError(f"{self.name}: interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
-        if not samples:
-            raise DataError(f"{root}: no {self.name} images found")
-        self.root = str(root)
-        self.samples = list(samples)
+        self.root = str(base)
+        self.split = layout.split
+        self.samples = [
+            SampleFiles(n, str(base / layout.images / n), str(base / labels / self.label_name(n)) if labels else None)
+            for n in names
+        ]
         self.num_classes = num_classes
         self.resize = None if resize is None else (int(resize[0]), int(resize[1]))
         self.interpolation: Interpolation = interpolation
         self.skip_bad_files = skip_bad_files
         self.has_labels = all(s.label is not None for s in self.samples)
-        self._label_folder = label_folder
-        self._label_pattern = label_pattern
-        self._from_list = from_list
+        self._label_folder = None if labels is None else str(base / labels)
+        self._from_list = list_file is not None
         self._bad: set[int] = set()
         self._warned_sizes: set[str] = set()
 
+    def _image_names(self, folder: Path, list_file: str | None) -> list[str]:
+        if not list_file:
+            return scan_images(folder, self.image_pattern)
+        names = read_name_list(list_file)
+        return resolve_listed_names(folder, names) if self.listed_names_need_extension else names
+
     # --- subclass hooks -------------------------------------------------------------
+    @classmethod
+    def locate(cls, root: Path, split: str) -> SplitLayout:
+        """The folders of ``split`` under ``root``; raises ValueError for an unknown split.
+
+        This default serves datasets without official splits: ``split`` must be
+        ``"train"`` and every image under :attr:`image_folder` has a label.
+        """
+        if split != "train":
+            raise ValueError(
+                f"{cls.name}: split must be 'train' ({cls.name.upper()} has no official splits; select images "
+                f"with list_file), got {split!r}"
+            )
+        return SplitLayout(root, cls.image_folder, cls.label_folder, labels_required=True, split=split)
+
+    @staticmethod
+    def label_name(image_name: str) -> str:
+        """The label file of an image, relative to the label folder (default: the same name)."""
+        return image_name
+
     def read_raw_label(self, path: str) -> np.ndarray:
         """The label file as stored (raw ids, ``uint8`` or ``uint16`` ``[H, W]``)."""
         raise NotImplementedError
 
-    @property
-    def label_lut(self) -> np.ndarray:
+    @staticmethod
+    def train_id_lut(num_classes: int) -> np.ndarray:
         """Look-up table raw id -> train id of ``num_classes`` (255 = ignore)."""
         raise NotImplementedError
+
+    @property
+    def label_lut(self) -> np.ndarray:
+        """Look-up table raw id -> train id of this dataset's ``num_classes`` (255 = ignore)."""
+        return self.train_id_lut(self.num_classes)
 
     # --- file access ----------------------------------------------------------------
     def __len__(self) -> int:
@@ -191,13 +260,13 @@ class SegDataset:
 
     def orphan_labels(self) -> list[str]:
         """Label files on disk that no image refers to (empty when built from a list file)."""
-        if self._from_list or self._label_folder is None or self._label_pattern is None:
+        if self._from_list or self._label_folder is None:
             return []
         folder = Path(self._label_folder)
         if not folder.is_dir():
             return []
         used = {os.path.normpath(s.label) for s in self.samples if s.label is not None}
-        on_disk = (os.path.normpath(p) for p in map(str, folder.glob(self._label_pattern)))
+        on_disk = (os.path.normpath(p) for p in map(str, folder.glob(self.label_pattern)))
         return sorted(p for p in on_disk if p not in used)
 
     # --- loading --------------------------------------------------------------------

@@ -21,20 +21,10 @@ train images are unlabelled; test images need their labels.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
-
-from tufl.data.base import (
-    SampleFiles,
-    SegDataset,
-    read_name_list,
-    require_folders,
-    resolve_listed_names,
-    scan_images,
-)
-from tufl.data.io import Interpolation, LayoutError, Size, read_index_png
+from tufl.data.base import SegDataset, SplitLayout
+from tufl.data.io import LayoutError, read_index_png
 from tufl.data.labels import cityscapes_id_lut
 
 CROSSCITY_CITIES = ("Rome", "Rio", "Tokyo", "Taipei")
@@ -68,53 +58,27 @@ class CrossCityDataset(SegDataset):
 
     name = "crosscity"
     supported_num_classes = (13,)
+    default_split = "Rome/test"
+    default_num_classes = 13
     raw_label_ids = CROSSCITY_LABEL_VALUES
+    root_title = "Cross-City city"
+    label_pattern = f"*{LABEL_SUFFIX}"
+    listed_names_need_extension = True  # MaxSquare's lists name images without one
+    read_raw_label = staticmethod(read_index_png)
+    train_id_lut = staticmethod(cityscapes_id_lut)
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        split: str = "Rome/test",
-        num_classes: int = 13,
-        list_file: str | None = None,
-        resize: Size | None = None,
-        interpolation: Interpolation = "bilinear",
-        skip_bad_files: bool = False,
-    ) -> None:
-        city_root, part = _city_folder(Path(root), split)
-        images = f"Images/{part.capitalize()}"
-        labels = "Labels/Test"
-        require_folders(city_root, [images, labels] if part == "test" else [images], "Cross-City city")
-        if list_file:
-            names = resolve_listed_names(city_root / images, read_name_list(list_file))
-        else:
-            names = scan_images(city_root / images, "*")
-        if not names:
-            raise LayoutError(f"{city_root}: no images in {city_root / images}")
-        samples = [
-            SampleFiles(
-                n,
-                str(city_root / images / n),
-                str(city_root / labels / (n.rsplit(".", 1)[0] + LABEL_SUFFIX)) if part == "test" else None,
-            )
-            for n in names
-        ]
-        super().__init__(
-            city_root,
-            samples,
-            num_classes,
-            resize=resize,
-            interpolation=interpolation,
-            skip_bad_files=skip_bad_files,
-            label_folder=str(city_root / labels) if part == "test" else None,
-            label_pattern=f"*{LABEL_SUFFIX}",
-            from_list=list_file is not None,
-        )
-        self.city = city_root.name
-        self.split = part
+    @classmethod
+    def locate(cls, root: Path, split: str) -> SplitLayout:
+        city_root, part = _city_folder(root, split)
+        test = part == "test"
+        return SplitLayout(city_root, f"Images/{part.capitalize()}", "Labels/Test" if test else None,
+                           labels_required=test, split=part)
 
-    def read_raw_label(self, path: str) -> np.ndarray:
-        return read_index_png(path)
+    @staticmethod
+    def label_name(image_name: str) -> str:
+        return image_name.rsplit(".", 1)[0] + LABEL_SUFFIX
 
     @property
-    def label_lut(self) -> np.ndarray:
-        return cityscapes_id_lut(self.num_classes)
+    def city(self) -> str:
+        """The city folder's name as on disk (``Rome``, ...)."""
+        return Path(self.root).name

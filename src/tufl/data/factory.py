@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tufl.data.base import SegDataset
 from tufl.data.cityscapes import CityscapesDataset
 from tufl.data.crosscity import CrossCityDataset
 from tufl.data.gta5 import GTA5Dataset
 from tufl.data.io import Interpolation, Size
 from tufl.data.synthia import SynthiaDataset
+
+if TYPE_CHECKING:  # the config schema imports tufl.data
+    from tufl.config.schema import DatasetConfig
 
 DATASETS: dict[str, type[SegDataset]] = {
     "gta5": GTA5Dataset,
@@ -46,3 +51,9 @@ def build_dataset(
         interpolation=interpolation,
         skip_bad_files=skip_bad_files,
     )
+
+
+def open_dataset(ds: DatasetConfig, num_classes: int, skip_bad_files: bool) -> SegDataset:
+    """Build the dataset a config section (``data.source``, ``data.target``, ``data.val``) names."""
+    return build_dataset(ds.name, ds.root, ds.split, num_classes, list_file=ds.list_file,
+                         resize=ds.resize, skip_bad_files=skip_bad_files, interpolation=ds.interpolation)

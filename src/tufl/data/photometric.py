@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tufl.data.config_problems import probability_problems, range_problems
+from tufl.problems import probability_fields_problems, range_problems
 from tufl.mixing.draws import integers, uniform
 
 TEXTURE_SIZE = 512
@@ -85,7 +85,7 @@ class PhotometricConfig:
             self.noise_std = tuple(self.noise_std)
 
     def problems(self) -> list[str]:
-        out = probability_problems(self, ("jitter_p", "shadow_p", "noise_p", "blur_p", "equalize_p"))
+        out = probability_fields_problems(self, ("jitter_p", "shadow_p", "noise_p", "blur_p", "equalize_p"))
         for name in _FACTORS:
             out += range_problems(name, _pair(getattr(self, name)), 0.0, 10.0)
         out += range_problems("shadow_intensity", self.shadow_intensity, 0.0, 1.0)

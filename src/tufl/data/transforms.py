@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tufl.data.config_problems import range_problems, size_problems
+from tufl.problems import range_problems, size_problems
 from tufl.data.io import Interpolation, Size
 from tufl.data.labels import IGNORE_INDEX
 from tufl.data.photometric import PhotometricConfig, photometric_batch

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tufl.data.config_problems import probability_problems, range_problems, size_problems
+from tufl.problems import probability_fields_problems, range_problems, size_problems
 from tufl.data.io import Interpolation, Size
 from tufl.data.transforms import (
     PhotometricConfig,
@@ -57,7 +57,7 @@ class AffineConfig:
         out = range_problems("rotation", self.rotation, -180.0, 180.0)
         out += range_problems("shear", self.shear, -60.0, 60.0)
         out += range_problems("scale", self.scale, 1e-3, 10.0)
-        out += probability_problems(self, ("hflip_p",))
+        out += probability_fields_problems(self, ("hflip_p",))
         return out
 
 

@@ -1,7 +1,7 @@
 """Built-in demo data: a GTA5-like source and a Cityscapes-like target, written to disk.
 
 :func:`generate_demo_data` draws procedural street scenes (see
-:mod:`tufl.demo.scene_render`) for a *synthetic* source domain and a *realistic*
+:mod:`tufl.demo.render`) for a *synthetic* source domain and a *realistic*
 target domain and writes them in the official on-disk layouts, so the demo runs
 through the real dataset loaders::
 
@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from tufl.data.labels import CITYSCAPES_19
-from tufl.demo.scene_render import Domain, render_scene
+from tufl.demo.render import Domain, render_scene
 
 GENERATOR_VERSION = 1
 SOURCE_DIR = "gta5_like"

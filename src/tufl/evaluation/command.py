@@ -47,12 +47,12 @@ def run_config(args: argparse.Namespace, state: dict):  # noqa: ANN201 - returns
 
 def run(args: argparse.Namespace) -> int:
     try:
+        from tufl.data.factory import open_dataset
         from tufl.data.loader import eval_loader
         from tufl.data.samples import EvalSamples
         from tufl.evaluation.evaluate import evaluate, write_eval_report
         from tufl.evaluation.report import format_table
         from tufl.models.build import model_from_checkpoint
-        from tufl.train.builders import open_dataset
         from tufl.train.checkpoint import BEST_NAME
         from tufl.train.distributed import pick_device
 

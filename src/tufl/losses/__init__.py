@@ -1,43 +1,43 @@
 """Losses: TUFL, its baselines and the supervised cross-entropy.
 
-* :class:`TUFL` - threshold-adaptive unsupervised focal loss (PAPER.md, stage one);
-* baselines: :class:`EntropyMinimization`, :class:`MaxSquares`,
-  :class:`ConfidenceEntropy`, :class:`FixedThresholdFocalLoss`,
-  :func:`neutral_cross_entropy`;
+* :mod:`tufl.losses.tufl` - TUFL, the method (the per-pixel formula once, thresholds,
+  masking, OHEM, mean); :mod:`tufl.losses.backends` - faster computations of its
+  per-pixel terms;
+* :mod:`tufl.losses.baselines` - :class:`EntropyMinimization`, :class:`MaxSquares`,
+  :class:`ConfidenceEntropy`, :class:`FixedThresholdFocalLoss`, the neutral
+  cross-entropy;
 * :class:`SupervisedCE` - pixel cross-entropy with ignore index 255;
-* configuration dataclasses and :func:`build_unsupervised_loss` /
-  :func:`build_supervised_loss`;
-* :class:`tufl.losses.reference.ReferenceTUFL` - the slow literal TUFL used by
-  tests and benchmarks.
+* :mod:`tufl.losses.config` - the registry of unsupervised losses, the ``loss`` config
+  section and :func:`build_unsupervised_loss` / :func:`build_supervised_loss`.
 """
 
 from tufl.losses.baselines import (
+    ConfEntropyConfig,
     ConfidenceEntropy,
+    EntropyConfig,
     EntropyMinimization,
+    FixedFocalConfig,
     FixedThresholdFocalLoss,
     MaxSquares,
+    MaxSquaresConfig,
+    NCEConfig,
+    NeutralCrossEntropy,
     neutral_cross_entropy,
 )
 from tufl.losses.config import (
     UNSUPERVISED_LOSS_CONFIGS,
-    AdaptiveThresholdConfig,
-    ConfEntropyConfig,
-    EntropyConfig,
-    FixedFocalConfig,
-    MaxSquaresConfig,
-    NCEConfig,
-    SupervisedConfig,
-    TUFLConfig,
+    UNSUPERVISED_LOSSES,
+    LossConfig,
     build_supervised_loss,
     build_unsupervised_loss,
 )
-from tufl.losses.focal_terms import focal_consistency_terms
-from tufl.losses.supervised import SupervisedCE
+from tufl.losses.supervised import SupervisedCE, SupervisedConfig
 from tufl.losses.thresholds import order_statistic_psi
-from tufl.losses.tufl import TUFL
+from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, TUFLConfig, focal_pixel_terms
 
 __all__ = [
     "TUFL",
+    "UNSUPERVISED_LOSSES",
     "UNSUPERVISED_LOSS_CONFIGS",
     "AdaptiveThresholdConfig",
     "ConfEntropyConfig",
@@ -46,15 +46,17 @@ __all__ = [
     "EntropyMinimization",
     "FixedFocalConfig",
     "FixedThresholdFocalLoss",
+    "LossConfig",
     "MaxSquares",
     "MaxSquaresConfig",
     "NCEConfig",
+    "NeutralCrossEntropy",
     "SupervisedCE",
     "SupervisedConfig",
     "TUFLConfig",
     "build_supervised_loss",
     "build_unsupervised_loss",
-    "focal_consistency_terms",
+    "focal_pixel_terms",
     "neutral_cross_entropy",
     "order_statistic_psi",
 ]

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from tufl.losses.focal_terms import focal_consistency_terms
-from tufl.losses.reused_memory import ReusedMemory
+from tufl.losses.backends import ReusedMemory, resolve_backend
 from tufl.losses.selection import masked_mean, thresholded_mean, top_fraction_mask
-from tufl.losses.tufl import TUFL
+from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, Backend, pixel_terms
 from tufl.losses.validation import (
     check_logit_pair,
     class_weight_tensor,
+    config_arguments,
+)
+from tufl.problems import (
+    class_weight_problems,
     floor_problems,
     focal_problems,
     probability_problems,
@@ -44,8 +48,63 @@ def _raise_problems(owner: str, problems: list[str]) -> None:
         raise ValueError(f"{owner}: " + "; ".join(problems))
 
 
+@dataclass
+class SingleViewConfig:
+    """A loss of one target view."""
+
+    # Which target view the single-view loss reads.
+    view: Literal["weak", "strong"] = "weak"
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        return view_problems(self.view)
+
+
+@dataclass
+class EntropyConfig(SingleViewConfig):
+    """Entropy minimisation of one view (``view``): ``-sum_c lam_c p_c log p_c`` (divided by
+    ``log C`` if ``normalize``), on pixels with confidence above ``threshold`` (0 = all),
+    keeping the ``ohem_ratio`` largest entropies. The defaults are the authors' baseline;
+    ADVENT's form is ``normalize: true, threshold: 0, ohem_ratio: 1``."""
+
+    # Minimum confidence max_c p_c of a counted pixel (authors' baseline: 0.8; 0 = all pixels).
+    threshold: float = 0.8
+    # Keep this fraction of the largest entropies (authors' baseline: 0.25; 1 = off).
+    ohem_ratio: float = 0.25
+    # Divide the entropy by log C (ADVENT's normalised form); the authors' baseline does not.
+    normalize: bool = False
+    # Fixed per-class weights lambda_c of the entropy sum (null = all 1).
+    class_weights: tuple[float, ...] | None = None
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        return (
+            super().problems()
+            + probability_problems("threshold", self.threshold)
+            + ratio_problems("ohem_ratio", self.ohem_ratio)
+            + class_weight_problems(self.class_weights)
+        )
+
+
+@dataclass
+class MaxSquaresConfig(SingleViewConfig):
+    """Maximum squares loss of one view."""
+
+
+@dataclass
+class ConfEntropyConfig(SingleViewConfig):
+    """Confidence entropy (cross-entropy to the sharpened target ``p^2 / sum p``) of one view."""
+
+
 class _SingleViewLoss(nn.Module):
     """Common argument handling of the losses that read one view."""
+
+    Config: ClassVar[type] = SingleViewConfig
+
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: Any) -> nn.Module:
+        """The loss of its config section."""
+        return cls(num_classes, **config_arguments(cfg, num_classes))
 
     def __init__(self, num_classes: int, view: View) -> None:
         super().__init__()
@@ -70,6 +129,8 @@ class EntropyMinimization(_SingleViewLoss):
     ``ceil(ohem_ratio * n)`` largest entropies among them. The authors' baseline:
     ``normalize=False, threshold=0.8, ohem_ratio=0.25``.
     """
+
+    Config = EntropyConfig
 
     def __init__(
         self,
@@ -118,6 +179,8 @@ class EntropyMinimization(_SingleViewLoss):
 class MaxSquares(_SingleViewLoss):
     """Maximum squares loss: mean over valid pixels of ``-sum_c p_c^2 / 2`` of one view."""
 
+    Config = MaxSquaresConfig
+
     def __init__(self, num_classes: int, view: View = "weak") -> None:
         _raise_problems("MaxSquares", view_problems(view))
         super().__init__(num_classes, view)
@@ -139,6 +202,8 @@ class ConfidenceEntropy(_SingleViewLoss):
     ``-sum_c t_ic log p_ic / log C``.
     """
 
+    Config = ConfEntropyConfig
+
     def __init__(self, num_classes: int, view: View = "weak") -> None:
         _raise_problems("ConfidenceEntropy", view_problems(view))
         super().__init__(num_classes, view)
@@ -157,6 +222,39 @@ class ConfidenceEntropy(_SingleViewLoss):
             return masked_mean(per_pixel, keep)
 
 
+@dataclass
+class FixedFocalConfig:
+    """TUFL's per-pixel loss with one fixed confidence threshold (no adaptation)."""
+
+    # Fixed confidence threshold: pixels with max_c p_c above it count.
+    threshold: float = 0.8
+    # Focal exponent (0 = neutral cross-entropy).
+    gamma: float = 2.0
+    # 1: |1 - Q_c|^gamma; 2: |sg(P_c) - Q_c|^gamma (the authors' fixed-threshold loss: 2).
+    focal_type: Literal[1, 2] = 2
+    # Stop the gradient through the focal factor (authors: no).
+    detach_focal: bool = False
+    # Keep this fraction of the largest per-pixel losses (1 = off).
+    ohem_ratio: float = 1.0
+    # Fixed per-class weights lambda_c (null = all 1).
+    class_weights: tuple[float, ...] | None = None
+    # Clamp each counted pixel's loss at this floor before OHEM and the mean, as the authors' release does
+    # (1e-8): pixels below it get no gradient, entropy included; 0 = off (the paper's formula).
+    loss_floor: float = 1e-8
+    # How the per-pixel terms are computed (see loss.tufl.backend).
+    backend: Backend = "auto"
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        return (
+            probability_problems("threshold", self.threshold)
+            + focal_problems(self.gamma, self.focal_type)
+            + ratio_problems("ohem_ratio", self.ohem_ratio)
+            + class_weight_problems(self.class_weights)
+            + floor_problems(self.loss_floor)
+        )
+
+
 class FixedThresholdFocalLoss(nn.Module):
     """TUFL's per-pixel loss on pixels with ``m_i > threshold`` (one fixed threshold, no adaptation).
 
@@ -165,6 +263,13 @@ class FixedThresholdFocalLoss(nn.Module):
     threshold = 0.8, ohem_ratio = 0.25, loss_floor = 1e-8`` it is the authors'
     cross-entropy baseline.
     """
+
+    Config: ClassVar[type] = FixedFocalConfig
+
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: FixedFocalConfig) -> FixedThresholdFocalLoss:
+        """The loss of a ``loss.fixed_focal`` config section."""
+        return cls(num_classes, **config_arguments(cfg, num_classes))
 
     def __init__(
         self,
@@ -176,7 +281,9 @@ class FixedThresholdFocalLoss(nn.Module):
         class_weights: Sequence[float] | Tensor | None = None,
         detach_focal: bool = False,
         loss_floor: float = 0.0,
+        backend: str = "auto",
     ) -> None:
+        resolve_backend(backend, torch.device("cpu"))  # a known name
         _raise_problems(
             "FixedThresholdFocalLoss",
             probability_problems("threshold", threshold)
@@ -192,6 +299,7 @@ class FixedThresholdFocalLoss(nn.Module):
         self.detach_focal = bool(detach_focal)
         self.threshold = float(threshold)
         self.loss_floor = float(loss_floor)
+        self.backend = backend
         self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
         self.register_buffer("thresholds", torch.full((num_classes,), self.threshold), persistent=False)
         self.last_pass_fraction = torch.zeros(())
@@ -201,25 +309,57 @@ class FixedThresholdFocalLoss(nn.Module):
         return (
             f"num_classes={self.num_classes}, threshold={self.threshold}, gamma={self.gamma}, "
             f"focal_type={self.focal_type}, ohem_ratio={self.ohem_ratio}, detach_focal={self.detach_focal}, "
-            f"loss_floor={self.loss_floor}"
+            f"loss_floor={self.loss_floor}, backend={self.backend!r}"
         )
 
     def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
         check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
         with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            per_pixel, conf, cls = focal_consistency_terms(
-                weak_logits,
-                strong_logits,
-                self.gamma,
-                self.focal_type,
-                self.class_weights,
-                self.detach_focal,
-                self._memory,
-            )
+            per_pixel, conf, cls = pixel_terms(self.backend, weak_logits, strong_logits, self.gamma,
+                                               self.focal_type, self.class_weights, self.detach_focal, self._memory)
             loss, self.last_pass_fraction = thresholded_mean(
                 per_pixel, conf.float(), cls, valid, self.thresholds, self.ohem_ratio, self.loss_floor
             )
         return loss
+
+
+@dataclass
+class NCEConfig(AdaptiveThresholdConfig):
+    """Neutral cross-entropy: TUFL's per-pixel loss with ``gamma = 0`` (``w_i = 1``).
+
+    By default the authors' baseline: pixels with ``max_c p_c > threshold`` (0.8), the
+    25% largest losses, clamped at ``loss_floor``. ``threshold: null`` uses TUFL's
+    adaptive thresholds instead (``theta0, a, b, d, a_decay``).
+    """
+
+    # Keep this fraction of the largest per-pixel losses (authors' baseline: 0.25; 1 = off).
+    ohem_ratio: float = 0.25
+    # Fixed confidence threshold of the authors' baseline (0.8); null = TUFL's adaptive thresholds.
+    # A fixed threshold ignores theta0, a, b, d and a_decay.
+    threshold: float | None = 0.8
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        found = super().problems()
+        if self.threshold is not None:
+            found += probability_problems("threshold", self.threshold)
+        return found
+
+
+class NeutralCrossEntropy:
+    """The neutral cross-entropy baseline (``loss.unsupervised: nce``): TUFL's loss with ``gamma = 0``,
+    on a fixed threshold (:class:`FixedThresholdFocalLoss`) or TUFL's adaptive ones (:class:`TUFL`)."""
+
+    Config: ClassVar[type] = NCEConfig
+
+    @staticmethod
+    def from_config(num_classes: int, cfg: NCEConfig) -> nn.Module:
+        """The loss of a ``loss.nce`` config section."""
+        arguments = config_arguments(cfg, num_classes, exclude=("threshold",))
+        if cfg.threshold is None:
+            return TUFL(num_classes, gamma=0.0, **arguments)  # type: ignore[arg-type]
+        fixed = {k: arguments[k] for k in ("ohem_ratio", "class_weights", "loss_floor", "backend")}
+        return FixedThresholdFocalLoss(num_classes, threshold=cfg.threshold, gamma=0.0, **fixed)  # type: ignore[arg-type]
 
 
 def neutral_cross_entropy(
@@ -231,9 +371,8 @@ def neutral_cross_entropy(
     a_decay: float = 0.0,
     ohem_ratio: float = 1.0,
     class_weights: Sequence[float] | Tensor | None = None,
-    compile: bool = False,
-    cuda_graphs: bool = False,
     loss_floor: float = 0.0,
+    backend: str = "auto",
 ) -> TUFL:
     """Neutral cross-entropy with TUFL's adaptive thresholds: TUFL with ``gamma = 0`` (``w_i = 1``).
 
@@ -250,7 +389,6 @@ def neutral_cross_entropy(
         a_decay=a_decay,
         ohem_ratio=ohem_ratio,
         class_weights=class_weights,
-        compile=compile,
-        cuda_graphs=cuda_graphs,
         loss_floor=loss_floor,
+        backend=backend,
     )

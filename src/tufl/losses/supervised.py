@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,29 @@ from torch import Tensor, nn
 
 from tufl.data.labels import IGNORE_INDEX
 from tufl.losses.selection import masked_mean, top_fraction_mask
-from tufl.losses.validation import check_logits, class_weight_tensor, ratio_problems
+from tufl.losses.validation import (
+    check_logits,
+    class_weight_tensor,
+    config_arguments,
+)
+from tufl.problems import (
+    class_weight_problems,
+    ratio_problems,
+)
+
+
+@dataclass
+class SupervisedConfig:
+    """Supervised cross-entropy: optional class weights (null = all ones) and OHEM ratio (1 = off)."""
+
+    # Fixed per-class weights lambda_c (null = all 1).
+    class_weights: tuple[float, ...] | None = None
+    # Keep this fraction of the largest per-pixel losses (1 = off).
+    ohem_ratio: float = 1.0
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        return class_weight_problems(self.class_weights) + ratio_problems("ohem_ratio", self.ohem_ratio)
 
 
 class SupervisedCE(nn.Module):
@@ -23,6 +46,11 @@ class SupervisedCE(nn.Module):
     class weights), which equals ``F.cross_entropy(..., weight=lam)`` when OHEM is
     off. Computed in float32 whatever the autocast state; 0 when no pixel is labelled.
     """
+
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: SupervisedConfig) -> SupervisedCE:
+        """The loss of a ``loss.supervised`` config section."""
+        return cls(num_classes, **config_arguments(cfg, num_classes))
 
     def __init__(
         self, num_classes: int, class_weights: Sequence[float] | Tensor | None = None, ohem_ratio: float = 1.0

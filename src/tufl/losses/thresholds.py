@@ -12,22 +12,17 @@ non-negative floats), so sorting the keys groups pixels by class and orders each
 class by descending confidence (integer keys also get the CPU's radix sort). Class
 boundaries and the rank of ``theta_c`` inside its class come from binary searches on
 the sorted keys, and the wanted element of the merged list ``s`` is read off
-directly. No Python loop, no host synchronisation. On CUDA,
-:func:`order_statistic_psi` finds the same elements without a sort, by radix
-selection in Triton kernels (:mod:`tufl.losses.threshold_triton`), where Triton is
-available.
+directly. No Python loop, no host synchronisation.
 """
 
 from __future__ import annotations
 
 import struct
-from types import ModuleType
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from tufl.losses.kernel_status import KernelStatus, kernel_module
 
 THRESHOLD_CAP = 0.999
 _ONE_BITS = 0x3F800000  # float32 1.0
@@ -106,37 +101,8 @@ def sorted_psi(
     return torch.where(take_theta, theta, from_list)
 
 
-_SELECTION = KernelStatus("the Triton threshold-selection kernels", "sorting instead")
-
-
-def selection_kernels(device: torch.device) -> ModuleType | None:
-    """:mod:`tufl.losses.threshold_triton` for tensors on ``device`` (CUDA, Triton installed), else ``None``."""
-    return kernel_module("tufl.losses.threshold_triton") if device.type == "cuda" else None
-
-
-def order_statistic_psi(conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds: Tensor, b: float, d: float,
-                        min_confidence: float = 0.0) -> Tensor:
-    """``psi`` of PAPER.md for all classes at once (float32 ``[C]``): :func:`sorted_psi`'s
-    result (see there for the arguments), on CUDA by radix selection in Triton kernels
-    where Triton is available and there are at most 64 classes."""
-    kernels = selection_kernels(conf.device)
-    if kernels is not None and thresholds.numel() <= kernels.MAX_CLASSES and conf.numel() < 2**31:
-        return _selected_psi(kernels, conf, cls, valid, thresholds, b, d, min_confidence)
-    return sorted_psi(conf, cls, valid, thresholds, b, d, min_confidence)
-
-
-@torch.compiler.disable  # Triton launches: a graph break under torch.compile
-def _selected_psi(kernels: ModuleType, conf: Tensor, cls: Tensor, valid: Tensor | None, thresholds: Tensor,
-                  b: float, d: float, min_confidence: float) -> Tensor:
-    """:func:`order_statistic_psi` by the selection kernels; by sorting if they failed on first use."""
-    psi = None
-    if _SELECTION.failure is None:
-        code_bits = _code_bits(min_confidence)
-        psi = _SELECTION.run(lambda: kernels.radix_select_psi(
-            conf.reshape(-1).to(torch.float32), cls.reshape(-1), None if valid is None else valid.reshape(-1),
-            thresholds, b, d, code_bits,
-        ))
-    return sorted_psi(conf, cls, valid, thresholds, b, d, min_confidence) if psi is None else psi
+# The statistic TUFL uses (one name for the method, whatever computes it).
+order_statistic_psi = sorted_psi
 
 
 def history_weight(step: Tensor, a: float, a_decay: float) -> Tensor:

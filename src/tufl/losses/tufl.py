@@ -1,82 +1,198 @@
-"""Threshold-adaptive unsupervised focal loss (PAPER.md, stage one)."""
+"""Threshold-adaptive unsupervised focal loss (TUFL): the method, as PAPER.md states it.
+
+Per pixel ``i`` of the weak view's logits ``z1`` (warped into the strong view's
+geometry) and the strong view's logits ``z2``, with ``P = softmax(z1)``,
+``Q = softmax(z2)``, pseudo-class ``k = argmax_c P_c``, confidence ``m = P_k``:
+
+    w   = |1 - Q_k|^gamma               (focal type 1)
+        = |sg(P_k) - Q_k|^gamma         (focal type 2)
+    l_i = sum_c lam_c [ sg(P_c) (log sg(P_c) - w log Q_c) - P_c log P_c ]
+
+a focal-weighted soft cross-entropy from the weak to the strong view plus the
+weak view's entropy (``sg`` = stop-gradient). :func:`focal_pixel_terms` is this
+formula, once, in plain differentiable torch; it is the definition every faster
+backend (:mod:`tufl.losses.backends`) is tested against.
+
+Each training call then
+
+1. updates the per-class thresholds from the batch: ``psi_c`` = the order statistic
+   ``floor((N_c + 1) b theta_c^d)`` of class ``c``'s confidences plus ``theta_c``
+   (:func:`tufl.losses.thresholds.order_statistic_psi`), ``theta <- a_t theta +
+   (1 - a_t) psi``, capped at 0.999 (averaged over data-parallel workers);
+2. keeps the pixels with ``m_i > theta_{k_i}`` (and inside the view);
+3. clamps their losses at ``loss_floor`` (the authors' 1e-8: no gradient below it),
+   keeps the ``ohem_ratio`` largest (OHEM) and averages; 0 when no pixel passes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from tufl.losses.cuda_graphs import StepGraphs
-from tufl.losses.focal_compiled import compiled, differentiable_focal_terms, tufl_step
-from tufl.losses.focal_terms import focal_consistency_terms, triton_kernels, with_kernel_fallback
-from tufl.losses.graph_steps import ADDRESS_ALIGNMENT, KernelStep, Reduction, TorchStep
-from tufl.losses.reused_memory import ReusedMemory
+from tufl.losses.backends import BACKEND_NAMES, FAST_BACKENDS, ReusedMemory, resolve_backend
 from tufl.losses.selection import thresholded_mean
 from tufl.losses.thresholds import (
     average_across_workers,
     ema_thresholds,
     history_weight,
     order_statistic_psi,
-    workers_average_thresholds,
 )
 from tufl.losses.validation import (
     check_logit_pair,
     class_weight_tensor,
+    config_arguments,
+)
+from tufl.problems import (
+    class_weight_problems,
     floor_problems,
     focal_problems,
     ratio_problems,
     threshold_problems,
 )
 
+Backend = Literal["auto", "torch", "fused", "triton"]
+assert BACKEND_NAMES == Backend.__args__  # type: ignore[attr-defined]
+
+
+@dataclass
+class AdaptiveThresholdConfig:
+    """Adaptive thresholds, the reduction and the backend: the options TUFL shares with the
+    neutral cross-entropy baseline."""
+
+    REMOVED_KEYS: ClassVar[dict[str, str]] = {
+        "compile": "removed; `backend` chooses how the loss is computed (auto, torch, fused, triton)",
+        "cuda_graphs": "removed; `backend` chooses how the loss is computed (auto, torch, fused, triton)",
+    }
+
+    # Initial per-class threshold.
+    theta0: float = 0.8
+    # History weight of the threshold update theta <- a*theta + (1-a)*psi.
+    a: float = 0.9
+    # psi_c = sorted confidences[floor((N_c + 1) * b * theta_c^d)] (authors' scripts: 0.8).
+    b: float = 0.8
+    # Exponent d of that order statistic.
+    d: float = 8.0
+    # Warm-up of the history weight a_t = 1 - a*exp(-t*a_decay); 0 = off.
+    a_decay: float = 0.0
+    # Keep this fraction of the largest per-pixel losses (1 = off).
+    ohem_ratio: float = 1.0
+    # Fixed per-class weights lambda_c (null = all 1).
+    class_weights: tuple[float, ...] | None = None
+    # Clamp each counted pixel's loss at this floor before OHEM and the mean, as the authors' release does
+    # (1e-8): pixels below it get no gradient, entropy included; 0 = off (the paper's formula).
+    loss_floor: float = 1e-8
+    # How the per-pixel terms are computed: auto (triton on CUDA, fused elsewhere), torch (the
+    # definition, autograd), fused (hand-derived gradients), triton (CUDA kernels). Same loss.
+    backend: Backend = "auto"
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        return (
+            threshold_problems(self.theta0, self.a, self.b, self.d, self.a_decay)
+            + ratio_problems("ohem_ratio", self.ohem_ratio)
+            + class_weight_problems(self.class_weights)
+            + floor_problems(self.loss_floor)
+        )
+
+
+@dataclass
+class TUFLConfig(AdaptiveThresholdConfig):
+    """TUFL (PAPER.md): focal gamma and type, thresholds theta0, a, b, d, a_decay, OHEM, class
+    weights, the loss floor and the backend."""
+
+    # Focal exponent (0 = neutral cross-entropy).
+    gamma: float = 2.0
+    # 1: |1 - Q_c|^gamma; 2: |sg(P_c) - Q_c|^gamma.
+    focal_type: Literal[1, 2] = 1
+    # Stop the gradient through the focal factor (authors: no).
+    detach_focal: bool = False
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        return super().problems() + focal_problems(self.gamma, self.focal_type)
+
+
+def focal_pixel_terms(
+    weak: Tensor,
+    strong: Tensor,
+    gamma: float = 2.0,
+    focal_type: int = 1,
+    class_weights: Tensor | None = None,
+    detach_focal: bool = False,
+    memory: ReusedMemory | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-pixel loss ``l_i``, confidence ``m_i`` and pseudo-class ``k_i`` of ``[B, C, H, W]``
+    logits, each ``[B, H, W]`` (the module docstring's formula; ``memory`` is not used).
+
+    Computed in float32 (float64 for float64 logits). In value ``l_i = -w sum_c lam_c
+    P_c log Q_c``: the entropy term and ``sg(P) log sg(P)`` cancel, and only the
+    gradient of ``-P log P`` reaches the weak view.
+    """
+    dtype = torch.promote_types(weak.dtype, torch.float32)
+    log_p = torch.log_softmax(weak.to(dtype), dim=1)
+    log_q = torch.log_softmax(strong.to(dtype), dim=1)
+    p = log_p.exp()
+    p_sg, log_p_sg = p.detach(), log_p.detach()
+    lam = 1.0 if class_weights is None else class_weights.to(dtype).view(1, -1, 1, 1)
+    conf, cls = p_sg.max(dim=1, keepdim=True)
+    q_k = log_q.gather(1, cls).exp()
+    if gamma == 0.0:
+        w = torch.ones_like(q_k)
+    else:  # |base|^gamma, with the subgradient 0 at base = 0 (the slope is infinite there for gamma < 1)
+        magnitude = ((1.0 if focal_type == 1 else conf) - q_k).abs()
+        w = torch.where(magnitude > 0, magnitude.clamp(min=torch.finfo(dtype).tiny).pow(gamma), 0.0)
+    if detach_focal:
+        w = w.detach()
+    per_class = lam * (p_sg * (log_p_sg - w * log_q) - p * log_p)
+    return per_class.sum(dim=1), conf.squeeze(1), cls.squeeze(1)
+
+
+def pixel_terms(
+    backend: str,
+    weak: Tensor,
+    strong: Tensor,
+    gamma: float,
+    focal_type: int,
+    class_weights: Tensor | None,
+    detach_focal: bool,
+    memory: ReusedMemory | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`focal_pixel_terms` computed by ``backend`` (:mod:`tufl.losses.backends`)."""
+    name = resolve_backend(backend, weak.device)
+    terms = focal_pixel_terms if name == "torch" else FAST_BACKENDS[name]
+    return terms(weak, strong, gamma, focal_type, class_weights, detach_focal, memory)
+
 
 class TUFL(nn.Module):
-    """TUFL: focal consistency from the weak to the strong view plus weak-view entropy,
-    on pixels above adaptive per-class confidence thresholds.
+    """TUFL on pixels above adaptive per-class confidence thresholds (see the module docstring).
 
     Called as ``loss(weak_logits, strong_logits, valid=None)`` with logits
     ``[B, C, H, W]`` (the weak ones already warped into the strong view) and an
     optional bool ``[B, H, W]`` mask of pixels that carry information; other pixels
-    take part in nothing (threshold statistics, loss, mean). Each call, in training
-    mode, first updates the thresholds from the batch (``psi``, averaged over
-    data-parallel workers when ``torch.distributed`` is initialised, then the EMA
-    and the 0.999 cap), then keeps pixels with ``m_i > theta_{c_i}``, applies OHEM
-    (the ``ceil(ohem_ratio * n)`` largest per-pixel losses) and averages; the loss
-    is 0 when no pixel passes; ``loss_floor > 0`` clamps each per-pixel loss at that
-    floor before OHEM (no gradient below it, entropy term included; the authors'
-    release uses 1e-8). In eval mode the thresholds are used but not updated.
-    With ``a_decay > 0`` the history weight of the ``t``-th update (``t = 0, 1, ...``,
-    counted by the ``step`` buffer) is ``1 - a * exp(-t * a_decay)``, else ``a``.
+    take part in nothing. In eval mode the thresholds are used but not updated. With
+    ``a_decay > 0`` the history weight of the ``t``-th update (the ``step`` buffer) is
+    ``a_t = 1 - a exp(-t a_decay)``, else ``a``. The loss is computed in float32
+    whatever the autocast state. Use one instance per output head: each keeps its own
+    thresholds. ``last_pass_fraction`` holds the (detached) fraction of valid pixels
+    that passed the thresholds in the last call.
 
-    The loss is computed in float32 (float64 for float64 logits) whatever the
-    autocast state, and can be back-propagated once. Use one instance per output
-    head: each keeps its own thresholds. On the CPU an instance keeps the memory of
-    its gradient maps and scratch (about twice the size of one view's float32
-    logits) between calls, handed out again only when no tensor from an earlier
-    call still uses it (:mod:`tufl.losses.reused_memory`). ``last_pass_fraction``
-    holds the fraction of valid pixels that passed the thresholds in the last call
-    (a detached tensor).
-    ``compile=True`` runs the per-pixel loss, the threshold statistic and the masked
-    mean through ``torch.compile`` (:mod:`tufl.losses.focal_compiled`; same results,
-    far fewer kernel launches on a GPU; the first call per shape compiles). On CUDA
-    with Triton the threshold statistic is always a radix selection in Triton
-    kernels (:mod:`tufl.losses.threshold_triton`, exactly the sort's result),
-    outside the compiled graphs.
-    ``cuda_graphs=True`` (CUDA tensors only) replays a training call's forward and
-    backward passes as CUDA graphs, one launch per pass instead of one per kernel
-    (:mod:`tufl.losses.cuda_graphs`; each call's backward must run before the next
-    call, unless that call's loss was dropped): the per-pixel kernels of the default
-    path, which read the logits where they are (nothing is copied into the graphs),
-    then the threshold update and the masked mean, through ``torch.compile`` with
-    ``compile=True``. Calls without
-    gradients, in eval mode, or with thresholds averaged over data-parallel workers
-    run without graphs. The returned loss and ``last_pass_fraction`` are copies that
-    stay valid after later calls; gradients that reach leaf tensors directly live in
-    the graphs' memory until the next call.
+    ``backend`` chooses how the per-pixel terms are computed (:mod:`tufl.losses.backends`:
+    ``auto``, ``torch`` = :func:`focal_pixel_terms`, ``fused``, ``triton``); all give the
+    same loss. The fused and Triton results can be back-propagated once.
     """
 
+    Config: ClassVar[type] = TUFLConfig
     thresholds: Tensor
     step: Tensor
+
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: TUFLConfig) -> TUFL:
+        """The loss of a ``loss.tufl`` config section."""
+        return cls(num_classes, **config_arguments(cfg, num_classes))
 
     def __init__(
         self,
@@ -91,9 +207,8 @@ class TUFL(nn.Module):
         ohem_ratio: float = 1.0,
         class_weights: Sequence[float] | Tensor | None = None,
         detach_focal: bool = False,
-        compile: bool = False,
-        cuda_graphs: bool = False,
         loss_floor: float = 0.0,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         problems = (
@@ -106,134 +221,45 @@ class TUFL(nn.Module):
             problems.insert(0, f"num_classes: must be >= 1, got {num_classes}")
         if problems:
             raise ValueError("TUFL: " + "; ".join(problems))
+        resolve_backend(backend, torch.device("cpu"))  # a known name
         self.num_classes = num_classes
-        self.gamma = float(gamma)
-        self.focal_type = int(focal_type)
+        self.gamma, self.focal_type, self.detach_focal = float(gamma), int(focal_type), bool(detach_focal)
         self.a, self.b, self.d, self.a_decay = float(a), float(b), float(d), float(a_decay)
-        self.ohem_ratio = float(ohem_ratio)
-        self.loss_floor = float(loss_floor)
-        self.detach_focal = bool(detach_focal)
-        self.compile = bool(compile)
-        self.cuda_graphs = bool(cuda_graphs)
+        self.ohem_ratio, self.loss_floor = float(ohem_ratio), float(loss_floor)
+        self.backend = backend
         self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
         self.register_buffer("thresholds", torch.full((num_classes,), float(theta0), dtype=torch.float32))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.last_pass_fraction = torch.zeros(())
-        self._memory = ReusedMemory()  # CPU scratch kept between calls (not state)
-        self._graphs = StepGraphs(type(self).__name__)  # CUDA-graph recordings (not state)
+        self._memory = ReusedMemory()  # CPU scratch of the fused backend (not state)
 
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, gamma={self.gamma}, focal_type={self.focal_type}, "
             f"a={self.a}, b={self.b}, d={self.d}, a_decay={self.a_decay}, ohem_ratio={self.ohem_ratio}, "
-            f"loss_floor={self.loss_floor}, detach_focal={self.detach_focal}, compile={self.compile}, "
-            f"cuda_graphs={self.cuda_graphs}"
+            f"detach_focal={self.detach_focal}, loss_floor={self.loss_floor}, backend={self.backend!r}"
         )
 
     @torch.no_grad()
     def update_thresholds(self, conf: Tensor, cls: Tensor, valid: Tensor | None) -> Tensor:
         """One threshold step from a batch's confidences and pseudo-classes; returns the new thresholds."""
-        statistic = compiled(order_statistic_psi) if self.compile else order_statistic_psi
-        psi = statistic(conf, cls, valid, self.thresholds, self.b, self.d, self._min_confidence())
+        min_confidence = 1.0 / (self.num_classes + 1)  # softmax maxima are at least 1 / C
+        psi = order_statistic_psi(conf, cls, valid, self.thresholds, self.b, self.d, min_confidence)
         psi = average_across_workers(psi)
         a_t = history_weight(self.step, self.a, self.a_decay)
         self.thresholds.copy_(ema_thresholds(self.thresholds, psi, a_t))
         self.step += 1
         return self.thresholds
 
-    def _min_confidence(self) -> float:
-        # Softmax maxima are at least 1 / C (1 / (C + 1) leaves room for rounding).
-        return 1.0 / (self.num_classes + 1)
-
     def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
         check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
-        if self.cuda_graphs and weak_logits.device.type != "cuda":
-            raise ValueError(f"TUFL(cuda_graphs=True) needs CUDA tensors, got logits on {weak_logits.device}")
-        averaged = self.training and workers_average_thresholds()
-        device_type = weak_logits.device.type
-        if self.cuda_graphs and self.training and not averaged and torch.is_grad_enabled() and (
-            weak_logits.requires_grad or strong_logits.requires_grad
-        ):
-            if not torch.is_autocast_enabled(device_type):  # saves host time, which bounds a graphed call
-                return self._graphed_step(weak_logits, strong_logits, valid)
-            with torch.autocast(device_type=device_type, enabled=False):
-                return self._graphed_step(weak_logits, strong_logits, valid)
-        focal = (self.gamma, self.focal_type, self.class_weights, self.detach_focal)
-        with torch.autocast(device_type=device_type, enabled=False):
-            if self.compile and not averaged:
-                return self._compiled_step(weak_logits, strong_logits, valid, focal)
-            if self.compile:
-                per_pixel, conf, cls = compiled(differentiable_focal_terms)(weak_logits, strong_logits, *focal)
-            else:
-                per_pixel, conf, cls = focal_consistency_terms(weak_logits, strong_logits, *focal, self._memory)
+        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
+            per_pixel, conf, cls = pixel_terms(self.backend, weak_logits, strong_logits, self.gamma, self.focal_type,
+                                               self.class_weights, self.detach_focal, self._memory)
             conf = conf.float()
             if self.training:
                 self.update_thresholds(conf, cls, valid)
-            mean = compiled(thresholded_mean) if self.compile else thresholded_mean
-            loss, pass_fraction = mean(per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio, self.loss_floor)
-        return self._kept(loss, pass_fraction)
-
-    def _kept(self, loss: Tensor, pass_fraction: Tensor) -> Tensor:
-        """Stores the pass fraction and returns the loss."""
-        self.last_pass_fraction = pass_fraction
+            loss, self.last_pass_fraction = thresholded_mean(
+                per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio, self.loss_floor
+            )
         return loss
-
-    def _graphed_step(self, weak: Tensor, strong: Tensor, valid: Tensor | None) -> Tensor:
-        """A training call replayed from CUDA graphs (no data-parallel averaging of the thresholds).
-
-        A graphed call's host time is of the order of its GPU time, so this path launches
-        as few tensor operations as it can: the graphs also write the thresholds and the
-        step count."""
-        batch, num_classes, height, width = weak.shape
-        dtype = torch.promote_types(weak.dtype, torch.float32)  # the loss is computed in float32 or float64
-        kernels = triton_kernels(weak.device, dtype, num_classes)
-        weights = None if self.class_weights is None else self.class_weights.data_ptr()  # recorded by address
-        key = (kernels is not None, self.gamma, self.focal_type, self.detach_focal, weights, self.a, self.a_decay,
-               self.b, self.d, self.ohem_ratio, self.loss_floor, self.compile)
-        held, copied = (self.thresholds, self.step), () if valid is None else (valid,)
-        outputs = None
-        if kernels is not None:
-            logits = (_addressable(weak, dtype), _addressable(strong, dtype))
-
-            def kernel_step() -> KernelStep:
-                options = (self.gamma, self.focal_type, self.detach_focal)
-                want = (weak.requires_grad, strong.requires_grad)
-                reduction = self._graph_reduction()
-                return KernelStep(kernels, tuple(weak.shape), self.class_weights, options, want, reduction)
-
-            outputs = with_kernel_fallback(lambda: self._graphs(kernel_step, key, logits, held, copied))
-        if outputs is None:
-            focal = (self.gamma, self.focal_type, self.class_weights, self.detach_focal)
-
-            def torch_step() -> TorchStep:
-                return TorchStep(focal, self._graph_reduction())
-
-            outputs = self._graphs(torch_step, key, (), held, (weak, strong) + copied)
-        loss, self.last_pass_fraction = outputs
-        return loss
-
-    def _graph_reduction(self) -> Reduction:
-        """The threshold update and mean of a graphed call, with this loss's options."""
-        update = (self.a, self.a_decay, self.b, self.d, self._min_confidence())
-        return Reduction(update, self.ohem_ratio, self.compile, self.loss_floor)
-
-    def _compiled_step(
-        self, weak: Tensor, strong: Tensor, valid: Tensor | None, focal: tuple[float, int, Tensor | None, bool]
-    ) -> Tensor:
-        """The whole call as one compiled graph (no data-parallel averaging of the thresholds)."""
-        update = (self.a, self.a_decay, self.b, self.d, self._min_confidence()) if self.training else None
-        loss, pass_fraction, thresholds = compiled(tufl_step)(
-            weak, strong, valid, self.thresholds, self.step, focal, update, self.ohem_ratio, self.loss_floor
-        )
-        if self.training:
-            with torch.no_grad():
-                self.thresholds.copy_(thresholds)
-                self.step += 1
-        return self._kept(loss, pass_fraction)
-
-
-def _addressable(logits: Tensor, dtype: torch.dtype) -> Tensor:
-    """Contiguous ``dtype`` ``logits`` at an address the Triton kernels can read through a
-    table: the tensor itself where possible (even a view costs a graphed call host time)."""
-    logits = logits.to(dtype).contiguous()
-    return logits if logits.data_ptr() % ADDRESS_ALIGNMENT == 0 else logits.clone()

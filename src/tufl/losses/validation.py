@@ -1,77 +1,17 @@
-"""Argument checks shared by the losses and their configuration dataclasses.
+"""Checks of the losses' tensor arguments, and config sections turned into constructor arguments.
 
-The ``*_problems`` functions return messages ``"field: what is wrong"`` named after
-the configuration fields, so the same text serves a config file and a constructor.
+The checks of configuration values (``*_problems``) are in :mod:`tufl.problems`.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-
-def focal_problems(gamma: float, focal_type: int) -> list[str]:
-    """Impossible values of the focal factor options."""
-    found: list[str] = []
-    if not gamma >= 0 or math.isinf(gamma):
-        found.append(f"gamma: must be a finite number >= 0, got {gamma}")
-    if focal_type not in (1, 2):
-        found.append(f"focal_type: must be 1 (|1 - Q|^gamma) or 2 (|P - Q|^gamma), got {focal_type!r}")
-    return found
-
-
-def threshold_problems(theta0: float, a: float, b: float, d: float, a_decay: float) -> list[str]:
-    """Impossible values of the adaptive threshold options."""
-    found: list[str] = []
-    if not 0.0 <= theta0 <= 0.999:
-        found.append(f"theta0: must be in [0, 0.999] (thresholds are capped at 0.999), got {theta0}")
-    if not 0.0 <= a <= 1.0:
-        found.append(f"a: must be in [0, 1], got {a}")
-    if not 0.0 <= b <= 1.0:
-        found.append(f"b: must be in [0, 1], got {b}")
-    elif d == 0 and b == 1.0:
-        found.append("b: must be < 1 when d = 0 (floor((N_c + 1) * b) would index past the sorted list)")
-    if not 0.0 <= d < math.inf:
-        found.append(f"d: must be a finite number >= 0, got {d}")
-    if not 0.0 <= a_decay < math.inf:
-        found.append(f"a_decay: must be a finite number >= 0 (0 = off), got {a_decay}")
-    return found
-
-
-def ratio_problems(name: str, ratio: float) -> list[str]:
-    """``ratio`` must be a fraction in ``(0, 1]``."""
-    if not 0.0 < ratio <= 1.0:
-        return [f"{name}: must be in (0, 1] (1 = off), got {ratio}"]
-    return []
-
-
-def floor_problems(loss_floor: float) -> list[str]:
-    """``loss_floor`` must be a finite number ``>= 0`` (0 = off)."""
-    if not 0.0 <= loss_floor < math.inf:
-        return [f"loss_floor: must be a finite number >= 0 (0 = off), got {loss_floor}"]
-    return []
-
-
-def probability_problems(name: str, value: float) -> list[str]:
-    """``value`` must lie in ``[0, 1]``."""
-    if not 0.0 <= value <= 1.0:
-        return [f"{name}: must be in [0, 1], got {value}"]
-    return []
-
-
-def class_weight_problems(class_weights: Sequence[float] | None) -> list[str]:
-    """Class weights must be finite and non-negative (their count is checked later)."""
-    if class_weights is None:
-        return []
-    if len(class_weights) == 0:
-        return ["class_weights: must list one weight per class, or be null for all ones"]
-    bad = [w for w in class_weights if not 0.0 <= w < math.inf]
-    if bad:
-        return [f"class_weights: weights must be finite and >= 0, got {bad}"]
-    return []
+from tufl.problems import class_weight_problems
 
 
 def class_weight_tensor(class_weights: Sequence[float] | Tensor | None, num_classes: int) -> Tensor | None:
@@ -120,3 +60,19 @@ def check_pixel_mask(valid: Tensor, logits: Tensor) -> None:
         raise ValueError(f"valid: expected a bool mask of shape {expected}, got {got}")
     if valid.device != logits.device:
         raise ValueError(f"valid is on {valid.device} but the logits are on {logits.device}")
+
+
+def config_arguments(cfg: object, num_classes: int, exclude: Sequence[str] = ()) -> dict[str, object]:
+    """Keyword arguments ``field=value`` of a loss config dataclass, checked first.
+
+    Raises ``ValueError`` with every problem of ``cfg`` (its ``problems()``) and a class
+    weight list whose length is not ``num_classes``.
+    """
+    found = list(cfg.problems()) if hasattr(cfg, "problems") else []  # type: ignore[attr-defined]
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in exclude}  # type: ignore[arg-type]
+    weights = values.get("class_weights")
+    if weights is not None and len(weights) != num_classes:
+        found.append(f"class_weights: expected {num_classes} weights (one per class), got {len(weights)}")
+    if found:
+        raise ValueError(f"{type(cfg).__name__}: " + "; ".join(found))
+    return values

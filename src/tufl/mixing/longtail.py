@@ -4,7 +4,8 @@ On a long-tail step, ``k`` extra class instances are drawn with replacement with
 probabilities ``softmax(1 / theta)`` over classes, ``theta`` being the current
 TUFL thresholds (a low threshold means an unconfident class, hence more pasting).
 Each instance comes from a random source image containing the class, obtained
-from a caller-supplied :class:`InstanceFetch`, and is cropped to the training
+from a caller-supplied :class:`InstanceFetch` (training uses
+:class:`~tufl.mixing.source_instances.SourceInstances`), and is cropped to the training
 crop size around a random pixel of the class so that the class stays visible.
 The instance's pixels (the class and, when relations are enabled, its related
 classes) then overwrite the mixed image and label.

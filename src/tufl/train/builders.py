@@ -1,33 +1,23 @@
-"""Build the data, objective and validation of a training run from its config."""
+"""Build the data and objective of a training run from its config."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from tufl.config.schema import Config, DatasetConfig
-from tufl.data.base import SegDataset
+from tufl.config.schema import Config
 from tufl.data.class_index import ClassIndex
-from tufl.data.factory import build_dataset
-from tufl.data.loader import eval_loader
+from tufl.data.factory import open_dataset
 from tufl.data.photometric import photometric_batch
-from tufl.data.samples import EvalSamples, SourceSamples, TargetPairs
-from tufl.evaluation.evaluate import evaluate
-from tufl.evaluation.metrics import EvalResult
+from tufl.data.samples import SourceSamples, TargetPairs
 from tufl.losses import build_supervised_loss, build_unsupervised_loss
 from tufl.mixing.mixer import CrossDomainMixer
+from tufl.mixing.source_instances import SourceInstances
 from tufl.models.segmentor import Segmentor
 from tufl.train.distributed import DistContext
 from tufl.train.objectives import SourceOnly, Stage1, Stage2
-
-
-def open_dataset(ds: DatasetConfig, num_classes: int, skip_bad_files: bool) -> SegDataset:
-    return build_dataset(ds.name, ds.root, ds.split, num_classes, list_file=ds.list_file,
-                         resize=ds.resize, skip_bad_files=skip_bad_files, interpolation=ds.interpolation)
 
 
 @dataclass
@@ -77,27 +67,6 @@ def build_train_data(cfg: Config, ctx: DistContext, run_dir: Path) -> TrainData:
     return data
 
 
-class SourceInstances:
-    """``fetch(class_id, generator)`` for long-tail pasting: a random source image
-    containing the class, at the source's training scale (full resized image)."""
-
-    def __init__(self, dataset: SegDataset, index: ClassIndex) -> None:
-        self.dataset = dataset
-        self.lists = [index.images_with(c) for c in range(index.num_classes)]
-
-    def available(self) -> Tensor:
-        return torch.tensor([len(images) > 0 for images in self.lists])
-
-    def __call__(self, class_id: int, generator: torch.Generator) -> tuple[Tensor, Tensor] | None:
-        images = self.lists[class_id]
-        if not images:
-            return None
-        pick = images[int(torch.randint(len(images), (1,), generator=generator))]
-        image, label = self.dataset.load(pick)
-        assert label is not None
-        return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous(), torch.from_numpy(label.astype(np.int64))
-
-
 def build_objective(cfg: Config, model: Segmentor, data: TrainData,
                     pseudo_labeller: nn.Module | None) -> nn.Module:
     n = cfg.model.num_classes
@@ -117,24 +86,3 @@ def build_objective(cfg: Config, model: Segmentor, data: TrainData,
     )
     return Stage2(supervised, unsupervised, cfg.loss.lambda_u, mixer, cfg.mix.lambda_mix,
                   pseudo_labeller, cfg.train.concat_forward, mix_all_heads=cfg.mix.loss_heads == "all")
-
-
-class Validation:
-    """Periodic mIoU on the labelled target split (sharded over ranks)."""
-
-    def __init__(self, cfg: Config, ctx: DistContext) -> None:
-        assert cfg.data.val is not None
-        self.cfg = cfg
-        self.ctx = ctx
-        self.dataset = EvalSamples(open_dataset(cfg.data.val, cfg.model.num_classes, cfg.data.skip_bad_files))
-
-    def run(self, model: Segmentor) -> EvalResult:
-        e = self.cfg.eval
-        loader = eval_loader(self.dataset, e.batch_size, e.num_workers, self.ctx.rank, self.ctx.world_size)
-        return evaluate(model, loader, self.cfg.model.num_classes, self.ctx.device, scales=e.scales,
-                        flip=e.flip, window=e.window, stride=e.stride, amp=e.amp,
-                        progress=self.ctx.is_main and self.cfg.train.progress)
-
-
-def build_validation(cfg: Config, ctx: DistContext) -> Validation | None:
-    return Validation(cfg, ctx) if cfg.data.val is not None else None

@@ -5,8 +5,10 @@ One :class:`Trainer` per run directory. It builds everything from a validated
 then loops: learning-rate schedule, micro-batches with gradient accumulation,
 mixed precision, non-finite-loss skipping, logging, periodic checkpoints and
 validation. ``resume=True`` restores the last checkpoint (model, optimiser,
-scaler, loss thresholds, RNG states, data positions, counters), so an interrupted
-run ends with exactly the weights of an uninterrupted one.
+scaler, loss thresholds, RNG states, data positions, counters; see
+:mod:`tufl.train.run_state`), so an interrupted run ends with exactly the weights
+of an uninterrupted one. The start-up summary is :mod:`tufl.train.run_summary`,
+validation :mod:`tufl.evaluation.validation`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import copy
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,28 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from tufl.atomic import atomic_write_json
-from tufl.config.loader import ConfigError, dump_config, to_plain
+from tufl.config.loader import ConfigError
 from tufl.config.schema import Config
 from tufl.data.loader import InfiniteLoader
+from tufl.evaluation.validation import build_validation
 from tufl.models.build import build_model
 from tufl.models.segmentor import Segmentor
 from tufl.models.weights import read_weights
-from tufl.train import checkpoint as ckpt
-from tufl.train.builders import build_objective, build_train_data, build_validation
+from tufl.train.builders import build_objective, build_train_data
 from tufl.train.distributed import DistContext, all_true, init_distributed, shutdown
 from tufl.train.optim import build_optimizer, set_learning_rate
 from tufl.train.run_log import MetricsLog
+from tufl.train.run_state import (
+    STREAMS,
+    Progress,
+    RunPaths,
+    capture_run_state,
+    checkpoint_to_resume,
+    loader_positions,
+    restore_run_state,
+    save_run_state,
+)
+from tufl.train.run_summary import announce_run, run_summary
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,19 +68,6 @@ def amp_settings(device: torch.device, enabled: bool) -> tuple[bool, torch.dtype
     return True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-@dataclass
-class RunPaths:
-    root: Path
-
-    @property
-    def last(self) -> Path:
-        return self.root / ckpt.LAST_NAME
-
-    @property
-    def best(self) -> Path:
-        return self.root / ckpt.BEST_NAME
-
-
 class Trainer:
     """Trains one run; see the module docstring."""
 
@@ -78,7 +76,7 @@ class Trainer:
         self.ctx = ctx or init_distributed(cfg.experiment.device)
         self.paths = RunPaths(cfg.experiment.run_dir)
         self.device = self.ctx.device
-        state = self._checkpoint_to_resume(resume)
+        state = checkpoint_to_resume(self.paths, resume, self.ctx)
         if cfg.train.deterministic:
             # cuBLAS is deterministic only with this workspace setting (read when it starts).
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -96,10 +94,6 @@ class Trainer:
         cfg.model.input_convention = self.model.convention.name  # type: ignore[assignment]
         if cfg.train.sync_bn and self.ctx.enabled and self.device.type != "cuda":
             raise ConfigError(["train.sync_bn: SyncBatchNorm needs CUDA devices; turn it off for CPU training"])
-        unsupervised = cfg.loss.unsupervised_config() if cfg.loss.unsupervised != "none" else None
-        if getattr(unsupervised, "cuda_graphs", False) and self.device.type != "cuda":
-            raise ConfigError([f"loss.{cfg.loss.unsupervised}.cuda_graphs: CUDA graphs need a CUDA device, "
-                               f"this run uses {self.device}; turn it off"])
         if self.ctx.enabled and cfg.train.sync_bn:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # type: ignore[assignment]
         self.model.to(self.device)
@@ -122,9 +116,14 @@ class Trainer:
         self.iteration = 0
         self.counters = {"nonfinite_skipped": 0, "nonfinite_in_row": 0}
         self.best: dict[str, Any] = {"miou": None, "iteration": None}
-        positions = {"source": 0, "target": 0, "template": 0}
+        positions = dict.fromkeys(STREAMS, 0)
         if state is not None:
-            positions = self._restore(state)
+            restored = restore_run_state(state, self.paths.last, self.ctx, self.data.micro_batch,
+                                         **self._checkpointed_parts())
+            self.iteration = restored.iteration
+            self.counters.update(restored.counters)
+            self.best = restored.best
+            positions = restored.positions
         self.source_loader = self._loader(self.data.source, 0, positions["source"])
         self.target_loader = (self._loader(self.data.target, 1, positions["target"])
                               if self.objective.needs_target else None)
@@ -145,84 +144,16 @@ class Trainer:
                               self.ctx.world_size, cfg.data.num_workers if workers is None else workers,
                               start_batch=start, pin_memory=self.device.type == "cuda")
 
-    def _checkpoint_to_resume(self, resume: bool) -> dict[str, Any] | None:
-        last = self.paths.last
-        if not resume:
-            if last.exists():
-                raise FileExistsError(
-                    f"{self.paths.root} already holds a run ({last.name}); pass --resume to continue it "
-                    "or choose another experiment.output_dir"
-                )
-            return None
-        if not last.exists():
-            if self.ctx.is_main:
-                print(f"[tufl] --resume: no checkpoint in {self.paths.root}, starting a new run")
-            return None
-        return ckpt.load_checkpoint(last)
-
-    def _restore(self, state: dict[str, Any]) -> dict[str, int]:
-        data = state["data"]
-        expect = {"world_size": self.ctx.world_size, "micro_batch": self.data.micro_batch}
-        for key, value in expect.items():
-            if data.get(key) != value:
-                raise RuntimeError(
-                    f"cannot resume {self.paths.last}: it was written with {key}={data.get(key)}, "
-                    f"this run has {key}={value}; the data stream would not continue exactly"
-                )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.objective.load_state_dict(state["losses"])
-        self.iteration = int(state["iteration"])
-        self.counters.update(state["counters"])
-        self.best = dict(state["best"])
-        rng = state["rng"]
-        ckpt.restore_rng_state(rng[self.ctx.rank] if isinstance(rng, list) else rng)
-        return {k: int(data[f"{k}_batches"]) for k in ("source", "target", "template")}
-
-    def summary(self) -> dict[str, Any]:
-        """What this run will do: the numbers failed reproductions usually get wrong."""
-        cfg = self.cfg
-        groups = {g["name"]: g["base_lr"] for g in self.optimizer.param_groups}
-        info = {
-            "mode": cfg.experiment.mode,
-            "architecture": cfg.model.arch,
-            "num_classes": cfg.model.num_classes,
-            "weights": cfg.model.pretrained or "random initialisation",
-            "weights_format": self.weights_format,
-            "input_convention": self.model.convention.name,
-            "iterations": cfg.train.iters,
-            "batch_per_domain": cfg.data.batch_size,
-            "batch_per_domain_per_gpu_step": self.data.micro_batch,
-            "gradient_accumulation": cfg.train.accumulate,
-            "world_size": self.ctx.world_size,
-            "source": f"{cfg.data.source.name} ({len(self.data.source)} images, resize {cfg.data.source.resize})",
-            "target": f"{cfg.data.target.name} ({len(self.data.target)} images, resize {cfg.data.target.resize})",
-            "source_crop": list(cfg.data.source_aug.crop_size),
-            "target_crop": list(cfg.data.target_views.crop_size),
-            "lr_backbone": groups.get("backbone"),
-            "lr_head": groups.get("head"),
-            "unsupervised_loss": cfg.loss.unsupervised,
-            "lambda_u": cfg.loss.lambda_u if cfg.experiment.mode != "source_only" else None,
-            "lambda_mix": cfg.mix.lambda_mix if cfg.experiment.mode == "stage2" else None,
-            "device": str(self.device),
-            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp else "off",
-            "torch": torch.__version__,
-        }
-        if self.validation is not None:
-            info["validation"] = f"{cfg.data.val.name} {cfg.data.val.split} ({len(self.validation.dataset)} images)"
-        return info
+    def _checkpointed_parts(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler,
+                "objective": self.objective}
 
     def _announce(self) -> None:
-        info = self.summary()
-        atomic_write_json(self.paths.root / "run_info.json", info)
-        dump_config(self.cfg, self.paths.root / "config.yaml")
-        width = max(map(len, info))
-        print(f"[tufl] run directory: {self.paths.root}")
-        for key, value in info.items():
-            print(f"[tufl]   {key:<{width}}  {value}")
-        if self.load_report is not None:
-            print("[tufl] " + self.load_report.summary().replace("\n", "\n[tufl] "))
+        info = run_summary(self.cfg, self.data, self.optimizer, weights_format=self.weights_format,
+                           input_convention=self.model.convention.name, world_size=self.ctx.world_size,
+                           device=self.device, amp_dtype=self.amp_dtype if self.amp else None,
+                           validation=self.validation)
+        announce_run(self.paths.root, self.cfg, info, self.load_report)
 
     # ------------------------------------------------------------------ loop
 
@@ -390,40 +321,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def state(self) -> dict[str, Any]:
-        rng = ckpt.capture_rng_state()
-        if self.ctx.enabled:
-            gathered: list[Any] = [None] * self.ctx.world_size
-            torch.distributed.all_gather_object(gathered, rng)
-            rng = gathered
-        return {
-            "iteration": self.iteration,
-            "model": self.model.state_dict(),
-            "model_config": to_plain(self.cfg.model),
-            "input_convention": self.model.convention.name,
-            "num_classes": self.cfg.model.num_classes,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "losses": self.objective.state_dict(),
-            "rng": rng,
-            "data": {
-                "source_batches": self.source_loader.batches_consumed,
-                "target_batches": self.target_loader.batches_consumed if self.target_loader else 0,
-                "template_batches": self.template_loader.batches_consumed if self.template_loader else 0,
-                "world_size": self.ctx.world_size,
-                "micro_batch": self.data.micro_batch,
-            },
-            "counters": dict(self.counters),
-            "best": dict(self.best),
-            "config": to_plain(self.cfg),
-        }
-
     def save(self, path: Path) -> None:
-        state = self.state()  # collective under DDP: every rank takes part
-        if self.ctx.is_main:
-            ckpt.save_checkpoint(path, state)
-        if self.ctx.enabled:
-            torch.distributed.barrier()
+        """Checkpoint the run to ``path``; collective under DDP: every rank takes part."""
+        loaders = {"source": self.source_loader, "target": self.target_loader, "template": self.template_loader}
+        progress = Progress(self.iteration, self.counters, self.best, loader_positions(loaders))
+        state = capture_run_state(self.cfg, self.ctx, progress, self.data.micro_batch, **self._checkpointed_parts())
+        save_run_state(path, state, self.ctx)
 
 
 def train(cfg: Config, resume: bool = False) -> Path:

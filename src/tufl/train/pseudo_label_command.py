@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_run_config(args)
+        from tufl.data.factory import open_dataset
         from tufl.models.build import build_model
-        from tufl.train.builders import open_dataset
         from tufl.train.distributed import pick_device
         from tufl.train.pseudo_labels import write_pseudo_labels
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tufl.data.throughput import STANDARD_PIPELINES, format_results, main, measure_throughput
+from tufl.bench.data_bench import STANDARD_PIPELINES, format_results, main, measure_throughput
 
 
 def test_shrunken_benchmark_runs_every_pipeline(tmp_path):
@@ -20,3 +20,16 @@ def test_command_line_entry_point(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "torch" in out and "cityscapes target pair" in out
     assert main(["--batches", "0"]) == 2
+
+
+def test_tufl_benchmark_data_runs_this_benchmark(tmp_path, capsys):
+    import argparse
+
+    from tufl.bench import command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["data", "--out-dir", str(tmp_path), "--images", "2", "--batches", "1",
+                              "--workers", "0", "--size-divisor", "32"])
+    assert command.run(args) == 0
+    assert "gta5 source" in capsys.readouterr().out

@@ -25,6 +25,8 @@ from tufl.losses.thresholds import THRESHOLD_CAP
 from tufl.losses.validation import (
     check_logit_pair,
     class_weight_tensor,
+)
+from tufl.problems import (
     focal_problems,
     ratio_problems,
     threshold_problems,

@@ -1,9 +1,7 @@
-"""Fused per-pixel TUFL loss: one pass over the logits gives the loss and its gradient.
+"""The ``fused`` backend: TUFL's per-pixel terms with hand-derived gradients, in one pass.
 
-For logits ``z1`` (weak view) and ``z2`` (strong view) PAPER.md defines, per pixel,
-
-    l = sum_c lam_c [ sg(P_c) (log sg(P_c) - w log Q_c) - P_c log P_c ],
-
+For logits ``z1`` (weak view) and ``z2`` (strong view), :func:`tufl.losses.tufl.focal_pixel_terms`
+defines the per-pixel loss ``l = sum_c lam_c [ sg(P_c) (log sg(P_c) - w log Q_c) - P_c log P_c ]``
 with ``P = softmax(z1)``, ``Q = softmax(z2)``, pseudo-class ``k = argmax P`` and focal
 factor ``w = |1 - Q_k|^gamma`` (type 1) or ``|sg(P_k) - Q_k|^gamma`` (type 2). Its value
 is ``-w A`` with ``A = sum_c lam_c P_c log Q_c``; its gradients are
@@ -23,28 +21,21 @@ never materialised: with ``e = exp(z - max z)`` and ``s = sum e``, ``P = e / s``
 
 On the CPU the pixels are processed in chunks that stay in the cache, through a
 few scratch buffers, and every map is written once per chunk. Given a
-:class:`~tufl.losses.reused_memory.ReusedMemory`, the outputs, gradient maps and
+:class:`~tufl.losses.backends.reused_memory.ReusedMemory`, the outputs, gradient maps and
 scratch buffers keep their memory from one call to the next (fresh tensors of tens
-of MiB pay a page fault per 4 KiB on first touch). On CUDA, float32 logits of up to
-64 classes go through Triton kernels instead (:mod:`tufl.losses.focal_triton`:
-one read of the logits forward, one backward) when Triton is installed (PyTorch's
-CUDA builds ship it); otherwise the whole batch is one chunk of torch operations.
+of MiB pay a page fault per 4 KiB on first touch). On other devices the whole batch
+is one chunk. The tests check every backend against the definition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from types import ModuleType
-from typing import TypeVar
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from tufl.losses.kernel_status import KernelStatus, kernel_module
-from tufl.losses.reused_memory import ReusedMemory
-
-T = TypeVar("T")
+from tufl.losses.backends.reused_memory import ReusedMemory
 
 # Elements (classes x pixels) of one chunk on the CPU: 4 MiB per float32 map. Smaller
 # chunks pay more per-operation overhead, larger ones fall out of the L3 cache
@@ -63,32 +54,6 @@ def chunk_pixels(device: torch.device, num_classes: int) -> int | None:
     if device.type != "cpu":
         return None
     return max(1, CPU_CHUNK_ELEMENTS // num_classes)
-
-
-def _triton_module() -> ModuleType | None:
-    """:mod:`tufl.losses.focal_triton`, or ``None`` where Triton cannot be imported."""
-    return kernel_module("tufl.losses.focal_triton")
-
-
-_TRITON = KernelStatus("the Triton kernels", "using torch operations")
-
-
-def triton_kernels(device: torch.device, dtype: torch.dtype, num_classes: int) -> ModuleType | None:
-    """:mod:`tufl.losses.focal_triton` if its kernels handle such logits (CUDA, float32, at most
-    64 classes) and have not failed in this process, else ``None``."""
-    if device.type != "cuda" or dtype != torch.float32 or _TRITON.failure is not None:
-        return None
-    module = _triton_module()
-    if module is None or num_classes > module.MAX_CLASSES:
-        return None
-    return module
-
-
-def with_kernel_fallback(call: Callable[[], T]) -> T | None:
-    """``call()``, which uses the Triton kernels; ``None`` if it fails before the kernels ever
-    worked in this process (they are then given up, after one warning). Out-of-memory errors,
-    and failures once the kernels have worked, are raised."""
-    return _TRITON.run(call, stacklevel=4)
 
 
 def _chunks(batch: int, pixels: int, per_chunk: int | None) -> Iterator[tuple[slice, slice]]:
@@ -309,8 +274,8 @@ class _FocalConsistency(torch.autograd.Function):
         return grad_weak, grad_strong, None, None, None, None, None, None, None
 
 
-@torch.compiler.disable  # eager by design (hand-written backward, memory kept between calls): a graph break
-def focal_consistency_terms(
+@torch.compiler.disable  # hand-written backward, memory kept between calls: a graph break
+def fused_pixel_terms(
     weak_logits: Tensor,
     strong_logits: Tensor,
     gamma: float = 2.0,
@@ -319,19 +284,15 @@ def focal_consistency_terms(
     detach_focal: bool = False,
     memory: ReusedMemory | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-pixel TUFL loss with its confidence and pseudo-class, all ``[B, H, W]``.
+    """``(loss, conf, cls)``, each ``[B, H, W]``, of ``[B, C, H, W]`` logits, as
+    :func:`tufl.losses.tufl.focal_pixel_terms` defines them.
 
-    Returns ``(loss, conf, cls)``: the differentiable per-pixel loss ``l_i`` of PAPER.md,
-    ``m_i = max_c P_ic`` and ``argmax_c P_ic`` of the weak view. The work is done in
-    float32, or in float64 for float64 logits; ``class_weights`` is a ``[C]`` tensor
-    or ``None`` for all ones. The result can be back-propagated once. On the CPU,
-    ``memory`` (kept by the caller between calls) supplies the outputs and gradient
-    maps without fresh page faults; on other devices it is emptied and not used.
-    On CUDA the Triton kernels run where they apply (see the module doc); if their
-    first use in the process fails, a warning says why and torch operations are used
-    from then on. Their pseudo-class is the first largest logit; the torch
-    operations take the first class whose ``exp(z - max z)`` rounds to 1, which can
-    differ for logits within rounding of the maximum.
+    The work is done in float32, or in float64 for float64 logits. The result can be
+    back-propagated once. On the CPU, ``memory`` (kept by the caller between calls)
+    supplies the outputs and gradient maps without fresh page faults; on other
+    devices it is emptied and not used. The pseudo-class is the first class whose
+    ``exp(z - max z)`` rounds to 1, which can differ from ``argmax`` for logits
+    within rounding of the maximum.
     """
     batch, num_classes, height, width = weak_logits.shape
     dtype = torch.promote_types(weak_logits.dtype, torch.float32)
@@ -341,17 +302,9 @@ def focal_consistency_terms(
         memory.clear()  # kept CPU buffers are of no use once the loss runs elsewhere
         memory = None
     options = (float(gamma), int(focal_type), bool(detach_focal))
-    kernels = triton_kernels(weak.device, weak.dtype, num_classes)
-    outputs = None
-    if kernels is not None:
-        function = kernels.FocalConsistencyTriton
-        outputs = with_kernel_fallback(lambda: function.apply(weak, strong, class_weights, *options))
-    if outputs is not None:
-        loss, conf, cls = outputs
-    else:
-        grad_on = torch.is_grad_enabled()
-        want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)
-        per_chunk = chunk_pixels(weak.device, num_classes)
-        loss, conf, cls = _FocalConsistency.apply(weak, strong, class_weights, *options, want_grads, per_chunk, memory)
+    grad_on = torch.is_grad_enabled()
+    want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)
+    per_chunk = chunk_pixels(weak.device, num_classes)
+    loss, conf, cls = _FocalConsistency.apply(weak, strong, class_weights, *options, want_grads, per_chunk, memory)
     shape = (batch, height, width)
     return loss.view(shape), conf.view(shape), cls.view(shape)

@@ -9,7 +9,8 @@ Pipelines measured (batch of 2, like the DeepLabV2 protocol):
 
 The generated images are smooth random fields plus noise, so that their PNG
 decoding cost is closer to photographs than pure noise would be. Run it with
-``python -m tufl.data.throughput [--out-dir DIR] [--workers 0 2] ...``.
+``tufl benchmark data [--out-dir DIR] [--workers 0 2] ...`` (or
+``python -m tufl.bench.data_bench ...``).
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def run_throughput(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tufl.data.throughput", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tufl.bench.data_bench", description=__doc__.splitlines()[0])
     add_throughput_arguments(parser)
     return run_throughput(parser.parse_args(argv))
 

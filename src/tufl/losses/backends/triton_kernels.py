@@ -1,6 +1,6 @@
 """The fused per-pixel TUFL loss as Triton kernels (CUDA, float32).
 
-On a GPU the torch operations of :mod:`tufl.losses.focal_terms` are each a kernel
+On a GPU the torch operations of :mod:`tufl.losses.backends.fused` are each a kernel
 launch and a pass over a ``C``-channel map. Here the forward kernel reads each
 pixel's ``C`` weak and strong logits once (an online softmax: running maxima, sums
 rescaled when a maximum grows) and writes the per-pixel loss ``-w A``, the
@@ -11,17 +11,14 @@ logit once more and writes both gradients, ``g P_j (u_bar - u_j)`` and
 ``g (Q_j (w S + A w' Q_k) - w lam_j P_j - [j = k] A w' Q_k)``, with ``g`` the
 incoming per-pixel gradient: each logit map is read twice and each gradient map
 written once per step, the least traffic a forward/backward split allows. The
-formulas are those of :mod:`tufl.losses.focal_terms`.
+formulas are those of :mod:`tufl.losses.backends.fused`.
 
 The grid is (pixel blocks, images), and a program loops over the classes, so that
 every reduction over the classes stays within a thread and the loads of one class
-row are contiguous (vectorised). With ``table`` the kernels take the logits'
-addresses from a device tensor instead of their arguments, so that a CUDA graph
-recorded once reads whichever logits the table names
-(:mod:`tufl.losses.cuda_graphs`). Triton ships with PyTorch's CUDA builds;
-importing this module fails without it, and
-:func:`tufl.losses.focal_terms.focal_consistency_terms` then uses torch operations
-(as it does, after a warning, if the kernels fail on first use).
+row are contiguous (vectorised). Triton ships with PyTorch's CUDA builds;
+importing this module fails without it, and :mod:`tufl.losses.backends.triton`
+then uses the fused backend (as it does, after a warning, if the kernels fail on
+first use).
 """
 
 from __future__ import annotations
@@ -47,30 +44,20 @@ _BLOCKS = [
 ]
 
 
-@triton.jit
-def _logit_bases(weak_ptr, strong_ptr, table_ptr, INDIRECT: tl.constexpr):
-    """The two logit maps' addresses: the arguments, or (``INDIRECT``) the table's two entries."""
-    if INDIRECT:
-        weak_ptr = tl.multiple_of(tl.load(table_ptr), 16).to(tl.pointer_type(tl.float32), bitcast=True)
-        strong_ptr = tl.multiple_of(tl.load(table_ptr + 1), 16).to(tl.pointer_type(tl.float32), bitcast=True)
-    return weak_ptr, strong_ptr
-
-
 @triton.autotune(configs=_BLOCKS, key=["num_classes", "pixels", "HAS_WEIGHTS", "SAVE"])
 @triton.jit
 def _forward_kernel(
-    weak_ptr, strong_ptr, table_ptr, weights_ptr,
+    weak_ptr, strong_ptr, weights_ptr,
     loss_ptr, conf_ptr, cls_ptr, saved_ptr,
     pixels, num_classes, gamma,
     BLOCK: tl.constexpr, FOCAL_TYPE: tl.constexpr, GAMMA_KIND: tl.constexpr, DETACH_FOCAL: tl.constexpr,
-    HAS_WEIGHTS: tl.constexpr, SAVE: tl.constexpr, INDIRECT: tl.constexpr,
+    HAS_WEIGHTS: tl.constexpr, SAVE: tl.constexpr,
 ):
     """One program: ``BLOCK`` pixels of one image, one pass over the classes.
 
     With ``e = exp(z - max z)`` it accumulates s1, s2, L = sum lam e1, W = sum lam e1
     (z1 - max z1) and X = sum lam e1 (z2 - max z2), rescaling them when a maximum grows.
     """
-    weak_ptr, strong_ptr = _logit_bases(weak_ptr, strong_ptr, table_ptr, INDIRECT)
     image = tl.program_id(1).to(tl.int64)
     pixel = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_range = pixel < pixels
@@ -165,15 +152,13 @@ def _forward_kernel(
 @triton.autotune(configs=_BLOCKS, key=["num_classes", "pixels", "HAS_WEIGHTS", "WANT_WEAK", "WANT_STRONG"])
 @triton.jit
 def _backward_kernel(
-    weak_ptr, strong_ptr, table_ptr, weights_ptr, cls_ptr, saved_ptr,
+    weak_ptr, strong_ptr, weights_ptr, cls_ptr, saved_ptr,
     grad_loss_ptr, grad_weak_ptr, grad_strong_ptr,
     pixels, num_classes,
     BLOCK: tl.constexpr, HAS_WEIGHTS: tl.constexpr, WANT_WEAK: tl.constexpr, WANT_STRONG: tl.constexpr,
-    INDIRECT: tl.constexpr,
 ):
     """One program: ``BLOCK`` pixels of one image; the gradients of ``sum(grad_loss * loss)``,
     one class row at a time, from the logits and the forward's coefficients."""
-    weak_ptr, strong_ptr = _logit_bases(weak_ptr, strong_ptr, table_ptr, INDIRECT)
     image = tl.program_id(1).to(tl.int64)
     pixel = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_range = pixel < pixels
@@ -211,40 +196,35 @@ def _grid(batch: int, pixels: int):
 
 
 def launch_forward(
-    logits: tuple[Tensor, Tensor] | Tensor,
+    logits: tuple[Tensor, Tensor],
     shape: tuple[int, int, int],
     weights: Tensor | None,
     options: tuple[float, int, bool],
     save: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """Per-pixel ``(loss, conf, cls, coefficients)`` of float32 ``[B, C, N]`` logits.
-
-    ``logits`` is the contiguous ``(weak, strong)`` pair, or an int64 CUDA table of
-    their two addresses (read on the device). The coefficients ``[B, 6, N]`` for
-    :func:`launch_backward` are computed if ``save``, else ``None``.
+    """Per-pixel ``(loss, conf, cls, coefficients)`` of the contiguous float32 ``[B, C, N]``
+    ``(weak, strong)`` logits. The coefficients ``[B, 6, N]`` for :func:`launch_backward`
+    are computed if ``save``, else ``None``.
     """
     batch, num_classes, pixels = shape
     gamma, focal_type, detach_focal = options
-    indirect = isinstance(logits, Tensor)
-    table = logits if indirect else None
-    device = table.device if indirect else logits[0].device
-    loss = torch.empty((batch, pixels), dtype=torch.float32, device=device)
-    weak, strong = (loss, loss) if indirect else logits  # float32 placeholders when the table is read
+    weak, strong = logits
+    loss = torch.empty((batch, pixels), dtype=torch.float32, device=weak.device)
     conf = torch.empty_like(loss)
-    cls = torch.empty((batch, pixels), dtype=torch.int64, device=device)
-    saved = torch.empty((batch, SAVED_COEFFICIENTS, pixels), dtype=torch.float32, device=device) if save else None
+    cls = torch.empty((batch, pixels), dtype=torch.int64, device=weak.device)
+    saved = torch.empty((batch, SAVED_COEFFICIENTS, pixels), dtype=torch.float32, device=weak.device) if save else None
     _forward_kernel[_grid(batch, pixels)](
-        weak, strong, table if indirect else loss, loss if weights is None else weights,
+        weak, strong, loss if weights is None else weights,
         loss, conf, cls, loss if saved is None else saved,
         pixels, num_classes, float(gamma),
         FOCAL_TYPE=int(focal_type), GAMMA_KIND=0 if gamma == 0.0 else 2 if gamma == 2.0 else 1,
-        DETACH_FOCAL=bool(detach_focal), HAS_WEIGHTS=weights is not None, SAVE=save, INDIRECT=indirect,
+        DETACH_FOCAL=bool(detach_focal), HAS_WEIGHTS=weights is not None, SAVE=save,
     )
     return loss, conf, cls, saved
 
 
 def launch_backward(
-    logits: tuple[Tensor, Tensor] | Tensor,
+    logits: tuple[Tensor, Tensor],
     shape: tuple[int, int, int],
     weights: Tensor | None,
     cls: Tensor,
@@ -255,18 +235,17 @@ def launch_backward(
     """Gradients ``(weak, strong)`` of ``sum(grad_loss * loss)`` (``None`` where not in ``want``),
     from the logits (as in :func:`launch_forward`) and the forward's ``cls`` and coefficients."""
     batch, num_classes, pixels = shape
-    indirect = isinstance(logits, Tensor)
-    weak, strong = (saved, saved) if indirect else logits  # float32 placeholders when the table is read
+    weak, strong = logits
     grad_weak = torch.empty(shape, dtype=torch.float32, device=saved.device) if want[0] else None
     grad_strong = torch.empty(shape, dtype=torch.float32, device=saved.device) if want[1] else None
     if grad_weak is None and grad_strong is None:
         return None, None
     _backward_kernel[_grid(batch, pixels)](
-        weak, strong, logits if indirect else saved, saved if weights is None else weights, cls, saved,
+        weak, strong, saved if weights is None else weights, cls, saved,
         grad_loss.contiguous(),
         saved if grad_weak is None else grad_weak, saved if grad_strong is None else grad_strong,
         pixels, num_classes,
-        HAS_WEIGHTS=weights is not None, WANT_WEAK=want[0], WANT_STRONG=want[1], INDIRECT=indirect,
+        HAS_WEIGHTS=weights is not None, WANT_WEAK=want[0], WANT_STRONG=want[1],
     )
     return grad_weak, grad_strong
 
