@@ -3,7 +3,8 @@
 # dependencies installed:  benchmarks/gpu.sh OUT_DIR
 #   1. benchmarks/gpu_loss.sh: the CUDA tests and the TUFL loss benchmark (with profiles)
 #   2. inference at 1024x2048, both networks, fp32 and mixed precision
-#   3. training-step time and peak memory, both networks, every mode, at the shipped crops
+#   3. training-step time and peak memory, both networks, every mode, at the shipped crops,
+#      with each TUFL backend (the whole-iteration figures that decide which backends stay)
 #   4. the whole (CPU) test suite, as a check of this machine's Python and torch
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu.sh OUT_DIR}
@@ -18,6 +19,11 @@ for net in "deeplabv2 512 512" "bisenet 640 1280"; do
   read -r arch height width <<< "$net"
   run $py -m tufl benchmark train --device cuda --amp --archs "$arch" --height "$height" --width "$width" --batch 2 \
       --warmup 3 --repeats 10 --json "$out/train_${arch}_cuda.json"
+  for backend in torch fused triton; do
+    run $py -m tufl benchmark train --device cuda --amp --archs "$arch" --modes stage1 --height "$height" \
+        --width "$width" --batch 2 --warmup 3 --repeats 10 --set "loss.tufl.backend=$backend" \
+        --json "$out/train_${arch}_stage1_${backend}_cuda.json"
+  done
 done
 if [ -z "${SKIP_SUITE:-}" ]; then
   workers=$($py -c "import os; print(min(8, os.cpu_count() or 1))")

@@ -5,8 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import runs
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` (beside their subsystem, e.g. tests/losses/test_losses_cuda.py) are
+    skipped where no CUDA device is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

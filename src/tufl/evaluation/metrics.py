@@ -1,7 +1,7 @@
 """Segmentation metrics from a confusion matrix, with the Cityscapes conventions.
 
 Convention (the one of ``cityscapesscripts``' ``evalPixelLevelSemanticLabeling``,
-which this module reproduces; see ``tests/test_eval_cityscapes_official.py``):
+which this module reproduces; see ``tests/evaluation/test_eval_cityscapes_official.py``):
 
 * pixels whose label is the ignore index (255) are not counted at all, whatever
   was predicted there;

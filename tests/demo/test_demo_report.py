@@ -1,41 +1,43 @@
-"""Tests of the demo's Pillow charts and its HTML report."""
+"""Tests of the demo's matplotlib charts and its HTML report."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFont
+from matplotlib.figure import Figure
+from PIL import Image
 
 from tufl.data.labels import palette as class_palette
-from tufl.demo import charts
-from tufl.demo.charts import (
-    SERIES_COLOURS,
-    class_legend,
-    grouped_bar_chart,
-    image_grid,
-    line_chart,
-    nice_ticks,
-    stack_vertical,
-)
-from tufl.demo.report import (
-    ModelReport,
-    QualitativeRow,
-    colourize,
-    format_duration,
-    format_percent,
-    moving_average,
-    write_report,
-)
+from tufl.demo.charts import SERIES_COLOURS, LinePanel, bar_chart, image_grid, line_panels, save_png
+from tufl.demo.report import ModelReport, QualitativeRow, write_report
+from tufl.demo.report_figures import colourize, loss_figure, moving_average, threshold_figure
+from tufl.demo.report_html import format_duration, format_percent
 
 BLUE = SERIES_COLOURS[0]
 
 
-def colour_mask(image: Image.Image, colour: tuple[int, int, int], tol: int = 0) -> np.ndarray:
-    pixels = np.asarray(image.convert("RGB")).astype(np.int16)
-    return np.abs(pixels - np.array(colour, dtype=np.int16)).max(axis=-1) <= tol
+def render(fig: Figure) -> Image.Image:
+    buffer = io.BytesIO()
+    save_png(fig, buffer)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return image.convert("RGB")
+
+
+def plot_area(fig: Figure, image: Image.Image, index: int = 0) -> np.ndarray:
+    """The pixels inside the frame of the figure's ``index``-th axes (after ``render``)."""
+    box = fig.axes[index].get_window_extent()
+    h = image.height
+    return np.asarray(image)[int(h - box.y1) + 2 : int(h - box.y0) - 1, int(box.x0) + 2 : int(box.x1) - 1]
+
+
+def colour_mask(pixels: Image.Image | np.ndarray, colour: tuple[int, int, int], tol: int = 0) -> np.ndarray:
+    array = np.asarray(pixels.convert("RGB") if isinstance(pixels, Image.Image) else pixels).astype(np.int16)
+    return np.abs(array - np.array(colour, dtype=np.int16)).max(axis=-1) <= tol
 
 
 def column_groups(mask: np.ndarray) -> list[np.ndarray]:
@@ -50,25 +52,15 @@ def find_block(image: np.ndarray, block: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(ys.tolist(), xs.tolist()))
 
 
-# --------------------------------------------------------------------------- ticks
-
-
-def test_nice_ticks_hand_values():
-    assert nice_ticks(0, 100) == [0, 20, 40, 60, 80, 100]
-    assert nice_ticks(0.0, 0.87) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    assert nice_ticks(10, 2000, max_ticks=8) == [0, 500, 1000, 1500, 2000]
-    assert nice_ticks(-3, 7) == [-4, -2, 0, 2, 4, 6, 8]
-    assert nice_ticks(5, 5) == [4.4, 4.6, 4.8, 5.0, 5.2, 5.4, 5.6]  # padded to 4.5..5.5, step 0.2
-
-
 # --------------------------------------------------------------------------- bar chart
 
 
 def test_bar_chart_size_and_bar_heights_proportional_to_values():
-    image = grouped_bar_chart(["a", "b"], {"s": [1.0, 0.5]}, "t", "y", y_max=1.0, size=(400, 300), value_format=None)
+    fig = bar_chart(["a", "b"], {"s": [1.0, 0.5]}, "t", "y", y_max=1.0, size=(400, 300), value_format=None)
+    image = render(fig)
     assert image.size == (400, 300)
-    mask = colour_mask(image, BLUE)
-    groups = [cols for cols in column_groups(mask) if cols.size >= 20]  # bars, not the legend swatch
+    mask = colour_mask(plot_area(fig, image), BLUE)
+    groups = column_groups(mask)
     assert len(groups) == 2
     tops, bottoms = [], []
     for cols in groups:
@@ -83,38 +75,37 @@ def test_bar_chart_size_and_bar_heights_proportional_to_values():
 
 def test_bar_chart_groups_series_side_by_side_and_marks_nan():
     orange = SERIES_COLOURS[1]
-    image = grouped_bar_chart(
-        ["first", "second"], {"p": [0.8, math.nan], "q": [0.4, 0.6]}, "t", "IoU", y_max=1.0, size=(500, 320)
-    )
-    blue, yellow = colour_mask(image, BLUE), colour_mask(image, orange)
-    middle = image.width // 2
-    # Legend swatches sit above the plot; count only the plot's lower half.
-    low = slice(image.height // 2, None)
-    assert blue[low, :middle].sum() > 200 and yellow[low, :middle].sum() > 200
-    assert yellow[low, middle:].sum() > 200
-    # The NaN bar is a gap: at most the anti-aliased "n/a" glyphs in the series colour.
-    assert blue[low, middle:].sum() < 0.1 * blue[low, :middle].sum()
+    fig = bar_chart(["first", "second"], {"p": [0.8, math.nan], "q": [0.4, 0.6]}, "t", "IoU", y_max=1.0, size=(500, 320))
+    plot = plot_area(fig, render(fig))
+    blue, yellow = colour_mask(plot, BLUE), colour_mask(plot, orange)
+    middle = plot.shape[1] // 2
+    assert blue[:, :middle].sum() > 200 and yellow[:, :middle].sum() > 200
+    assert yellow[:, middle:].sum() > 200
+    assert blue[:, middle:].sum() == 0  # the NaN bar is a gap...
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels.count("n/a") == 1 and "0.8" in labels  # ...labelled "n/a"
     # Within the first group, series p is left of series q.
-    assert np.flatnonzero(blue[low, :middle].any(0)).mean() < np.flatnonzero(yellow[low, :middle].any(0)).mean()
+    assert np.flatnonzero(blue[:, :middle].any(0)).mean() < np.flatnonzero(yellow[:, :middle].any(0)).mean()
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["p", "q"]
 
 
 def test_bar_chart_fits_nineteen_long_names_and_rejects_bad_series():
     names = [f"class name {i}" for i in range(19)]
-    image = grouped_bar_chart(names, {"a": list(np.linspace(0, 1, 19))}, "t", "y")
-    assert image.size == (1200, 520)
+    fig = bar_chart(names, {"a": list(np.linspace(0, 1, 19))}, "t", "y")
+    assert render(fig).size == (1200, 520)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == names
     with pytest.raises(ValueError, match="series 'a' has 2 values for 3 categories"):
-        grouped_bar_chart(["x", "y", "z"], {"a": [1, 2]}, "t", "y")
+        bar_chart(["x", "y", "z"], {"a": [1, 2]}, "t", "y")
     with pytest.raises(ValueError, match="no series"):
-        grouped_bar_chart(["x"], {}, "t", "y")
+        bar_chart(["x"], {}, "t", "y")
 
 
 # --------------------------------------------------------------------------- line chart
 
 
-def _line_rows(image: Image.Image) -> tuple[float, float, float]:
+def _line_rows(fig: Figure, image: Image.Image) -> tuple[float, float, float]:
     """Mean row of the blue line at its left end, middle and right end."""
-    mask = colour_mask(image, BLUE, tol=40)
-    mask[: image.height // 5] = False  # ignore the legend
+    mask = colour_mask(plot_area(fig, image), BLUE, tol=40)
     cols = np.flatnonzero(mask.any(axis=0))
     left, right = cols.min(), cols.max()
     mid = (left + right) // 2
@@ -128,49 +119,32 @@ def _line_rows(image: Image.Image) -> tuple[float, float, float]:
 
 def test_line_chart_linear_and_log_axes():
     series = {"s": ([0, 1, 2], [1.0, 10.0, 100.0])}
-    linear = line_chart(series, "t", "x", "y", size=(500, 360))
-    log = line_chart(series, "t", "x", "y", size=(500, 360), log_y=True)
-    assert linear.size == log.size == (500, 360)
-    left, mid, right = _line_rows(log)
+    linear = line_panels([LinePanel("t", series, "x", "y")], width=500, panel_height=360)
+    log = line_panels([LinePanel("t", series, "x", "y", log_y=True)], width=500, panel_height=360)
+    linear_image, log_image = render(linear), render(log)
+    assert linear_image.size == log_image.size == (500, 360)
+    left, mid, right = _line_rows(log, log_image)
     assert left > right  # larger values are higher up
     assert mid == pytest.approx((left + right) / 2, abs=2)  # straight on a log axis
-    left, mid, right = _line_rows(linear)
+    left, mid, right = _line_rows(linear, linear_image)
     assert mid - (left + right) / 2 > 40  # 10 sits near the bottom of a linear 0..100 axis
 
 
-def test_line_chart_colours_end_labels_and_gaps():
+def test_line_chart_colours_legend_panels_and_bad_series():
     red = (200, 30, 30)
     xs = list(range(50))
     ys = [float(x) if x != 25 else math.nan for x in xs]
-    image = line_chart({"a": (xs, ys), "b": (xs, ys[::-1])}, "t", "x", "y", colours={"a": red}, end_labels=True)
-    assert image.size == (1000, 420)
-    assert colour_mask(image, red, tol=30).sum() > 100
-    assert colour_mask(image, BLUE, tol=30).sum() > 100  # "b" takes the first default colour
+    panel = LinePanel("t", {"a": (xs, ys), "b": (xs, ys[::-1])}, "x", "y", colours={"a": red})
+    fig = line_panels([panel, panel])
+    image = render(fig)
+    assert image.size == (1000, 640)  # one 320-pixel panel per entry
+    for index in range(2):
+        plot = plot_area(fig, image, index)
+        assert colour_mask(plot, red, tol=30).sum() > 100
+        assert colour_mask(plot, BLUE, tol=30).sum() > 100  # "b" takes the first default colour
+        assert [t.get_text() for t in fig.axes[index].get_legend().get_texts()] == ["a", "b"]
     with pytest.raises(ValueError, match="series 'a' has 2 x values and 1 y values"):
-        line_chart({"a": ([0, 1], [1.0])}, "t", "x", "y")
-
-
-def test_charts_render_with_the_fixed_size_bitmap_font(monkeypatch):
-    """Pillow < 10.1 has no ``load_default(size=...)``: the bitmap font must do."""
-    bitmap = ImageFont.load_default_imagefont() if hasattr(ImageFont, "load_default_imagefont") else None
-    if bitmap is None:
-        pytest.skip("this Pillow has only the bitmap font")
-
-    def old_load_default(**kwargs):
-        if kwargs:
-            raise TypeError("load_default() got an unexpected keyword argument 'size'")
-        return bitmap
-
-    charts._font.cache_clear()
-    monkeypatch.setattr(charts.ImageFont, "load_default", old_load_default)
-    try:
-        bars = grouped_bar_chart(["a", "b"], {"s": [0.2, 0.9]}, "title", "y")
-        lines = line_chart({"s": ([0, 1], [0.0, 1.0])}, "title", "x", "y")
-    finally:
-        charts._font.cache_clear()
-    assert bars.size == (1200, 520) and lines.size == (1000, 420)
-    assert colour_mask(bars, BLUE).sum() > 500
-    assert (np.asarray(lines.convert("L")) < 100).sum() > 200  # text and axes drawn
+        line_panels([LinePanel("t", {"a": ([0, 1], [1.0])}, "x", "y")])
 
 
 # --------------------------------------------------------------------------- image grid
@@ -180,7 +154,7 @@ def test_image_grid_places_every_cell_at_its_offset():
     rng = np.random.default_rng(0)
     h, w, gap = 10, 14, 5
     cells = [[rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(3)] for _ in range(2)]
-    image = np.asarray(image_grid(cells, ["image", "ground truth", "model"], row_titles=["r0", "r1"], gap=gap))
+    image = np.asarray(render(image_grid(cells, ["image", "ground truth", "model"], gap=gap)))
     hits = find_block(image, cells[0][0])
     assert len(hits) == 1
     y0, x0 = hits[0]
@@ -189,13 +163,12 @@ def test_image_grid_places_every_cell_at_its_offset():
             y, x = y0 + r * (h + gap), x0 + c * (w + gap)
             np.testing.assert_array_equal(image[y : y + h, x : x + w], cells[r][c])
     assert image[:y0].min() < 128  # column titles are drawn above the cells
-    assert image[y0:, :x0].min() < 128  # row titles left of them
 
 
 def test_image_grid_enlarges_cells_with_nearest_neighbour():
     rng = np.random.default_rng(1)
     cells = [[rng.integers(0, 256, (4, 6, 3), dtype=np.uint8) for _ in range(2)]]
-    image = np.asarray(image_grid(cells, ["a", "b"], cell_size=(12, 8), gap=3))
+    image = np.asarray(render(image_grid(cells, ["a", "b"], cell_size=(12, 8), gap=3)))
     (y0, x0), = find_block(image, cells[0][0].repeat(2, axis=0).repeat(2, axis=1))
     np.testing.assert_array_equal(image[y0 : y0 + 8, x0 + 15 : x0 + 27], cells[0][1].repeat(2, 0).repeat(2, 1))
 
@@ -210,17 +183,15 @@ def test_image_grid_rejects_bad_cells():
         image_grid([[cell]], ["a", "b"])
 
 
-def test_class_legend_and_stack_vertical():
-    colours = [(128, 64, 128), (220, 20, 60)]
-    legend = class_legend(["road", "person"], colours, 300)
-    assert legend.width == 300
-    for colour in colours:
-        assert colour_mask(legend, colour).sum() > 50
-    a, b = Image.new("RGB", (10, 5), (255, 0, 0)), Image.new("RGB", (20, 7), (0, 0, 255))
-    stacked = np.asarray(stack_vertical([a, b], gap=2))
-    assert stacked.shape == (14, 20, 3)
-    assert (stacked[0:5, 5:15] == (255, 0, 0)).all() and (stacked[7:14] == (0, 0, 255)).all()
-    assert (stacked[5:7] == 255).all()
+def test_image_grid_legend_swatches_under_the_cells():
+    colours = {"road": (128, 64, 128), "person": (220, 20, 60)}
+    cells = [[np.zeros((40, 60, 3), np.uint8)] * 2]
+    image = np.asarray(render(image_grid(cells, ["a", "b"], legend=colours)))
+    grid_rows = np.flatnonzero((image == 0).all(axis=-1).sum(axis=1) >= 120)  # the two black cells
+    assert grid_rows.size == 40
+    for colour in colours.values():
+        rows = np.flatnonzero(colour_mask(image, colour).any(axis=1))
+        assert rows.size > 5 and rows.min() > grid_rows.max()
 
 
 # --------------------------------------------------------------------------- report helpers
@@ -308,6 +279,31 @@ def test_write_report_writes_every_file_and_round_trips_numbers(tmp_path):
     assert summary["models"][1]["gain_over_previous"] == pytest.approx(0.0556)
     assert [m["train_seconds"] for m in summary["models"]] == [61.5, 725.0, None]
     assert sorted(summary["images"]) == sorted(expected - {"index.html", "summary.json"})
+
+
+def test_write_report_is_byte_for_byte_reproducible(tmp_path):
+    models = _models()
+    rows = _qualitative([m.name for m in models])
+    for out in (tmp_path / "a", tmp_path / "b"):
+        write_report(out, models, rows, CLASSES, class_palette(19), {"seed": 3})
+    for first in (tmp_path / "a").iterdir():
+        assert first.read_bytes() == (tmp_path / "b" / first.name).read_bytes(), first.name
+        if first.suffix == ".png":
+            with Image.open(first) as image:
+                assert "Software" not in image.info  # no metadata that changes between versions or runs
+
+
+def test_report_figures_show_every_run_and_class():
+    models = _models()
+    thresholds = threshold_figure(models, CLASSES, class_palette(19))
+    assert [ax.get_title() for ax in thresholds.axes] == [
+        "stage one: per-class TUFL thresholds", "stage two: per-class TUFL thresholds"]
+    assert [t.get_text() for t in thresholds.axes[0].get_legend().get_texts()] == ["road", "car"]
+    losses = loss_figure(models)
+    assert [ax.get_title().split(":")[0] for ax in losses.axes] == [m.name for m in models]
+    assert [t.get_text() for t in losses.axes[1].get_legend().get_texts()] == ["loss", "loss_sup", "loss_unsup"]
+    assert all(ax.get_xlabel() == "iteration" for ax in losses.axes + thresholds.axes)
+    assert threshold_figure(models[:1], CLASSES, class_palette(19)) is None  # source-only logs no thresholds
 
 
 def test_write_report_skips_charts_without_data_and_removes_stale_ones(tmp_path):

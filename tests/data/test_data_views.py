@@ -123,7 +123,7 @@ def test_warp_keeps_label_dtype_and_low_precision_maps_use_exact_coordinates():
     assert torch.allclose(half.float(), full, atol=0.05)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_warp_on_cuda_matches_cpu():
     maps = torch.randn(2, 4, 24, 32)
     theta = torch.from_numpy(np.stack([affine_theta(AffineParams(-20, 4, 0.9, True), (32, 24))] * 2))

@@ -122,7 +122,7 @@ def test_two_process_gloo_training_keeps_ranks_identical(scene_info, source_only
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [*torchrun, str(tmp_path / "ddp_run.py"), str(tmp_path / "tree.json"),
-         str(Path(__file__).parent), str(tmp_path / "out.json")],
+         str(Path(__file__).parents[1]), str(tmp_path / "out.json")],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]

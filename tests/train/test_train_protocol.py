@@ -14,7 +14,7 @@ from tufl.models.build import ModelConfig, build_model
 from tufl.models.resnet import FrozenBatchNorm2d
 from tufl.train.optim import OptimConfig, build_optimizer, set_learning_rate
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CROSSCITY = [CONFIGS / "cityscapes_crosscity" / f"bisenet_stage{k}.yaml" for k in (1, 2)]
 BISENET_ADAPTATION = sorted(CONFIGS.glob("*/bisenet_stage*.yaml"))
 

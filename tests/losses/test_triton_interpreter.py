@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_check(script: str, interpret: bool) -> None:
-    """Run ``tests/<script>`` in a process of its own; it prints ``ok`` when every check passed."""
+    """Run ``tests/scripts/<script>`` in a process of its own; it prints ``ok`` when every check passed."""
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
     if interpret:
         env["TRITON_INTERPRET"] = "1"  # read when Triton is imported
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / script)], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / script)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
 
