@@ -31,8 +31,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--save-dir", help="also write the predictions (train ids and colours) here")
 
 
+def evaluation_part(stored: dict) -> dict:
+    """What evaluation reads of a checkpoint's stored config: the run's identity, model,
+    validation data, the loss's name and the eval section. Training-only sections (losses'
+    options, mixing, augmentation, optimiser) are left out, so checkpoints written before
+    those options changed still evaluate."""
+    part = {key: stored[key] for key in ("experiment", "model", "eval") if key in stored}
+    data = stored.get("data") or {}
+    part["data"] = {key: data[key] for key in ("val", "skip_bad_files") if key in data}
+    loss = stored.get("loss") or {}
+    part["loss"] = {key: loss[key] for key in ("unsupervised", "lambda_u") if key in loss}
+    return part
+
+
 def run_config(args: argparse.Namespace, state: dict):  # noqa: ANN201 - returns Config
-    """The config named by --config, else the one stored in the checkpoint."""
+    """The config named by --config, else the evaluation part of the one stored in the checkpoint."""
     from tufl.config.loader import apply_overrides, from_dict, load_config
     from tufl.config.schema import Config
 
@@ -41,7 +54,7 @@ def run_config(args: argparse.Namespace, state: dict):  # noqa: ANN201 - returns
     if "config" not in state:
         raise FileNotFoundError(f"{args.checkpoint} stores no config; pass --config")
     origins: dict[str, str] = {}
-    tree = apply_overrides(dict(state["config"]), args.overrides, origins)
+    tree = apply_overrides(evaluation_part(dict(state["config"])), args.overrides, origins)
     return from_dict(Config, tree, origins, default_origin=f"{args.checkpoint} (stored config)")
 
 
