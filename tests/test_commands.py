@@ -133,6 +133,29 @@ def test_evaluate_predict_export_from_a_checkpoint(source_only_run, tmp_path):
     assert diff < 1e-3
 
 
+def test_predict_over_a_folder_with_one_truncated_image(source_only_run, tmp_path):
+    """Every readable image is predicted, the unreadable one is named in one line, the
+    command ends with a count and status 1, and no traceback is printed."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(folder / f"f{k}.png")
+    Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(folder / "cut.jpg")
+    (folder / "cut.jpg").write_bytes((folder / "cut.jpg").read_bytes()[:300])
+    done = _tufl("predict", "--checkpoint", str(source_only_run / "checkpoint_last.pt"), str(folder),
+                 "--out", str(tmp_path / "pred"), check=False)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.startswith("skipped:")]
+    assert len(lines) == 1 and "cut.jpg: cannot read the image" in lines[0]
+    assert "error: 1 of 3 images could not be read" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "pred" / "color").iterdir()) == ["f0.png", "f1.png"]
+
+
 def test_pseudo_label_files_equal_online_predictions_and_drive_offline_stage2(scene_info, source_only_run, tmp_path):
     from tufl.data.factory import build_dataset
     from tufl.models.build import model_from_checkpoint

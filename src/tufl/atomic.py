@@ -1,6 +1,9 @@
-"""Atomic file writes: a temporary file in the destination folder, then a rename.
+"""Atomic, durable file writes: a temporary file in the destination folder, then a rename.
 
-A crash or a kill mid-write never leaves a truncated file under the final name.
+A crash or a kill mid-write never leaves a truncated file under the final name: the
+temporary file's data is flushed to the disk (fsync) before the rename, and the
+folder after it, so that after a power loss the name points either to the old file
+or to the complete new one.
 """
 
 from __future__ import annotations
@@ -18,9 +21,25 @@ import numpy as np
 from PIL import Image
 
 
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's or a folder's data to the disk (folders: where the OS allows it)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if Path(path).is_dir():  # e.g. Windows cannot open folders: nothing to flush there
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place on success."""
+    """Yield a temporary path next to ``path``; on success fsync it, rename it into place
+    and fsync the folder. On failure the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -28,19 +47,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; outputs are meant to be shared
     try:
         yield Path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
+    except OSError as error:  # disk full, no permission, ...: name the file that was not written
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)
 
 
 def atomic_write(path: str | Path, writer: Callable[[IO[Any]], None], binary: bool = True) -> None:
-    """Call ``writer(handle)`` on a temporary file, fsync it and rename it to ``path``."""
+    """Call ``writer(handle)`` on a temporary file and move it durably to ``path``."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8") as handle:
             writer(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -115,3 +115,25 @@ def test_predict_files_rejects_bad_input(tmp_path: Path) -> None:
         predict_files(_model(), [broken], tmp_path / "out", C, "cpu", progress=False)
     with pytest.raises(ValueError, match="label ids"):
         predict_files(_model(), [tmp_path / "a.png"], tmp_path / "out", 5, "cpu", label_ids=True)
+
+
+def _truncated_jpeg(path: Path) -> None:
+    array = np.random.default_rng(5).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    Image.fromarray(array).save(path, format="JPEG")
+    path.write_bytes(path.read_bytes()[:200])  # a download cut short
+
+
+def test_unreadable_images_are_reported_and_the_others_predicted(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    for k in range(3):
+        _write_image(folder / f"good{k}.png", 16, 20, seed=k)
+    _truncated_jpeg(folder / "bad.jpg")
+    files = collect_inputs([folder])
+    with pytest.raises(ValueError, match=r"bad.jpg: cannot read the image"):
+        predict_files(_model(), files, tmp_path / "strict", C, "cpu", progress=False)
+    skipped: list[tuple[Path, str]] = []
+    written = predict_files(_model(), files, tmp_path / "out", C, "cpu", batch_size=2, progress=False,
+                            on_unreadable=lambda path, message: skipped.append((path, message)))
+    assert sorted(w.source.name for w in written) == ["good0.png", "good1.png", "good2.png"]
+    assert [p.name for p, _ in skipped] == ["bad.jpg"] and "cannot read the image" in skipped[0][1]
+    assert sorted(p.name for p in (tmp_path / "out" / "color").iterdir()) == ["good0.png", "good1.png", "good2.png"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -86,6 +86,7 @@ def predict_files(
     label_ids: bool = False,
     alpha: float = 0.5,
     progress: bool = True,
+    on_unreadable: Callable[[Path, str], None] | None = None,
 ) -> list[PredictionFiles]:
     """Predict each image file and write its colour, overlay and train-id PNGs.
 
@@ -93,7 +94,9 @@ def predict_files(
     resized back, so every output has the size of its input image. Consecutive
     images of the same (network) size are predicted in batches of ``batch_size``.
     ``label_ids`` also writes Cityscapes label ids (19/16/13-class models). The
-    model is moved to ``device`` and run in eval mode.
+    model is moved to ``device`` and run in eval mode. An image that cannot be read
+    raises ``ValueError``, unless ``on_unreadable(path, message)`` is given: it is
+    then told, and the other images are predicted.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -110,7 +113,13 @@ def predict_files(
     names = _relative_names(sources)
     written: list[PredictionFiles] = []
     with eval_mode(model), tqdm(total=len(sources), desc="predict", unit="image", disable=not progress) as bar:
-        for batch in _batches(sources, batch_size, resize):
+        def skip(source: Path, message: str) -> None:
+            if on_unreadable is None:
+                raise ValueError(message)
+            on_unreadable(source, message)
+            bar.update(1)
+
+        for batch in _batches(sources, batch_size, resize, skip):
             network_input = torch.stack([image if resize is None else _resize(image, resize) for _, image in batch])
             probs = predict_probs(model, network_input, scales, flip, window, stride, num_classes, amp)
             for k, (source, image) in enumerate(batch):
@@ -151,12 +160,17 @@ def _relative_names(sources: list[Path]) -> dict[Path, Path]:
 
 
 def _batches(
-    sources: list[Path], batch_size: int, resize: tuple[int, int] | None
+    sources: list[Path], batch_size: int, resize: tuple[int, int] | None, skip: Callable[[Path, str], None]
 ) -> Iterator[list[tuple[Path, Tensor]]]:
-    """Consecutive (path, image) groups whose network inputs share one size."""
+    """Consecutive (path, image) groups whose network inputs share one size; unreadable
+    images go to ``skip(path, message)``."""
     batch: list[tuple[Path, Tensor]] = []
     for source in sources:
-        image = load_rgb(source)
+        try:
+            image = load_rgb(source)
+        except ValueError as error:
+            skip(source, str(error))
+            continue
         if batch and (len(batch) == batch_size or (resize is None and batch[0][1].shape != image.shape)):
             yield batch
             batch = []

@@ -33,12 +33,23 @@ def run(args: argparse.Namespace) -> int:
         files = collect_inputs(args.inputs)
         model, _ = model_from_checkpoint(args.checkpoint)
         resize = (args.resize[1], args.resize[0]) if args.resize else None  # predict_files takes (H, W)
+        unreadable: list[str] = []
+
+        def report(path: object, message: str) -> None:
+            from tqdm import tqdm
+
+            unreadable.append(message)
+            tqdm.write(f"skipped: {message}", file=sys.stderr)  # a line of its own, beside the progress bar
+
         written = predict_files(model, files, args.out, model.num_classes, pick_device(args.device),
                                 batch_size=args.batch_size, scales=tuple(args.scales), flip=args.flip,
-                                amp=args.amp, resize=resize, label_ids=args.label_ids)
+                                amp=args.amp, resize=resize, label_ids=args.label_ids, on_unreadable=report)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"[tufl] predicted {len(written)} images into {args.out}/ (color/, overlay/, trainid/"
           f"{', labelIds/' if args.label_ids else ''})")
+    if unreadable:
+        print(f"error: {len(unreadable)} of {len(files)} images could not be read (listed above)", file=sys.stderr)
+        return 1
     return 0

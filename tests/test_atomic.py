@@ -1,0 +1,65 @@
+"""Atomic, durable writes: fsync before and after the rename, nothing half-written on failure."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from tufl import atomic
+
+
+def test_file_is_flushed_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_open = os.fsync, os.replace, os.open
+    opened: dict[int, str] = {}
+
+    def recording_open(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = os.fspath(path)
+        return fd
+
+    def recording_fsync(fd):
+        events.append(("fsync", opened.get(fd, "?")))
+        return real_fsync(fd)
+
+    def recording_replace(src, dst):
+        events.append(("replace", os.fspath(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    target = tmp_path / "out" / "state.json"
+    atomic.atomic_write_json(target, {"a": 1})
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "replace", "fsync"]
+    assert Path(events[0][1]).parent == target.parent and Path(events[0][1]).name.startswith(".state.json.")
+    assert events[1][1] == str(target) and events[2][1] == str(target.parent)
+    assert target.read_text() == '{\n  "a": 1\n}\n'
+
+
+def test_a_failing_write_leaves_the_previous_file_and_no_temporary_file(tmp_path, monkeypatch):
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"previous")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match=rf"cannot write {target}: No space left on device") as raised:
+        atomic.atomic_write_bytes(target, b"new")
+    assert raised.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_an_exception_inside_the_block_removes_the_temporary_file(tmp_path):
+    target = tmp_path / "x.txt"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
