@@ -140,6 +140,9 @@ class TrainConfig:
     log_every: int = 10
     # Write checkpoint_last.pt every N iterations (and at the end).
     checkpoint_every: int = 1000
+    # Checkpoints kept: checkpoint_last.pt and its keep_checkpoints - 1 previous versions
+    # (checkpoint_last.1.pt the newest); --resume falls back to them when the last one is damaged.
+    keep_checkpoints: int = 2
     # Validate on data.val every N iterations (0 = only at the end).
     val_every: int = 2000
     # Stop after this many non-finite losses in a row.
@@ -153,7 +156,7 @@ class TrainConfig:
 
     def problems(self) -> list[str]:
         out = []
-        for name in ("iters", "accumulate", "log_every", "checkpoint_every", "max_nonfinite"):
+        for name in ("iters", "accumulate", "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite"):
             if getattr(self, name) < 1:
                 out.append(f"{name}: must be >= 1")
         for name in ("val_every", "inspect_every"):

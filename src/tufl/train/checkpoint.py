@@ -11,6 +11,7 @@ A checkpoint is a plain dict of tensors and primitive values (loadable with
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,40 @@ LAST_NAME = "checkpoint_last.pt"
 BEST_NAME = "checkpoint_best.pt"
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (temporary file, then rename)."""
+def older_checkpoint(path: str | Path, age: int) -> Path:
+    """The ``age``-th previous version of a checkpoint: ``checkpoint_last.1.pt``, ``.2``, ..."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{age}{path.suffix}")
+
+
+def checkpoint_versions(path: str | Path) -> list[Path]:
+    """``path`` and its previous versions that exist, newest first."""
+    path = Path(path)
+    ages = []
+    for candidate in path.parent.glob(f"{path.stem}.*{path.suffix}"):
+        middle = candidate.name[len(path.stem) + 1 : -len(path.suffix)]
+        if middle.isdigit():
+            ages.append(int(middle))
+    return [p for p in [path, *(older_checkpoint(path, a) for a in sorted(ages))] if p.is_file()]
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], keep: int = 1) -> None:
+    """Write ``state`` atomically and durably (temporary file, fsync, rename, fsync).
+
+    With ``keep > 1`` the previous ``keep - 1`` versions stay beside it
+    (``<name>.1.pt`` the newest), shifted once the new file is complete, so that a
+    damaged last checkpoint still leaves one to resume from.
+    """
+    path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+        if keep > 1 and path.is_file():
+            older_checkpoint(path, keep - 1).unlink(missing_ok=True)
+            for age in range(keep - 2, 0, -1):
+                if older_checkpoint(path, age).is_file():
+                    os.replace(older_checkpoint(path, age), older_checkpoint(path, age + 1))
+            os.replace(path, older_checkpoint(path, 1))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

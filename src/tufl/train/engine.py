@@ -76,7 +76,8 @@ class Trainer:
         self.ctx = ctx or init_distributed(cfg.experiment.device)
         self.paths = RunPaths(cfg.experiment.run_dir)
         self.device = self.ctx.device
-        state = checkpoint_to_resume(self.paths, resume, self.ctx)
+        resumed = checkpoint_to_resume(self.paths, resume, self.ctx)
+        state, resumed_from = resumed if resumed is not None else (None, None)
         if cfg.train.deterministic:
             # cuBLAS is deterministic only with this workspace setting (read when it starts).
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -118,7 +119,7 @@ class Trainer:
         self.best: dict[str, Any] = {"miou": None, "iteration": None}
         positions = dict.fromkeys(STREAMS, 0)
         if state is not None:
-            restored = restore_run_state(state, self.paths.last, self.ctx, self.data.micro_batch,
+            restored = restore_run_state(state, resumed_from, self.ctx, self.data.micro_batch,
                                          **self._checkpointed_parts())
             self.iteration = restored.iteration
             self.counters.update(restored.counters)
@@ -259,7 +260,7 @@ class Trainer:
                 if self.validation is not None and (validate_now or self.iteration == cfg.train.iters):
                     self._validate()
                 if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters:
-                    self.save(self.paths.last)
+                    self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
         finally:
             bar.close()
             for loader in (self.source_loader, self.target_loader, self.template_loader):
@@ -321,12 +322,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self, path: Path) -> None:
-        """Checkpoint the run to ``path``; collective under DDP: every rank takes part."""
+    def save(self, path: Path, keep: int = 1) -> None:
+        """Checkpoint the run to ``path`` (keeping ``keep`` versions); collective under DDP: every
+        rank takes part."""
         loaders = {"source": self.source_loader, "target": self.target_loader, "template": self.template_loader}
         progress = Progress(self.iteration, self.counters, self.best, loader_positions(loaders))
         state = capture_run_state(self.cfg, self.ctx, progress, self.data.micro_batch, **self._checkpointed_parts())
-        save_run_state(path, state, self.ctx)
+        save_run_state(path, state, self.ctx, keep)
 
 
 def train(cfg: Config, resume: bool = False) -> Path:

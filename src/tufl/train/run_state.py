@@ -22,6 +22,7 @@ from tufl.config.loader import to_plain
 from tufl.config.schema import Config
 from tufl.data.loader import InfiniteLoader
 from tufl.models.segmentor import Segmentor
+from tufl.models.weights import WeightsError
 from tufl.train import checkpoint as ckpt
 from tufl.train.distributed import DistContext
 
@@ -53,21 +54,33 @@ class Progress:
     positions: dict[str, int]
 
 
-def checkpoint_to_resume(paths: RunPaths, resume: bool, ctx: DistContext) -> dict[str, Any] | None:
-    """The last checkpoint when resuming; refuses to overwrite a run without ``resume``."""
-    last = paths.last
+def checkpoint_to_resume(paths: RunPaths, resume: bool, ctx: DistContext) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint and its path when resuming; refuses to overwrite a run
+    without ``resume``. A damaged last checkpoint (truncated, unreadable) is reported and the
+    previous one kept beside it is used."""
+    versions = ckpt.checkpoint_versions(paths.last)
     if not resume:
-        if last.exists():
+        if versions:
             raise FileExistsError(
-                f"{paths.root} already holds a run ({last.name}); pass --resume to continue it "
+                f"{paths.root} already holds a run ({versions[0].name}); pass --resume to continue it "
                 "or choose another experiment.output_dir"
             )
         return None
-    if not last.exists():
+    if not versions:
         if ctx.is_main:
             print(f"[tufl] --resume: no checkpoint in {paths.root}, starting a new run")
         return None
-    return ckpt.load_checkpoint(last)
+    problems = []
+    for path in versions:
+        try:
+            state = ckpt.load_checkpoint(path)
+        except WeightsError as error:
+            problems.append(str(error))
+            continue
+        if problems and ctx.is_main:
+            print(f"[tufl] --resume: {'; '.join(problems)}; resuming from {path} instead", flush=True)
+        return state, path
+    raise WeightsError("cannot resume: no readable checkpoint: " + "; ".join(problems))
 
 
 def restore_run_state(state: dict[str, Any], path: Path, ctx: DistContext, micro_batch: int, *,
@@ -132,9 +145,9 @@ def loader_positions(loaders: dict[str, InfiniteLoader | None]) -> dict[str, int
     return positions
 
 
-def save_run_state(path: Path, state: dict[str, Any], ctx: DistContext) -> None:
-    """Write ``state`` from the main rank; every rank waits for it under DDP."""
+def save_run_state(path: Path, state: dict[str, Any], ctx: DistContext, keep: int = 1) -> None:
+    """Write ``state`` from the main rank (keeping ``keep`` versions); every rank waits for it under DDP."""
     if ctx.is_main:
-        ckpt.save_checkpoint(path, state)
+        ckpt.save_checkpoint(path, state, keep)
     if ctx.enabled:
         torch.distributed.barrier()

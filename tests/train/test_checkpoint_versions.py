@@ -1,0 +1,63 @@
+"""Kept checkpoint versions, and resume falling back from a damaged last checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import runs
+from tufl.models.weights import WeightsError
+from tufl.train import checkpoint as ckpt
+from tufl.train.distributed import DistContext
+from tufl.train.engine import train
+from tufl.train.run_state import RunPaths, checkpoint_to_resume
+
+CTX = DistContext()
+
+
+def _iteration(path) -> int:
+    return ckpt.load_checkpoint(path)["iteration"]
+
+
+def test_saving_keeps_the_previous_versions(tmp_path):
+    last = tmp_path / ckpt.LAST_NAME
+    for iteration in range(1, 5):
+        ckpt.save_checkpoint(last, {"iteration": iteration}, keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_last.1.pt", "checkpoint_last.2.pt", "checkpoint_last.pt"]
+    assert [_iteration(p) for p in ckpt.checkpoint_versions(last)] == [4, 3, 2]
+    ckpt.save_checkpoint(last, {"iteration": 5})  # keep=1: only the last one is replaced
+    assert [_iteration(p) for p in ckpt.checkpoint_versions(last)] == [5, 3, 2]
+
+
+def test_resume_falls_back_from_a_truncated_last_checkpoint(tmp_path, capsys):
+    paths = RunPaths(tmp_path)
+    for iteration in (2, 4):
+        ckpt.save_checkpoint(paths.last, {"iteration": iteration}, keep=2)
+    paths.last.write_bytes(paths.last.read_bytes()[:100])  # a write cut short, a full disk
+    state, path = checkpoint_to_resume(paths, True, CTX)
+    assert state["iteration"] == 2 and path == ckpt.older_checkpoint(paths.last, 1)
+    message = capsys.readouterr().out
+    assert f"cannot read checkpoint {paths.last}" in message and f"resuming from {path} instead" in message
+    ckpt.older_checkpoint(paths.last, 1).write_bytes(b"")
+    with pytest.raises(WeightsError, match="cannot resume: no readable checkpoint"):
+        checkpoint_to_resume(paths, True, CTX)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        checkpoint_to_resume(paths, False, CTX)
+
+
+def test_a_run_resumed_from_the_previous_checkpoint_ends_as_an_uninterrupted_one(scene_info, tmp_path):
+    trees = {name: runs.run_tree(scene_info, tmp_path / name, "source_only", iters=6,
+                                 train={"deterministic": True, "checkpoint_every": 2})
+             for name in ("straight", "damaged")}
+    train(runs.config(trees["straight"]))
+    train(runs.config(trees["damaged"]))  # checkpoints at 2, 4 and 6; 4 and 6 kept (the default, 2)
+    last = tmp_path / "damaged" / ckpt.LAST_NAME
+    assert [_iteration(p) for p in ckpt.checkpoint_versions(last)] == [6, 4]
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # the last write was cut short
+    train(runs.config(trees["damaged"]), resume=True)  # from iteration 4, on to 6
+    straight = ckpt.load_checkpoint(tmp_path / "straight" / ckpt.LAST_NAME)
+    resumed = ckpt.load_checkpoint(last)
+    assert resumed["iteration"] == straight["iteration"] == 6
+    for key, value in straight["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
