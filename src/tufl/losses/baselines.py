@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from tufl.losses.backends import ReusedMemory, resolve_backend
+from tufl.losses.backends import ReusedMemory, backend_problems
 from tufl.losses.selection import masked_mean, thresholded_mean, top_fraction_mask
 from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, Backend, pixel_terms
 from tufl.losses.validation import (
@@ -283,13 +283,13 @@ class FixedThresholdFocalLoss(nn.Module):
         loss_floor: float = 0.0,
         backend: str = "auto",
     ) -> None:
-        resolve_backend(backend, torch.device("cpu"))  # a known name
         _raise_problems(
             "FixedThresholdFocalLoss",
             probability_problems("threshold", threshold)
             + focal_problems(gamma, focal_type)
             + ratio_problems("ohem_ratio", ohem_ratio)
-            + floor_problems(loss_floor),
+            + floor_problems(loss_floor)
+            + backend_problems(backend),
         )
         super().__init__()
         self.num_classes = num_classes

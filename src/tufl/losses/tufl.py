@@ -33,7 +33,13 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from tufl.losses.backends import BACKEND_NAMES, FAST_BACKENDS, ReusedMemory, resolve_backend
+from tufl.losses.backends import (
+    BACKEND_NAMES,
+    FAST_BACKENDS,
+    ReusedMemory,
+    backend_problems,
+    resolve_backend,
+)
 from tufl.losses.selection import thresholded_mean
 from tufl.losses.thresholds import (
     average_across_workers,
@@ -54,8 +60,7 @@ from tufl.problems import (
     threshold_problems,
 )
 
-Backend = Literal["auto", "torch", "fused", "triton"]
-assert BACKEND_NAMES == Backend.__args__  # type: ignore[attr-defined]
+Backend = Literal[BACKEND_NAMES]  # type: ignore[valid-type]
 
 
 @dataclass
@@ -216,12 +221,12 @@ class TUFL(nn.Module):
             + threshold_problems(theta0, a, b, d, a_decay)
             + ratio_problems("ohem_ratio", ohem_ratio)
             + floor_problems(loss_floor)
+            + backend_problems(backend)
         )
         if num_classes < 1:
             problems.insert(0, f"num_classes: must be >= 1, got {num_classes}")
         if problems:
             raise ValueError("TUFL: " + "; ".join(problems))
-        resolve_backend(backend, torch.device("cpu"))  # a known name
         self.num_classes = num_classes
         self.gamma, self.focal_type, self.detach_focal = float(gamma), int(focal_type), bool(detach_focal)
         self.a, self.b, self.d, self.a_decay = float(a), float(b), float(d), float(a_decay)

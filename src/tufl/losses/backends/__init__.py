@@ -36,13 +36,20 @@ BACKEND_NAMES = ("auto", "torch", "fused", "triton")
 FAST_BACKENDS: dict[str, PixelTerms] = {"fused": fused_pixel_terms, "triton": triton_pixel_terms}
 
 
+def backend_problems(backend: str) -> list[str]:
+    """``["backend: ..."]`` unless ``backend`` names a backend."""
+    if backend in BACKEND_NAMES:
+        return []
+    return [f"backend: unknown TUFL backend {backend!r}; choose one of {BACKEND_NAMES}"]
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
     """The backend that ``backend`` means on ``device`` (``auto``: triton on CUDA, else fused)."""
-    if backend not in BACKEND_NAMES:
-        raise ValueError(f"unknown TUFL backend {backend!r}; choose one of {BACKEND_NAMES}")
+    if backend_problems(backend):
+        raise ValueError(backend_problems(backend)[0])
     if backend == "auto":
         return "triton" if device.type == "cuda" else "fused"
     return backend
 
 
-__all__ = ["BACKEND_NAMES", "FAST_BACKENDS", "PixelTerms", "ReusedMemory", "resolve_backend"]
+__all__ = ["BACKEND_NAMES", "FAST_BACKENDS", "PixelTerms", "ReusedMemory", "backend_problems", "resolve_backend"]
