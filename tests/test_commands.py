@@ -68,7 +68,9 @@ def test_shipped_configs_validate_and_build_their_network(path):
     from tufl.models.build import build_model
 
     cfg = load_config(Config, path)
-    expected_classes = {"gta5_cityscapes": 19, "synthia_cityscapes": 16, "cityscapes_crosscity": 13}
+    expected_classes = {"gta5_cityscapes": 19, "synthia_cityscapes": 16, "cityscapes_crosscity": 13,
+                        "cityscapes_acdc": 19, "cityscapes_darkzurich": 19, "gta5_bdd100k": 19, "gta5_mapillary": 19,
+                        "own_data": 7}
     assert cfg.model.num_classes == expected_classes[path.parent.name]
     assert cfg.experiment.mode in path.stem
     cfg.model.pretrained = None  # weights are not available here; the architecture is

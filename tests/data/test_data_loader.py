@@ -41,7 +41,8 @@ def _take(loader: InfiniteLoader, count: int) -> list[dict]:
 
 def _same(a: list[dict], b: list[dict]) -> bool:
     return len(a) == len(b) and all(
-        x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x) for x, y in zip(a, b)
+        x.keys() == y.keys() and all(torch.equal(x[k], y[k]) if isinstance(x[k], torch.Tensor) else x[k] == y[k]
+                                      for k in x) for x, y in zip(a, b)
     )
 
 

@@ -30,7 +30,8 @@ def test_source_samples_are_keyed_and_typed(tmp_path):
     base = build_dataset("gta5", str(tmp_path), "train", 19)
     samples = SourceSamples(base, SourceAugConfig(crop_size=(16, 12), scale_range=(0.9, 1.2)))
     sample = samples[(2, 11)]
-    assert set(sample) == {"image", "label", "index"} and sample["index"] == 2
+    assert set(sample) == {"image", "label", "index", "skipped"} and sample["index"] == 2
+    assert sample["skipped"] == ""  # no bad file passed over
     assert sample["image"].dtype == torch.uint8 and sample["image"].shape == (3, 12, 16)
     assert sample["label"].dtype == torch.int64 and sample["label"].shape == (12, 16)
     allowed = set(base.label_lut[written.labels[2]].ravel().tolist()) | {255}
@@ -46,7 +47,7 @@ def test_target_pairs_with_and_without_labels(cityscapes_root):
     cfg = TargetViewConfig(crop_size=(16, 16))
     unlabelled = TargetPairs(build_dataset("cityscapes", str(cityscapes_root), "train", 19), cfg)
     pair = unlabelled[(1, 5)]
-    assert set(pair) == {"weak", "strong", "theta", "index"}
+    assert set(pair) == {"weak", "strong", "theta", "index", "skipped"}
     assert pair["weak"].shape == pair["strong"].shape == (3, 16, 16) and pair["strong"].dtype == torch.uint8
     assert pair["theta"].dtype == torch.float32 and pair["theta"].shape == (2, 3)
     labelled = TargetPairs(build_dataset("cityscapes", str(cityscapes_root), "val", 19), cfg)

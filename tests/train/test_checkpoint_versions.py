@@ -61,3 +61,13 @@ def test_a_run_resumed_from_the_previous_checkpoint_ends_as_an_uninterrupted_one
     assert resumed["iteration"] == straight["iteration"] == 6
     for key, value in straight["model"].items():
         assert torch.equal(resumed["model"][key], value), key
+
+
+def test_resuming_removes_the_temporary_files_of_a_killed_write(tmp_path, capsys):
+    paths = RunPaths(tmp_path)
+    ckpt.save_checkpoint(paths.last, {"iteration": 2})
+    stale = tmp_path / f".{ckpt.LAST_NAME}.k3j9.tmp"  # a SIGKILL during the next write
+    stale.write_bytes(b"PK half a checkpoint")
+    state, path = checkpoint_to_resume(paths, "auto", CTX)
+    assert state["iteration"] == 2 and path == paths.last
+    assert not stale.exists() and "removed 1 temporary file(s)" in capsys.readouterr().out

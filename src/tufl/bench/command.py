@@ -1,5 +1,6 @@
-"""``tufl benchmark {loss,train,inference,data} [options]``: the speed measurements
-recorded in ``docs/benchmarks.md`` (run ``tufl benchmark WHAT --help`` for options)."""
+"""``tufl benchmark {loss,train,inference,data,faults} [options]``: the speed measurements
+and the fault-injection check recorded in ``docs/benchmarks.md`` (run ``tufl benchmark WHAT
+--help`` for options)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from torch import nn
 
-WHAT = ("loss", "train", "inference", "data")
+WHAT = ("loss", "train", "inference", "data", "faults")
 
 
 def default_models() -> dict[str, nn.Module]:
@@ -23,7 +24,8 @@ def default_models() -> dict[str, nn.Module]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=WHAT, help="loss: TUFL vs literal reference; train: iteration time and "
-                        "memory; inference: frames/s at 1024x2048; data: loader images/s")
+                        "memory; inference: frames/s at 1024x2048; data: loader images/s; faults: kills, "
+                        "a truncated checkpoint, a full disk and SIGTERM, resumed to a bit-identical end")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark (see WHAT --help)")
 
 
@@ -40,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
 
         inference_bench.main(args.options, build_models=default_models, prog=prog)
         return 0
+    if args.what == "faults":
+        from tufl.bench import faults
+
+        sub = argparse.ArgumentParser(prog=prog)
+        faults.add_arguments(sub)
+        return faults.run(sub.parse_args(args.options))
     if args.what == "train":
         from tufl.bench import train_bench
 

@@ -45,25 +45,55 @@ class ExperimentConfig:
 
 @dataclass
 class DatasetConfig:
-    """One dataset in its official layout."""
+    """One dataset: an official layout, or your own data (docs/own-data.md)."""
 
-    # Dataset format: gta5, synthia, cityscapes or crosscity (official layouts).
-    name: Literal["gta5", "synthia", "cityscapes", "crosscity"] = "cityscapes"
-    # Folder the official download unpacked to.
+    # Dataset format: an official layout (gta5, synthia, cityscapes, crosscity, acdc,
+    # dark_zurich, bdd100k, mapillary) or your own data (folder: images with or without
+    # label maps and a class definition file; images: unlabelled images, any sizes).
+    name: Literal["gta5", "synthia", "cityscapes", "crosscity", "acdc", "dark_zurich", "bdd100k",
+                  "mapillary", "folder", "images"] = "cityscapes"
+    # Folder the official download unpacked to (folder/images: the folder the paths below are relative to).
     root: str = "data/cityscapes"
     # gta5/synthia: train; cityscapes: train/val/test; crosscity: <City>/train or <City>/test.
     split: str = "train"
     # Text file of sample names (ADVENT/DACS split files); null = every file found.
+    # folder/images: lines "image [label]", paths relative to root.
     list_file: str | None = None
     # (width, height) applied when loading; null = native size.
     resize: tuple[int, int] | None = None
     # Image resampling of the resize (labels always use nearest neighbour).
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    # folder/images: image folders or globs relative to root (e.g. ["frames/**/*.jpg"]); empty = root.
+    images: tuple[str, ...] = ()
+    # folder: label folder relative to root; null = unlabelled.
+    labels: str | None = None
+    # folder: the label file of an image: "stem" (same relative path, .png) or a suffix
+    # substitution "OLD->NEW" (e.g. "_leftImg8bit.png->_gtFine_labelIds.png").
+    label_rule: str = "stem"
+    # Class definition file (YAML, docs/own-data.md). folder/images: raw label value -> train
+    # id, name, colour, and ignored values; official datasets: its from_source section maps
+    # their classes to yours (e.g. GTA5's 19 classes to 7 merged ones).
+    classes: str | None = None
 
     def problems(self) -> list[str]:
+        out = []
         if self.resize is not None and min(self.resize) < 1:
-            return ["resize: width and height must be >= 1"]
-        return []
+            out.append("resize: width and height must be >= 1")
+        own_data = self.name in ("folder", "images")
+        for key, default in (("images", ()), ("labels", None), ("label_rule", "stem")):
+            if not own_data and getattr(self, key) != default:
+                out.append(f"{key}: only folder and images datasets take it (name is {self.name})")
+        if self.name == "images" and self.labels is not None:
+            out.append("labels: an images dataset is unlabelled; use name: folder for images with label maps")
+        if self.name == "folder" and self.labels is not None and not self.classes:
+            out.append("classes: a folder dataset with labels needs a class definition file (docs/own-data.md)")
+        if self.images and self.list_file:
+            out.append("images: give either images (folders/globs) or list_file, not both")
+        rule = self.label_rule
+        if rule != "stem" and (rule.count("->") != 1 or not all(rule.split("->"))):
+            out.append(f"label_rule: must be 'stem' or 'OLD->NEW' (e.g. '_leftImg8bit.png->_gtFine_labelIds.png'), "
+                       f"got {rule!r}")
+        return out
 
 
 @dataclass
@@ -81,8 +111,12 @@ class DataConfig:
     batch_size: int = 2
     # Data-loading worker processes per GPU.
     num_workers: int = 4
-    # Skip unreadable samples (counted and reported) instead of stopping.
-    skip_bad_files: bool = False
+    # Training: skip unreadable or inconsistent samples (each named once, counted in
+    # metrics.jsonl and bad_samples.json) instead of stopping. Validation never skips
+    # (see eval.skip_bad_files).
+    skip_bad_files: bool = True
+    # Training stops with an error once more than this fraction of a domain's samples is bad.
+    max_bad_fraction: float = 0.01
     # Source augmentation: random scale, crop (width, height), flip, optional jitter.
     source_aug: SourceAugConfig = field(default_factory=SourceAugConfig)
     # Target weak view (scale, crop, flip) and strong view (photometric T + affine A).
@@ -97,6 +131,8 @@ class DataConfig:
             out.append("batch_size: must be >= 1")
         if self.num_workers < 0:
             out.append("num_workers: must be >= 0")
+        if not 0 <= self.max_bad_fraction <= 1:
+            out.append("max_bad_fraction: must be in [0, 1]")
         return out
 
 
@@ -143,6 +179,12 @@ class TrainConfig:
     # Checkpoints kept: checkpoint_last.pt and its keep_checkpoints - 1 previous versions
     # (checkpoint_last.1.pt the newest); --resume falls back to them when the last one is damaged.
     keep_checkpoints: int = 2
+    # Signals that stop the run cleanly: finish the iteration, write checkpoint_last.pt,
+    # exit with status 3 (a second signal exits at once); [] = default signal handling.
+    stop_signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1")
+    # Resume from the run folder's checkpoint when it holds one of the same config (as
+    # `--resume auto`); a checkpoint of another config is refused, naming the differing keys.
+    auto_resume: bool = False
     # Validate on data.val every N iterations (0 = only at the end).
     val_every: int = 2000
     # Stop after this many non-finite losses in a row.
@@ -164,6 +206,13 @@ class TrainConfig:
                 out.append(f"{name}: must be >= 0")
         if self.grad_clip is not None and self.grad_clip <= 0:
             out.append("grad_clip: must be > 0 or null")
+        from tufl.train.preemption import signal_number
+
+        for name in self.stop_signals:
+            try:
+                signal_number(name)
+            except ValueError as error:
+                out.append(f"stop_signals: {error}")
         return out
 
 
@@ -184,6 +233,9 @@ class EvalConfig:
     # Evaluation images per forward pass and loader workers.
     batch_size: int = 1
     num_workers: int = 2
+    # Leave unreadable validation samples out (each named, the count reported) instead of
+    # stopping with an error naming the file; the mIoU is then over fewer images.
+    skip_bad_files: bool = False
 
     def problems(self) -> list[str]:
         out = []

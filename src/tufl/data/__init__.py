@@ -9,7 +9,9 @@ Typical use::
     batch = next(loader)  # {"image": uint8 [2, 3, 512, 512], "label": int64 [2, 512, 512], ...}
 """
 
+from tufl.data.acdc import ACDCDataset
 from tufl.data.base import SampleFiles, SegDataset, read_name_list
+from tufl.data.bdd100k import BDD100KDataset
 from tufl.data.check import (
     CheckReport,
     Issue,
@@ -21,10 +23,12 @@ from tufl.data.check import (
 from tufl.data.cityscapes import CityscapesDataset
 from tufl.data.class_index import ClassIndex, dataset_fingerprint
 from tufl.data.crosscity import CrossCityDataset
+from tufl.data.dark_zurich import DarkZurichDataset
 from tufl.data.factory import DATASETS, build_dataset
 from tufl.data.gta5 import GTA5Dataset
 from tufl.data.io import BadFileError, DataError, LayoutError
 from tufl.data.loader import InfiniteLoader, eval_loader
+from tufl.data.mapillary import MapillaryDataset
 from tufl.data.samples import EvalSamples, SampleKey, SourceSamples, TargetPairs, key_rng
 from tufl.data.photometric import (
     PhotometricParams,
@@ -47,19 +51,23 @@ from tufl.data.views import (
 
 __all__ = [
     "DATASETS",
+    "ACDCDataset",
     "AffineConfig",
     "AffineParams",
+    "BDD100KDataset",
     "BadFileError",
     "CheckReport",
     "CityscapesDataset",
     "ClassIndex",
     "CrossCityDataset",
+    "DarkZurichDataset",
     "DataError",
     "EvalSamples",
     "GTA5Dataset",
     "InfiniteLoader",
     "Issue",
     "LayoutError",
+    "MapillaryDataset",
     "PhotometricConfig",
     "PhotometricParams",
     "SampleFiles",

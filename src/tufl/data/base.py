@@ -126,8 +126,10 @@ class SegDataset:
 
     ``load(i)`` returns ``(image uint8 [H, W, 3] RGB, label uint8 [H, W] train ids or
     None)`` after the dataset's resize. With ``skip_bad_files`` a sample whose files
-    are missing or corrupt is replaced by the next good one (deterministically) and
-    counted in :attr:`skipped`; counts are per process when loaded by workers.
+    are missing, corrupt or inconsistent is replaced by the next good one
+    (deterministically, whatever was skipped before); :meth:`take_skipped` hands the
+    bad files met since the last call to the caller, which reports them (training
+    counts them over all workers, see :mod:`tufl.train.bad_samples`).
     """
 
     name: ClassVar[str] = ""
@@ -197,6 +199,7 @@ class SegDataset:
         self._label_folder = None if labels is None else str(base / labels)
         self._from_list = list_file is not None
         self._bad: set[int] = set()
+        self._recent_bad: list[tuple[str, str]] = []
         self._warned_sizes: set[str] = set()
 
     def _image_names(self, folder: Path, list_file: str | None) -> list[str]:
@@ -257,6 +260,11 @@ class SegDataset:
     def skipped(self) -> int:
         """Number of bad samples skipped so far by this process (``skip_bad_files``)."""
         return len(self._bad)
+
+    def take_skipped(self) -> list[tuple[str, str]]:
+        """``(file, problem)`` of each bad sample skipped since the last call, and forget them."""
+        recent, self._recent_bad = self._recent_bad, []
+        return recent
 
     def orphan_labels(self) -> list[str]:
         """Label files on disk that no image refers to (empty when built from a list file)."""
@@ -340,10 +348,7 @@ class SegDataset:
                 return self._load_exact(j)
             except BadFileError as exc:
                 self._bad.add(j)
-                warnings.warn(
-                    f"{self.name}: skipping bad sample {j} ({exc}); {len(self._bad)} skipped so far",
-                    stacklevel=2,
-                )
+                self._recent_bad.append((exc.path, exc.problem))
         raise DataError(f"{self.root}: every {self.name} sample is unreadable")
 
     def __repr__(self) -> str:

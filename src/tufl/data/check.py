@@ -14,18 +14,22 @@ import argparse
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from tufl.data.base import SegDataset
+from tufl.data.class_set import load_class_set
 from tufl.data.factory import DATASETS, build_dataset
+from tufl.data.folder import FolderDataset
 from tufl.data.io import BadFileError, DataError, read_rgb
 from tufl.data.labels import IGNORE_INDEX, class_names
 from tufl.data.parallel import map_index_chunks
 
-DEFAULT_NUM_CLASSES = {"gta5": 19, "synthia": 16, "cityscapes": 19, "crosscity": 13}
-DEFAULT_SPLIT = {"gta5": "train", "synthia": "train", "cityscapes": "train", "crosscity": None}
+DEFAULT_NUM_CLASSES = {"gta5": 19, "synthia": 16, "cityscapes": 19, "crosscity": 13, "acdc": 19, "dark_zurich": 19,
+                       "bdd100k": 19, "mapillary": 19}
+DEFAULT_SPLIT = {"gta5": "train", "synthia": "train", "cityscapes": "train", "crosscity": None, "acdc": "val",
+                 "dark_zurich": "val", "bdd100k": "val", "mapillary": "val"}
 _SHOWN_PER_KIND = 10
 
 
@@ -52,6 +56,8 @@ class CheckReport:
     issues: list[Issue] = field(default_factory=list)
     class_pixels: list[int] = field(default_factory=list)
     ignored_pixels: int = 0
+    # Class names of a class definition file (default: the Cityscapes names of num_classes).
+    class_names: tuple[str, ...] = ()
 
     @property
     def errors(self) -> list[Issue]:
@@ -89,7 +95,8 @@ def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
         issues.append(Issue("missing label", label_path, f"no label file for image {image_path}"))
         return _SampleResult(issues, None)
     try:
-        raw = dataset.read_raw_label(label_path)
+        # Folder datasets check their values on load; here unmapped ones are reported below.
+        raw = getattr(dataset, "read_stored_label", dataset.read_raw_label)(label_path)
     except BadFileError as exc:
         issues.append(Issue("unreadable file", label_path, exc.problem))
         return _SampleResult(issues, None)
@@ -108,7 +115,12 @@ def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
     unknown = sorted(set(present.tolist()) - dataset.raw_label_ids)
     if unknown:
         shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
-        issues.append(Issue("unknown label value", label_path, f"values {shown} are not {dataset.name} label ids"))
+        class_set = getattr(dataset, "class_set", None)
+        if isinstance(dataset, FolderDataset) and class_set is not None:
+            issues.append(Issue("unmapped label value", label_path,
+                                f"values {shown} are not mapped by the class file {class_set.path}"))
+        else:
+            issues.append(Issue("unknown label value", label_path, f"values {shown} are not {dataset.name} label ids"))
     counts = np.bincount(dataset.map_label(raw).ravel(), minlength=256)
     return _SampleResult(issues, counts.tolist())
 
@@ -131,11 +143,24 @@ def check_dataset(
     list_file: str | None = None,
     workers: int = 0,
     progress: bool = False,
+    classes: str | None = None,
+    own_data: dict[str, Any] | None = None,
 ) -> CheckReport:
-    """Run every check on one dataset split (``workers`` > 1 decodes files in a process pool)."""
+    """Run every check on one dataset split (``workers`` > 1 decodes files in a process pool).
+
+    ``classes`` and ``own_data`` (images, labels, label_rule) as for :func:`build_dataset`;
+    the class file of a folder dataset gives the class count and names.
+    """
     report = CheckReport(name, str(root), split, num_classes)
+    options = dict(own_data or {})
+    if name in ("folder", "images"):
+        options["require_label_files"] = False  # a missing label is reported per image below
     try:
-        dataset = build_dataset(name, root, split, num_classes, list_file=list_file)
+        if classes:
+            class_set = load_class_set(classes)
+            num_classes = report.num_classes = class_set.num_classes
+            report.class_names = class_set.names
+        dataset = build_dataset(name, root, split, num_classes, list_file=list_file, classes=classes, **options)
     except (DataError, ValueError) as exc:
         report.issues.append(Issue("layout", str(root), str(exc)))
         return report
@@ -175,7 +200,7 @@ def format_report(report: CheckReport) -> str:
     if total:
         lines.append("")
         lines.append(f"{'id':>4}  {'class':<14}{'pixels':>14}{'share':>9}")
-        rows = list(enumerate(class_names(report.num_classes)))
+        rows = list(enumerate(report.class_names or class_names(report.num_classes)))
         for train_id, cls in rows:
             pixels = report.class_pixels[train_id]
             lines.append(f"{train_id:>4}  {cls:<14}{pixels:>14}{100 * pixels / total:>8.2f}%")
@@ -188,17 +213,30 @@ def format_report(report: CheckReport) -> str:
 
 def add_check_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``tufl check-data`` options to ``parser``."""
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset name")
-    parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), help="dataset name (or use --config)")
+    parser.add_argument("--root", help="dataset root folder")
     parser.add_argument(
         "--split", default=None,
-        help="split (default: train; Cross-City needs <City>/train or <City>/test, e.g. Rome/test)",
+        help="split (default: train; val for acdc, dark_zurich, bdd100k and mapillary; Cross-City needs "
+             "<City>/train or <City>/test, e.g. Rome/test; ACDC takes <condition>/<split> too, e.g. night/val)",
     )
     parser.add_argument(
         "--num-classes", type=int, default=None, choices=(19, 16, 13),
         help="class set (default: 19; SYNTHIA 16; Cross-City 13)",
     )
-    parser.add_argument("--list-file", default=None, help="text file of sample names to check")
+    parser.add_argument("--list-file", default=None, help="text file of sample names to check "
+                        "(folder/images: lines 'image [label]' relative to --root)")
+    own = parser.add_argument_group("your own data (folder, images; see docs/own-data.md)")
+    own.add_argument("--images", nargs="+", default=(), metavar="PATH",
+                     help="image folders or globs relative to --root (default: the root)")
+    own.add_argument("--labels", default=None, help="folder: label folder relative to --root")
+    own.add_argument("--label-rule", default="stem", help="folder: 'stem' or 'OLD->NEW' (default: stem)")
+    own.add_argument("--classes", default=None,
+                     help="class definition file (folder: raw values -> classes; official datasets: from_source)")
+    parser.add_argument("--config", default=None,
+                        help="check the data sections of this training config instead of --dataset/--root")
+    parser.add_argument("--section", nargs="+", choices=("source", "target", "val"), default=None,
+                        help="with --config: the sections to check (default: all)")
     parser.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1),
         help="decoding processes (default: %(default)s)",
@@ -207,13 +245,52 @@ def add_check_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_check_data(args: argparse.Namespace) -> int:
     """Run check-data from parsed arguments, print the report; 0 when OK, 1 otherwise."""
-    split = args.split or DEFAULT_SPLIT[args.dataset]
+    if getattr(args, "config", None):
+        return _run_config_sections(args)
+    if not args.dataset or not args.root:
+        print("check-data: give --dataset and --root, or --config")
+        return 2
+    split = args.split or DEFAULT_SPLIT.get(args.dataset, "train")
     if split is None:
         print(f"check-data: --split is required for {args.dataset} (e.g. Rome/test)")
         return 2
-    num_classes = args.num_classes or DEFAULT_NUM_CLASSES[args.dataset]
+    num_classes = args.num_classes or DEFAULT_NUM_CLASSES.get(args.dataset, 19)
+    own_data = None
+    if args.dataset in ("folder", "images"):
+        own_data = {"images": tuple(getattr(args, "images", ())), "label_rule": getattr(args, "label_rule", "stem")}
+        if args.dataset == "folder":
+            own_data["labels"] = getattr(args, "labels", None)
     report = check_dataset(
-        args.dataset, args.root, split, num_classes, list_file=args.list_file, workers=args.workers, progress=True
+        args.dataset, args.root, split, num_classes, list_file=args.list_file, workers=args.workers, progress=True,
+        classes=getattr(args, "classes", None), own_data=own_data,
     )
     print(format_report(report))
     return 0 if report.ok else 1
+
+
+def _run_config_sections(args: argparse.Namespace) -> int:
+    """check-data over the data sections of a training config (``--config``)."""
+    from tufl.config.loader import ConfigError, load_config
+    from tufl.config.schema import Config
+
+    try:
+        cfg = load_config(Config, args.config, [])
+    except (ConfigError, OSError) as exc:
+        print(f"error: {exc}")
+        return 2
+    status = 0
+    for section in args.section or ("source", "target", "val"):
+        ds = getattr(cfg.data, section)
+        if ds is None:
+            continue
+        own_data = None
+        if ds.name in ("folder", "images"):
+            own_data = {"images": tuple(ds.images), "label_rule": ds.label_rule}
+            if ds.name == "folder":
+                own_data["labels"] = ds.labels
+        report = check_dataset(ds.name, ds.root, ds.split, cfg.model.num_classes, list_file=ds.list_file,
+                               workers=args.workers, progress=True, classes=ds.classes, own_data=own_data)
+        print(f"[data.{section}]")
+        print(format_report(report))
+        status = status if report.ok else 1
+    return status

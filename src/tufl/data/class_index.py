@@ -38,6 +38,8 @@ def dataset_fingerprint(dataset: SegDataset) -> str:
             "num_classes": dataset.num_classes,
             "resize": dataset.resize,
             "labels": labels,
+            # A class definition file changes the train ids (absent for the official class sets).
+            **({"classes": repr(dataset.class_set)} if getattr(dataset, "class_set", None) else {}),
         },
         sort_keys=True,
     )

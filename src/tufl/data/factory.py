@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tufl.data.acdc import ACDCDataset
 from tufl.data.base import SegDataset
+from tufl.data.class_set import apply_class_set, load_class_set
+from tufl.data.bdd100k import BDD100KDataset
 from tufl.data.cityscapes import CityscapesDataset
 from tufl.data.crosscity import CrossCityDataset
+from tufl.data.dark_zurich import DarkZurichDataset
+from tufl.data.folder import FolderDataset, ImagesDataset
 from tufl.data.gta5 import GTA5Dataset
 from tufl.data.io import Interpolation, Size
+from tufl.data.mapillary import MapillaryDataset
 from tufl.data.synthia import SynthiaDataset
 
 if TYPE_CHECKING:  # the config schema imports tufl.data
@@ -19,6 +25,12 @@ DATASETS: dict[str, type[SegDataset]] = {
     "synthia": SynthiaDataset,
     "cityscapes": CityscapesDataset,
     "crosscity": CrossCityDataset,
+    "acdc": ACDCDataset,
+    "dark_zurich": DarkZurichDataset,
+    "bdd100k": BDD100KDataset,
+    "mapillary": MapillaryDataset,
+    "folder": FolderDataset,
+    "images": ImagesDataset,
 }
 
 
@@ -31,17 +43,36 @@ def build_dataset(
     resize: Size | None = None,
     skip_bad_files: bool = False,
     interpolation: Interpolation = "bilinear",
+    classes: str | None = None,
+    **own_data: object,
 ) -> SegDataset:
-    """Build dataset ``name`` (gta5, synthia, cityscapes, crosscity) from its official layout.
+    """Build dataset ``name`` from its official layout, or your own data (folder, images).
 
     ``resize`` is ``(width, height)`` applied at load time; ``list_file`` selects
     samples by relative name, one per line (default: every image found, sorted).
+    ``classes`` is a class definition file: the classes of folder/images data, or for
+    an official dataset the ``from_source`` mapping of its classes to yours.
+    ``own_data`` (folder/images only): ``images``, ``labels``, ``label_rule``.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     cls = DATASETS[name]
+    if issubclass(cls, FolderDataset):
+        return cls(root, split=split, num_classes=num_classes, list_file=list_file, resize=resize,
+                   interpolation=interpolation, skip_bad_files=skip_bad_files, classes=classes,
+                   **own_data)  # type: ignore[arg-type]
+    if own_data:
+        raise ValueError(f"{name}: {sorted(own_data)} only apply to folder and images datasets")
+    if classes:
+        native = cls(root, split=split, num_classes=cls.default_num_classes, list_file=list_file, resize=resize,
+                     interpolation=interpolation, skip_bad_files=skip_bad_files)
+        return apply_class_set(native, load_class_set(classes), num_classes)
     if num_classes not in cls.supported_num_classes:
-        raise ValueError(f"{name}: num_classes must be one of {cls.supported_num_classes}, got {num_classes}")
+        raise ValueError(
+            f"{name}: num_classes must be one of {cls.supported_num_classes}, got {num_classes}; to use "
+            f"{name} with your own class set, give it a class definition file (classes) with a from_source "
+            "section (docs/own-data.md)"
+        )
     return cls(
         root,
         split=split,
@@ -55,5 +86,8 @@ def build_dataset(
 
 def open_dataset(ds: DatasetConfig, num_classes: int, skip_bad_files: bool) -> SegDataset:
     """Build the dataset a config section (``data.source``, ``data.target``, ``data.val``) names."""
+    own = {"images": tuple(ds.images), "labels": ds.labels, "label_rule": ds.label_rule}
+    own_data = own if ds.name in ("folder", "images") else {}
     return build_dataset(ds.name, ds.root, ds.split, num_classes, list_file=ds.list_file,
-                         resize=ds.resize, skip_bad_files=skip_bad_files, interpolation=ds.interpolation)
+                         resize=ds.resize, skip_bad_files=skip_bad_files, interpolation=ds.interpolation,
+                         classes=ds.classes, **own_data)

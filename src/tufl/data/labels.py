@@ -77,6 +77,9 @@ SYNTHIA_TO_NAME: dict[int, str] = {
 }
 
 SUPPORTED_NUM_CLASSES = (19, 16, 13)
+# Class counts a model may have: the sets above, or a class definition file's
+# (tufl.data.class_set; train ids 0..254, 255 being the ignore id).
+MIN_CLASSES, MAX_CLASSES = 2, 255
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
@@ -86,10 +89,26 @@ def class_names(num_classes: int) -> tuple[str, ...]:
     return tuple(name for name, _, _ in CITYSCAPES_19 if name not in dropped)
 
 
+def is_cityscapes_set(num_classes: int) -> bool:
+    """Whether ``num_classes`` is one of the 19/16/13 Cityscapes-style class sets."""
+    return num_classes in SUPPORTED_NUM_CLASSES
+
+
 def palette(num_classes: int) -> np.ndarray:
-    """``(256, 3)`` uint8 colour table: train id -> Cityscapes colour, black elsewhere."""
-    colours = {name: rgb for name, _, rgb in CITYSCAPES_19}
+    """``(256, 3)`` uint8 colour table: train id -> colour, black elsewhere.
+
+    Cityscapes colours for 19/16/13 classes; for another count (a class definition
+    file's, whose own colours :meth:`ClassSet.palette` gives) distinct generated colours.
+    """
     table = np.zeros((256, 3), dtype=np.uint8)
+    if not is_cityscapes_set(num_classes):
+        from tufl.data.class_set import generic_palette
+
+        if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
+            raise ValueError(f"num_classes must be {MIN_CLASSES}..{MAX_CLASSES}, got {num_classes}")
+        table[:num_classes] = np.asarray(generic_palette(num_classes), dtype=np.uint8)
+        return table
+    colours = {name: rgb for name, _, rgb in CITYSCAPES_19}
     for train_id, name in enumerate(class_names(num_classes)):
         table[train_id] = colours[name]
     return table

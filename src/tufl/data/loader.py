@@ -13,6 +13,7 @@ exactly.
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -69,8 +70,18 @@ class KeyedBatches:
             batch = (epoch + 1) * self.batches_per_epoch
 
 
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """Data workers ignore SIGTERM and SIGUSR1: a cluster that signals the whole process group
+    must not kill them under the training process, which stops cleanly and then ends them."""
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
-    """Seed Python, NumPy and torch global generators of a data worker (library randomness)."""
+    """Seed Python, NumPy and torch global generators of a data worker (library randomness);
+    the worker ignores the stop signals (:func:`ignore_stop_signals`)."""
+    ignore_stop_signals()
     state = np.random.SeedSequence([seed, rank, worker_id]).generate_state(2, np.uint32)
     random.seed(int(state[0]))
     np.random.seed(int(state[0]))
@@ -187,4 +198,5 @@ def eval_loader(
         sampler=list(range(rank, len(dataset), world_size)),
         num_workers=num_workers,
         pin_memory=pin_memory,
+        worker_init_fn=ignore_stop_signals if num_workers else None,
     )

@@ -12,6 +12,10 @@ Outputs (dicts of tensors):
   ``index``, plus ``label`` (weak-view train ids) when the base dataset has labels;
 * eval: ``image`` uint8 ``[3, H, W]`` (after the dataset resize), ``label`` int64 at
   the label file's full resolution, ``index``.
+
+Training samples also carry ``skipped``: the bad files (``path<TAB>problem`` lines)
+that ``skip_bad_files`` passed over to build this sample, empty almost always; the
+trainer counts and names them (:mod:`tufl.train.bad_samples`), whichever worker met them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tufl.data.base import SegDataset
+from tufl.data.io import BadFileError, DataError
 from tufl.data.transforms import SourceAugConfig, augment_source, image_to_tensor
 from tufl.data.views import TargetViewConfig, make_target_pair
 
@@ -43,6 +48,11 @@ def check_key(key: SampleKey, size: int) -> int:
 
 
 _check_key = check_key  # old private name, still imported by tufl.train.pseudo_labels
+
+
+def skipped_text(base: SegDataset) -> str:
+    """The bad files ``base`` skipped since the last call, as ``path<TAB>problem`` lines."""
+    return "\n".join(f"{path}\t{problem}" for path, problem in base.take_skipped())
 
 
 class SourceSamples(Dataset):
@@ -69,6 +79,7 @@ class SourceSamples(Dataset):
             "image": image_to_tensor(image),
             "label": torch.from_numpy(label.astype(np.int64)),
             "index": index,
+            "skipped": skipped_text(self.base),
         }
 
 
@@ -94,24 +105,48 @@ class TargetPairs(Dataset):
             "strong": pair.strong,
             "theta": torch.from_numpy(pair.theta),
             "index": index,
+            "skipped": skipped_text(self.base),
         }
         if pair.label is not None:
             sample["label"] = torch.from_numpy(pair.label.astype(np.int64))
         return sample
 
 
-class EvalSamples(Dataset):
-    """Evaluation samples: resized image, full-resolution train-id label. Indexed by int."""
+def readable_samples(base: SegDataset) -> tuple[list[int], list[tuple[str, str]]]:
+    """Indices of the samples whose image and label decode, and ``(file, problem)`` of the others."""
+    good, bad = [], []
+    for i in range(len(base)):
+        try:
+            base.read_label(i, full_resolution=True)
+            base.read_image(i)
+        except BadFileError as exc:
+            bad.append((exc.path, exc.problem))
+        else:
+            good.append(i)
+    return good, bad
 
-    def __init__(self, base: SegDataset) -> None:
+
+class EvalSamples(Dataset):
+    """Evaluation samples: resized image, full-resolution train-id label. Indexed by int.
+
+    A bad file is an error, unless ``skip_bad``: then every sample is read once up front
+    and the unreadable ones are left out and listed in :attr:`skipped` (``(file, problem)``);
+    ``index`` stays the sample's index in ``base``.
+    """
+
+    def __init__(self, base: SegDataset, skip_bad: bool = False) -> None:
         if not base.has_labels:
             raise ValueError(f"{base.name}: evaluation needs labels, but the dataset has none")
         self.base = base
+        self.indices, self.skipped = readable_samples(base) if skip_bad else (list(range(len(base))), [])
+        if not self.indices:
+            raise DataError(f"{base.root}: no readable {base.name} sample to evaluate on")
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.indices)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor | int]:
+        index = self.indices[position]
         label = self.base.read_label(index, full_resolution=True)
         assert label is not None
         return {

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="sliding-window stride")
     group.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision")
     group.add_argument("--save-dir", help="also write the predictions (train ids and colours) here")
+    parser.add_argument("--skip-bad-files", action="store_true", default=None,
+                        help="leave unreadable samples out (each named, counted in the report) instead of "
+                             "stopping at the first one (default: eval.skip_bad_files, false)")
 
 
 def evaluation_part(stored: dict) -> dict:
@@ -38,7 +41,7 @@ def evaluation_part(stored: dict) -> dict:
     those options changed still evaluate."""
     part = {key: stored[key] for key in ("experiment", "model", "eval") if key in stored}
     data = stored.get("data") or {}
-    part["data"] = {key: data[key] for key in ("val", "skip_bad_files") if key in data}
+    part["data"] = {key: data[key] for key in ("val",) if key in data}
     loss = stored.get("loss") or {}
     part["loss"] = {key: loss[key] for key in ("unsupervised", "lambda_u") if key in loss}
     return part
@@ -79,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
         if cfg.model.num_classes != model.num_classes:
             raise ConfigError([f"{origin}: model.num_classes: {cfg.model.num_classes}, but {args.checkpoint} "
                                f"was trained with {model.num_classes} classes"])
-        dataset = EvalSamples(open_dataset(cfg.data.val, model.num_classes, cfg.data.skip_bad_files))
+        skip_bad = cfg.eval.skip_bad_files if args.skip_bad_files is None else True
+        dataset = EvalSamples(open_dataset(cfg.data.val, model.num_classes, False), skip_bad=skip_bad)
+        for path, problem in dataset.skipped:
+            print(f"skipped: {path}: {problem}", file=sys.stderr)
         e = cfg.eval
         window = tuple(args.window) if args.window else e.window
         stride = tuple(args.stride) if args.stride else (e.stride if not args.window else window)
@@ -90,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
                           save_dir=args.save_dir)
         kind = "best" if Path(args.checkpoint).name == BEST_NAME else "last"
         title = (f"{Path(args.checkpoint)} ({kind} checkpoint, iteration {state.get('iteration')}) on "
-                 f"{cfg.data.val.name} {cfg.data.val.split}, {len(dataset)} images")
+                 f"{cfg.data.val.name} {cfg.data.val.split}, {len(dataset)} images"
+                 + (f" ({len(dataset.skipped)} unreadable left out)" if dataset.skipped else ""))
         print(format_table(result, title))
         csv_path, json_path = write_eval_report(
             result, args.out, args.checkpoint, kind,
             {"iteration": state.get("iteration"), "dataset": cfg.data.val.name, "split": cfg.data.val.split,
-             "root": cfg.data.val.root},
+             "root": cfg.data.val.root, "unreadable_left_out": len(dataset.skipped)},
         )
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

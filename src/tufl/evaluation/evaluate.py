@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from tufl.data.labels import SUPPORTED_NUM_CLASSES
+from tufl.data.class_set import ClassSet
 from tufl.evaluation.inference import eval_mode, predict_probs
 from tufl.evaluation.metrics import ConfusionMatrix, EvalResult
 from tufl.evaluation.report import Scalar, write_csv, write_json
@@ -35,6 +35,7 @@ def evaluate(
     amp: bool = False,
     progress: bool = True,
     save_dir: str | os.PathLike[str] | None = None,
+    class_set: ClassSet | None = None,
 ) -> EvalResult:
     """Predict every batch of ``loader`` and score it against its labels.
 
@@ -48,10 +49,16 @@ def evaluate(
 
     ``save_dir``: also write each prediction as ``trainid/<name>.png`` and
     ``color/<name>.png``, ``<name>`` being the batch's ``"name"`` entry (file stem)
-    if present, else the zero-padded ``"index"`` (19/16/13-class models only).
+    if present, else the zero-padded ``"index"``.
+
+    ``class_set`` (default: the one of the loader's dataset, if it has a class
+    definition file) gives the class names of the result and the colours.
     """
-    if save_dir is not None and num_classes not in SUPPORTED_NUM_CLASSES:
-        raise ValueError(f"saving colour predictions needs a 19-, 16- or 13-class model, got {num_classes}")
+    if class_set is None:
+        class_set = dataset_class_set(loader)
+    if class_set is not None and class_set.num_classes != num_classes:
+        raise ValueError(f"the class file {class_set.path} defines {class_set.num_classes} classes, "
+                         f"the model predicts {num_classes}")
     device = torch.device(device)
     model.to(device)
     confusion = ConfusionMatrix(num_classes, device)
@@ -71,7 +78,7 @@ def evaluate(
             confusion.update(pred, label)
             num_images += label.shape[0]
             if save_dir is not None:
-                _save_predictions(Path(save_dir), batch, pred, num_classes)
+                _save_predictions(Path(save_dir), batch, pred, num_classes, class_set)
     confusion.all_reduce()
     settings = {
         "scales": list(scales),
@@ -80,7 +87,14 @@ def evaluate(
         "stride": list(stride or window) if window else None,
         "amp": amp,
     }
-    return EvalResult.from_confusion(confusion, _sum_over_ranks(num_images, device), settings)
+    names = class_set.names if class_set is not None else None
+    return EvalResult.from_confusion(confusion, _sum_over_ranks(num_images, device), settings, class_names=names)
+
+
+def dataset_class_set(loader: object) -> ClassSet | None:
+    """The class definition file of an evaluation loader's dataset (``loader.dataset.base``), if any."""
+    base = getattr(getattr(loader, "dataset", None), "base", None)
+    return getattr(base, "class_set", None)
 
 
 def write_eval_report(
@@ -141,14 +155,16 @@ def _batch_tensor(batch: Mapping[str, Any], key: str) -> Tensor:
     return value
 
 
-def _save_predictions(folder: Path, batch: Mapping[str, Any], pred: Tensor, num_classes: int) -> None:
+def _save_predictions(folder: Path, batch: Mapping[str, Any], pred: Tensor, num_classes: int,
+                      class_set: ClassSet | None) -> None:
+    palette = class_set.palette() if class_set is not None else None
     names = batch.get("name")
     if names is None:
         names = [f"{int(i):06d}" for i in _batch_tensor(batch, "index").reshape(-1).tolist()]
     for name, ids in zip(names, pred.to(torch.uint8).cpu(), strict=True):
         stem = Path(str(name)).stem
         save_train_ids(folder / "trainid" / f"{stem}.png", ids)
-        save_color(folder / "color" / f"{stem}.png", ids, num_classes)
+        save_color(folder / "color" / f"{stem}.png", ids, num_classes, palette=palette)
 
 
 def _sum_over_ranks(value: int, device: torch.device) -> int:

@@ -13,10 +13,20 @@ which this module reproduces; see ``tests/evaluation/test_eval_cityscapes_offici
 
 For 16-class (SYNTHIA) models, ``mIoU*`` averages the same per-class IoUs over the
 13 classes of ``labels.subset_indices(16, 13)``.
+
+An :class:`EvalResult` (what ``tufl evaluate`` and validation report) marks a class
+without ground-truth pixels in the evaluated split as *absent* (``absent`` in tables,
+listed under ``absent_classes`` in JSON). For a class set of a class definition file,
+an absent class has no score (NaN in :attr:`EvalResult.iou`, ``null`` in JSON) and the
+means average the *present* classes only. The 19/16/13 Cityscapes class sets keep the
+cityscapesscripts numbers exactly: an absent class that is predicted somewhere scores 0
+and counts in the mean (one never predicted has no score). When every class occurs in
+the ground truth (Cityscapes val, the benchmarks) both rules give the same mean.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,7 +154,8 @@ def pixel_accuracy(matrix: Tensor) -> float:
 
 
 def default_class_names(num_classes: int) -> tuple[str, ...]:
-    """Cityscapes names for 19/16/13 classes, ``class_<i>`` for any other count."""
+    """Cityscapes names for 19/16/13 classes, ``class_<i>`` for any other count (a class
+    definition file's names are passed to :meth:`EvalResult.from_confusion` instead)."""
     if num_classes in labels.SUPPORTED_NUM_CLASSES:
         return labels.class_names(num_classes)
     return tuple(f"class_{i}" for i in range(num_classes))
@@ -161,12 +172,18 @@ class EvalResult:
     num_classes: int
     class_names: tuple[str, ...]
     confusion: Tensor
+    # Per-class IoU; NaN for a class absent from the ground truth (see ``present``).
     iou: tuple[float, ...]
+    # Mean IoU over the present classes.
     miou: float
     miou_13: float | None
     pixel_accuracy: float
     num_images: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    # Whether each class has ground-truth pixels in the evaluated split.
+    present: tuple[bool, ...] = ()
+    # Absent classes that were predicted score 0 and count in the means (cityscapesscripts).
+    absent_scored: bool = True
 
     @classmethod
     def from_confusion(
@@ -174,21 +191,42 @@ class EvalResult:
         confusion: ConfusionMatrix,
         num_images: int = 0,
         settings: dict[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        absent_scored: bool | None = None,
     ) -> EvalResult:
+        """Scores of a confusion matrix; ``class_names`` default to :func:`default_class_names`.
+
+        ``absent_scored`` (default: True for the default names, False for given ones, i.e. a
+        class definition file's): see the module docstring.
+        """
         matrix = confusion.matrix.cpu()
-        iou = iou_per_class(matrix)
         c = confusion.num_classes
+        names = tuple(class_names) if class_names is not None else default_class_names(c)
+        if len(names) != c:
+            raise ValueError(f"{len(names)} class names for a {c}-class confusion matrix")
+        present = matrix.sum(1) > 0
+        scored = class_names is None if absent_scored is None else absent_scored
+        iou = iou_per_class(matrix)
+        if not scored:
+            iou = torch.where(present, iou, torch.full((c,), float("nan"), dtype=torch.float64))
         return cls(
             num_classes=c,
-            class_names=default_class_names(c),
+            class_names=names,
             confusion=matrix,
             iou=tuple(float(v) for v in iou),
             miou=mean_iou(iou),
-            miou_13=mean_iou(iou, labels.subset_indices(16, 13)) if c == 16 else None,
+            miou_13=mean_iou(iou, labels.subset_indices(16, 13)) if c == 16 and class_names is None else None,
             pixel_accuracy=pixel_accuracy(matrix),
             num_images=num_images,
             settings=dict(settings or {}),
+            present=tuple(bool(p) for p in present),
+            absent_scored=scored,
         )
+
+    @property
+    def absent_classes(self) -> tuple[str, ...]:
+        """Names of the classes without ground-truth pixels in the evaluated split."""
+        return tuple(n for n, p in zip(self.class_names, self.present, strict=True) if not p)
 
     def scores(self) -> dict[str, float]:
         """The headline numbers, keyed by their display names."""
@@ -206,7 +244,8 @@ class EvalResult:
             "miou": self.miou,
             "miou_13": self.miou_13,
             "pixel_accuracy": self.pixel_accuracy,
-            "iou": dict(zip(self.class_names, self.iou, strict=True)),
+            "iou": {n: (None if math.isnan(v) else v) for n, v in zip(self.class_names, self.iou, strict=True)},
+            "absent_classes": list(self.absent_classes),
             "settings": self.settings,
             "confusion_matrix": self.confusion.tolist(),
         }

@@ -8,7 +8,8 @@ For inputs under a common folder, outputs mirror their relative paths:
     out_dir/labelIds/<rel>.png  Cityscapes label ids, optional (benchmark server format)
 
 Each kind has its own folder so that, for example, ``out_dir/labelIds`` can be
-given directly to the Cityscapes evaluation as its results folder.
+given directly to the Cityscapes evaluation as its results folder. Videos are
+predicted by :mod:`tufl.evaluation.video` with the same :func:`predict_train_ids`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from tufl.data.labels import SUPPORTED_NUM_CLASSES
-from tufl.evaluation.inference import eval_mode, predict_probs
+from tufl.evaluation.inference import eval_mode, model_device, predict_probs
 from tufl.evaluation.writers import save_color, save_label_ids, save_overlay, save_train_ids
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 
 class PredictionFiles(NamedTuple):
@@ -43,31 +45,43 @@ class PredictionFiles(NamedTuple):
     label_ids: Path | None
 
 
-def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+def collect_inputs(paths: Sequence[str | os.PathLike[str]], videos: bool = False) -> list[Path]:
     """Image files named by ``paths``: files, folders (searched recursively) or glob patterns.
 
+    With ``videos``, video files (:data:`VIDEO_SUFFIXES`) are collected as well.
     Order: as given, folders and patterns sorted; duplicates are dropped. Raises
-    ``FileNotFoundError`` naming every entry that matches no image.
+    ``FileNotFoundError`` naming every entry that matches no input.
     """
+    suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES if videos else IMAGE_SUFFIXES
+    kind = "an image or video" if videos else "an image"
+
+    def wanted(path: Path) -> bool:
+        return path.suffix.lower() in suffixes and path.is_file()
+
     found: dict[Path, None] = {}
     unmatched: list[str] = []
     for entry in paths:
         text = os.fspath(entry)
         path = Path(text)
         if path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ValueError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            if path.suffix.lower() not in suffixes:
+                raise ValueError(f"{path}: not {kind} file (expected one of {', '.join(suffixes)})")
             matches = [path]
         elif path.is_dir():
-            matches = sorted(p for p in path.rglob("*") if _is_image(p))
+            matches = sorted(p for p in path.rglob("*") if wanted(p))
         else:
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if _is_image(Path(p)))
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if wanted(Path(p)))
         if not matches:
             unmatched.append(text)
         found.update(dict.fromkeys(matches))
     if unmatched:
-        raise FileNotFoundError(f"no image found for: {', '.join(unmatched)}")
+        raise FileNotFoundError(f"no {'image or video' if videos else 'image'} found for: {', '.join(unmatched)}")
     return list(found)
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` has a video suffix (:data:`VIDEO_SUFFIXES`)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def predict_files(
@@ -98,10 +112,7 @@ def predict_files(
     raises ``ValueError``, unless ``on_unreadable(path, message)`` is given: it is
     then told, and the other images are predicted.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if resize is not None and (len(resize) != 2 or min(resize) < 1):
-        raise ValueError(f"resize must be two positive sizes (height, width), got {resize}")
+    check_batching(batch_size, resize)
     if label_ids and num_classes not in SUPPORTED_NUM_CLASSES:
         raise ValueError(f"label ids need a 19-, 16- or 13-class model, got {num_classes} classes")
     sources = [Path(f) for f in files]
@@ -110,7 +121,7 @@ def predict_files(
     device = torch.device(device)
     model.to(device)
     out = Path(out_dir)
-    names = _relative_names(sources)
+    names = relative_output_names(sources)
     written: list[PredictionFiles] = []
     with eval_mode(model), tqdm(total=len(sources), desc="predict", unit="image", disable=not progress) as bar:
         def skip(source: Path, message: str) -> None:
@@ -120,16 +131,57 @@ def predict_files(
             bar.update(1)
 
         for batch in _batches(sources, batch_size, resize, skip):
-            network_input = torch.stack([image if resize is None else _resize(image, resize) for _, image in batch])
-            probs = predict_probs(model, network_input, scales, flip, window, stride, num_classes, amp)
-            for k, (source, image) in enumerate(batch):
-                p = probs[k : k + 1]
-                if p.shape[-2:] != image.shape[-2:]:
-                    p = F.interpolate(p, size=image.shape[-2:], mode="bilinear", align_corners=False)
-                pred = p[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+            images = [image for _, image in batch]
+            preds = predict_train_ids(model, images, num_classes, scales, flip, amp, resize, window, stride)
+            for (source, image), pred in zip(batch, preds, strict=True):
                 written.append(_write(out, names[source], image, pred, num_classes, label_ids, alpha, source))
             bar.update(len(batch))
     return written
+
+
+def check_batching(batch_size: int, resize: tuple[int, int] | None) -> None:
+    """Raise ``ValueError`` for a non-positive batch size or a bad ``resize=(height, width)``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if resize is not None and (len(resize) != 2 or min(resize) < 1):
+        raise ValueError(f"resize must be two positive sizes (height, width), got {resize}")
+
+
+def predict_train_ids(
+    model: nn.Module,
+    images: Sequence[Tensor],
+    num_classes: int,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    amp: bool = False,
+    resize: tuple[int, int] | None = None,
+    window: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+) -> list[np.ndarray]:
+    """Train-id maps (uint8 ``[H, W]`` numpy, at each image's size) of uint8 ``[3, H, W]``
+    images, predicted in one forward batch on the model's device.
+
+    The images go to the device as uint8 and, with ``resize=(height, width)``, are
+    resized there; without it they must share one size. The model's mode is left as
+    it is (see :func:`~tufl.evaluation.inference.predict_probs` for the options).
+    """
+    device = model_device(model)
+    if resize is None:
+        network_input = torch.stack(list(images)).to(device, non_blocking=True)
+    else:
+        network_input = torch.stack([_resize(image.to(device, non_blocking=True), resize) for image in images])
+    probs = predict_probs(model, network_input, scales, flip, window, stride, num_classes, amp)
+    sizes = {tuple(image.shape[-2:]) for image in images}
+    if len(sizes) == 1:  # one interpolation, one argmax and one copy for the whole batch
+        size = sizes.pop()
+        if probs.shape[-2:] != size:
+            probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+        return list(probs.argmax(dim=1).to(torch.uint8).cpu().numpy())
+    preds = []
+    for k, image in enumerate(images):
+        p = F.interpolate(probs[k : k + 1], size=image.shape[-2:], mode="bilinear", align_corners=False)
+        preds.append(p[0].argmax(dim=0).to(torch.uint8).cpu().numpy())
+    return preds
 
 
 def load_rgb(path: Path) -> Tensor:
@@ -142,11 +194,7 @@ def load_rgb(path: Path) -> Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-
-
-def _relative_names(sources: list[Path]) -> dict[Path, Path]:
+def relative_output_names(sources: list[Path]) -> dict[Path, Path]:
     """Output name (relative path without suffix) of each source, unique per source."""
     resolved = [s.resolve() for s in sources]
     root = Path(os.path.commonpath([r.parent for r in resolved]))

@@ -21,9 +21,14 @@ def format_table(result: EvalResult, title: str | None = None) -> str:
     lines = [title] if title else []
     rule = "-" * (width + 10)
     lines += [f"{'class':<{width}}  {'IoU (%)':>8}", rule]
-    lines += [f"{name:<{width}}  {_percent(v):>8}" for name, v in zip(result.class_names, result.iou, strict=True)]
+    lines += [f"{name:<{width}}  {_class_cell(result, i):>8}" for i, name in enumerate(result.class_names)]
     lines.append(rule)
     lines += [f"{name:<{width}}  {_percent(v):>8}" for name, v in result.scores().items()]
+    if result.absent_classes:
+        rule = ("scored 0 where predicted, as cityscapesscripts" if result.absent_scored
+                else "left out of the means")
+        lines.append(f"absent: {len(result.absent_classes)} classes without ground-truth pixels "
+                     f"({rule}): {', '.join(result.absent_classes)}")
     return "\n".join(lines)
 
 
@@ -34,7 +39,8 @@ def write_csv(
 ) -> Path:
     """Write ``field,value`` rows: metadata, the mean scores, then ``iou/<class>``.
 
-    Scores are fractions in [0, 1]; a NaN IoU is written as ``nan``.
+    Scores are fractions in [0, 1]; a class absent from the ground truth is written as
+    ``absent``, another undefined score as ``nan``.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -46,8 +52,8 @@ def write_csv(
     if result.miou_13 is not None:
         writer.writerow(["miou_13", _fraction(result.miou_13)])
     writer.writerow(["pixel_accuracy", _fraction(result.pixel_accuracy)])
-    for name, value in zip(result.class_names, result.iou, strict=True):
-        writer.writerow([f"iou/{name}", _fraction(value)])
+    for i, name in enumerate(result.class_names):
+        writer.writerow([f"iou/{name}", "absent" if _absent(result, i) else _fraction(result.iou[i])])
     return atomic_write_text(path, buffer.getvalue())
 
 
@@ -63,6 +69,19 @@ def write_json(
         raise ValueError(f"metadata keys {clashes} clash with result fields")
     content.update(result.to_dict())
     return atomic_write_json(path, content)
+
+
+def _absent(result: EvalResult, i: int) -> bool:
+    """Class ``i`` has no ground truth and no score (never predicted, or not scored)."""
+    return bool(result.present) and not result.present[i] and math.isnan(result.iou[i])
+
+
+def _class_cell(result: EvalResult, i: int) -> str:
+    if _absent(result, i):
+        return "absent"
+    if result.present and not result.present[i]:
+        return f"{_percent(result.iou[i])} (absent)"  # predicted but not in the ground truth
+    return _percent(result.iou[i])
 
 
 def _percent(value: float) -> str:

@@ -23,7 +23,11 @@ class Validation:
         assert cfg.data.val is not None
         self.cfg = cfg
         self.ctx = ctx
-        self.dataset = EvalSamples(open_dataset(cfg.data.val, cfg.model.num_classes, cfg.data.skip_bad_files))
+        self.dataset = EvalSamples(open_dataset(cfg.data.val, cfg.model.num_classes, False),
+                                   skip_bad=cfg.eval.skip_bad_files)
+        if ctx.is_main:
+            for path, problem in self.dataset.skipped:
+                print(f"[tufl] validation: left out {path}: {problem} (eval.skip_bad_files)")
 
     def run(self, model: Segmentor) -> EvalResult:
         e = self.cfg.eval

@@ -1,4 +1,4 @@
-"""Prediction images: train ids, Cityscapes colours, overlays and benchmark label ids.
+"""Prediction images: train ids, class colours, overlays and benchmark label ids.
 
 A prediction is a ``[H, W]`` map of train ids (numpy array or tensor, any integer
 dtype; 255 = no prediction). All files are PNGs written atomically.
@@ -28,22 +28,37 @@ def as_train_id_map(pred: np.ndarray | Tensor) -> np.ndarray:
     return array
 
 
-def colorize(pred: np.ndarray | Tensor, num_classes: int) -> np.ndarray:
-    """``[H, W, 3]`` uint8 image in the Cityscapes palette (ignore/unknown ids black)."""
-    return labels.palette(num_classes)[as_train_id_map(pred)]
+def colorize(pred: np.ndarray | Tensor, num_classes: int, palette: np.ndarray | None = None) -> np.ndarray:
+    """``[H, W, 3]`` uint8 colour image (ignore/unknown ids black).
+
+    ``palette`` is a ``(256, 3)`` table (e.g. ``ClassSet.palette()`` of a class
+    definition file); default :func:`tufl.data.labels.palette` (Cityscapes colours for
+    19/16/13 classes, generated colours for other counts).
+    """
+    table = labels.palette(num_classes) if palette is None else _checked_palette(palette)
+    return table[as_train_id_map(pred)]
 
 
-def overlay(image: np.ndarray | Tensor, pred: np.ndarray | Tensor, num_classes: int, alpha: float = 0.5) -> np.ndarray:
+def _checked_palette(palette: np.ndarray) -> np.ndarray:
+    table = np.asarray(palette, dtype=np.uint8)
+    if table.shape != (256, 3):
+        raise ValueError(f"palette must be a (256, 3) colour table, got shape {table.shape}")
+    return table
+
+
+def overlay(image: np.ndarray | Tensor, pred: np.ndarray | Tensor, num_classes: int, alpha: float = 0.5,
+            palette: np.ndarray | None = None) -> np.ndarray:
     """Blend the colour map over an RGB image: ``(1 - alpha) * image + alpha * colour``.
 
     ``image`` is ``[H, W, 3]`` or ``[3, H, W]`` uint8. Pixels without a class
-    (id >= ``num_classes``, e.g. 255) show the image unchanged.
+    (id >= ``num_classes``, e.g. 255) show the image unchanged. ``palette``: see
+    :func:`colorize`.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     ids = as_train_id_map(pred)
     rgb = _hwc_image(image, ids.shape)
-    colour = labels.palette(num_classes)[ids].astype(np.float32)
+    colour = colorize(ids, num_classes, palette).astype(np.float32)
     blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colour
     blended = np.where((ids < num_classes)[..., None], blended, rgb)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
@@ -59,9 +74,10 @@ def save_train_ids(path: str | os.PathLike[str], pred: np.ndarray | Tensor) -> P
     return atomic_save_png(path, as_train_id_map(pred))
 
 
-def save_color(path: str | os.PathLike[str], pred: np.ndarray | Tensor, num_classes: int) -> Path:
-    """RGB PNG of the prediction in the Cityscapes palette."""
-    return atomic_save_png(path, colorize(pred, num_classes))
+def save_color(path: str | os.PathLike[str], pred: np.ndarray | Tensor, num_classes: int,
+               palette: np.ndarray | None = None) -> Path:
+    """RGB PNG of the prediction in the class colours (see :func:`colorize`)."""
+    return atomic_save_png(path, colorize(pred, num_classes, palette))
 
 
 def save_overlay(
@@ -70,9 +86,10 @@ def save_overlay(
     pred: np.ndarray | Tensor,
     num_classes: int,
     alpha: float = 0.5,
+    palette: np.ndarray | None = None,
 ) -> Path:
     """RGB PNG of the colour map blended over the image."""
-    return atomic_save_png(path, overlay(image, pred, num_classes, alpha))
+    return atomic_save_png(path, overlay(image, pred, num_classes, alpha, palette))
 
 
 def save_label_ids(path: str | os.PathLike[str], pred: np.ndarray | Tensor, num_classes: int) -> Path:

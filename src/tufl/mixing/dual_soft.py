@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from tufl.data.labels import IGNORE_INDEX, class_names
+from tufl.data.labels import IGNORE_INDEX, class_names, is_cityscapes_set
 from tufl.mixing.classmix import (
     check_mix_inputs,
     class_pixel_mask,
@@ -51,15 +51,24 @@ def default_dual_longtail_classes(num_classes: int) -> tuple[str, ...]:
 
     19 classes (GTA5): rider, bus, train, motorcycle, bicycle. 16 classes (SYNTHIA):
     wall, fence, traffic light, bus. 13 classes (Cityscapes -> Cross-City): all 13.
+    Another count (a class definition file's): all classes, as ``class_<i>``.
     """
+    if not is_cityscapes_set(num_classes):
+        return _set_names(num_classes)
     if num_classes == 13:
         return class_names(13)
     return GTA5_LONGTAIL_CLASSES if num_classes == 19 else SYNTHIA_LONGTAIL_CLASSES
 
 
+def _set_names(num_classes: int) -> tuple[str, ...]:
+    if is_cityscapes_set(num_classes):
+        return class_names(num_classes)
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
 def class_vector(names: tuple[str, ...], num_classes: int) -> Tensor:
     """``[C]`` bool vector of the named classes (``ValueError`` for a name not in the set)."""
-    all_names = class_names(num_classes)
+    all_names = _set_names(num_classes)
     vector = torch.zeros(num_classes, dtype=torch.bool)
     for name in names:
         if name not in all_names:

@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from tufl.data.labels import IGNORE_INDEX, class_names
+from tufl.data.labels import IGNORE_INDEX, class_names, is_cityscapes_set
 from tufl.mixing.draws import categorical, integers
 
 logger = logging.getLogger(__name__)
@@ -195,7 +195,8 @@ class LongTailPaster:
         if relations is not None:
             members[:, :num_classes] |= relations.cpu()
         self._members = members
-        self._names = class_names(num_classes)
+        self._names = class_names(num_classes) if is_cityscapes_set(num_classes) else tuple(
+            f"class_{i}" for i in range(num_classes))
 
     def draw(
         self, num_samples: int, thresholds: Tensor, generator: torch.Generator

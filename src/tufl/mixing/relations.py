@@ -26,7 +26,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from tufl.data.labels import class_names
+import warnings
+
+from tufl.data.labels import class_names, is_cityscapes_set
 
 RelationTable = Literal["by_name", "positional"]
 
@@ -73,9 +75,20 @@ def relation_matrix(
     and 13 classes, by class name (pairs with a class outside the set are left out).
     ``positional``: the same for 19 and 16 classes; for 13 classes the SYNTHIA table
     applied by train id, as the authors' Cross-City code does. The diagonal is False.
+    Any other class count (a class definition file's) has no relations (with a warning).
     """
-    names = class_names(num_classes)
     matrix = torch.zeros(num_classes, num_classes, dtype=torch.bool)
+    if table not in ("by_name", "positional"):
+        raise ValueError(f"unknown relation table {table!r}; choose 'by_name' or 'positional'")
+    if not is_cityscapes_set(num_classes):
+        # A class definition file's classes: the tables name Cityscapes classes.
+        warnings.warn(
+            f"mixing: no class relations for a {num_classes}-class set (the relation tables name the "
+            "19/16/13 Cityscapes classes); each class is pasted on its own",
+            stacklevel=2,
+        )
+        return matrix.to(device) if device is not None else matrix
+    names = class_names(num_classes)
     if table == "positional" and num_classes == 13:
         synthia = class_names(16)
         for source, related in SYNTHIA_RELATIONS.items():
@@ -84,13 +97,11 @@ def relation_matrix(
                 j = synthia.index(target)
                 if i < num_classes and j < num_classes:
                     matrix[i, j] = True
-    elif table in ("by_name", "positional"):
+    else:
         for source, related in _named_relations(num_classes).items():
             for target in related:
                 if source in names and target in names:
                     matrix[names.index(source), names.index(target)] = True
-    else:
-        raise ValueError(f"unknown relation table {table!r}; choose 'by_name' or 'positional'")
     return matrix.to(device) if device is not None else matrix
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from tufl.data.labels import SUPPORTED_NUM_CLASSES
+from tufl.data.labels import MAX_CLASSES, MIN_CLASSES
 from tufl.models.bisenet import BiSeNet
 from tufl.models.deeplabv2 import DeepLabV2
 from tufl.models.resnet import freeze_batchnorm
@@ -34,7 +34,8 @@ class ModelConfig:
 
     # deeplabv2 (ResNet-101) or bisenet (ResNet-18).
     arch: Literal["deeplabv2", "bisenet"] = "deeplabv2"
-    # 19 (GTA5), 16 (SYNTHIA; evaluation adds the 13-class mIoU*) or 13 (Cross-City).
+    # 19 (GTA5), 16 (SYNTHIA; evaluation adds the 13-class mIoU*), 13 (Cross-City), or the
+    # class count of your class definition file (2..255; docs/own-data.md).
     num_classes: int = 19
     # DeepLabV2 only: dilations of the summed-ASPP classifier. (6, 12, 18, 24) is the
     # published head; (6, 12) is what AdaptSegNet/DACS-derived code computes.
@@ -64,8 +65,9 @@ class ModelConfig:
 
     def problems(self) -> list[str]:
         out = []
-        if self.num_classes not in SUPPORTED_NUM_CLASSES:
-            out.append(f"num_classes: must be one of {SUPPORTED_NUM_CLASSES}")
+        if not MIN_CLASSES <= self.num_classes <= MAX_CLASSES:
+            out.append(f"num_classes: must be {MIN_CLASSES}..{MAX_CLASSES} (19/16/13 for the Cityscapes class sets, "
+                       f"or the count of your class definition file), got {self.num_classes}")
         if not self.aspp_dilations or any(d < 1 for d in self.aspp_dilations):
             out.append("aspp_dilations: needs at least one dilation, all >= 1")
         if self.multi_level and self.arch != "deeplabv2":

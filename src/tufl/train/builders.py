@@ -31,9 +31,6 @@ class TrainData:
     # dual_soft mixing draws a third source batch (the template) every step.
     needs_template: bool = False
 
-    def skipped_files(self) -> int:
-        return sum(getattr(d.base, "skipped", 0) for d in (self.source, self.target))
-
 
 def micro_batch_size(batch_size: int, world_size: int, accumulate: int) -> int:
     """Images per domain per rank per micro-step; the config batch size must split evenly."""

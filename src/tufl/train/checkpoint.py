@@ -11,6 +11,7 @@ A checkpoint is a plain dict of tensors and primitive values (loadable with
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -54,7 +55,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], keep: int = 1) -> N
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as error:  # torch's zip writer reports a full disk as a RuntimeError
+            detail = str(error).splitlines()[0] if str(error) else "no detail"
+            raise OSError(errno.EIO, f"the write failed; is the disk full? ({detail})") from error
         if keep > 1 and path.is_file():
             older_checkpoint(path, keep - 1).unlink(missing_ok=True)
             for age in range(keep - 2, 0, -1):

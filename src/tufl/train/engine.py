@@ -4,11 +4,13 @@ One :class:`Trainer` per run directory. It builds everything from a validated
 :class:`~tufl.config.schema.Config`, prints and saves what it is about to do,
 then loops: learning-rate schedule, micro-batches with gradient accumulation,
 mixed precision, non-finite-loss skipping, logging, periodic checkpoints and
-validation. ``resume=True`` restores the last checkpoint (model, optimiser,
-scaler, loss thresholds, RNG states, data positions, counters; see
-:mod:`tufl.train.run_state`), so an interrupted run ends with exactly the weights
-of an uninterrupted one. The start-up summary is :mod:`tufl.train.run_summary`,
-validation :mod:`tufl.evaluation.validation`.
+validation. ``resume="auto"`` restores the last checkpoint of the same config
+(model, optimiser, scaler, loss thresholds, RNG states, data positions, counters;
+see :mod:`tufl.train.run_state`), so an interrupted run ends with exactly the
+weights of an uninterrupted one. A stop signal (SIGTERM, SIGUSR1) ends the run at
+the end of the iteration with a checkpoint (:mod:`tufl.train.preemption`); bad
+samples are accounted in :mod:`tufl.train.bad_samples`. The start-up summary is
+:mod:`tufl.train.run_summary`, validation :mod:`tufl.evaluation.validation`.
 """
 
 from __future__ import annotations
@@ -34,21 +36,26 @@ from tufl.evaluation.validation import build_validation
 from tufl.models.build import build_model
 from tufl.models.segmentor import Segmentor
 from tufl.models.weights import read_weights
+from tufl.train.bad_samples import BadSamples
 from tufl.train.builders import build_objective, build_train_data
 from tufl.train.distributed import DistContext, all_true, init_distributed, shutdown
 from tufl.train.optim import build_optimizer, set_learning_rate
+from tufl.train.preemption import Preempted, StopSignals
 from tufl.train.run_log import MetricsLog
 from tufl.train.run_state import (
     STREAMS,
     Progress,
+    ResumeMode,
     RunPaths,
     capture_run_state,
+    check_same_config,
     checkpoint_to_resume,
     loader_positions,
+    resume_mode,
     restore_run_state,
     save_run_state,
 )
-from tufl.train.run_summary import announce_run, run_summary
+from tufl.train.run_summary import announce_run, record_outcome, run_summary
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,11 +78,14 @@ def amp_settings(device: torch.device, enabled: bool) -> tuple[bool, torch.dtype
 class Trainer:
     """Trains one run; see the module docstring."""
 
-    def __init__(self, cfg: Config, resume: bool = False, ctx: DistContext | None = None) -> None:
+    def __init__(self, cfg: Config, resume: ResumeMode | bool = False, ctx: DistContext | None = None,
+                 stop: StopSignals | None = None) -> None:
         self.cfg = cfg
+        self.stop = stop  # None: run() catches the stop signals itself, from its first iteration
         self.ctx = ctx or init_distributed(cfg.experiment.device)
         self.paths = RunPaths(cfg.experiment.run_dir)
         self.device = self.ctx.device
+        resume = resume_mode(resume, cfg.train.auto_resume)
         resumed = checkpoint_to_resume(self.paths, resume, self.ctx)
         state, resumed_from = resumed if resumed is not None else (None, None)
         if cfg.train.deterministic:
@@ -93,6 +103,8 @@ class Trainer:
         self.weights_format = built.weights_format
         self.load_report = built.load_report
         cfg.model.input_convention = self.model.convention.name  # type: ignore[assignment]
+        if state is not None:
+            check_same_config(state, resumed_from, cfg, force=resume == "force", ctx=self.ctx)
         if cfg.train.sync_bn and self.ctx.enabled and self.device.type != "cuda":
             raise ConfigError(["train.sync_bn: SyncBatchNorm needs CUDA devices; turn it off for CPU training"])
         if self.ctx.enabled and cfg.train.sync_bn:
@@ -117,6 +129,8 @@ class Trainer:
         self.iteration = 0
         self.counters = {"nonfinite_skipped": 0, "nonfinite_in_row": 0}
         self.best: dict[str, Any] = {"miou": None, "iteration": None}
+        self.bad_samples = BadSamples({"source": len(self.data.source), "target": len(self.data.target)},
+                                      cfg.data.max_bad_fraction, self.ctx, say=tqdm.write)
         positions = dict.fromkeys(STREAMS, 0)
         if state is not None:
             restored = restore_run_state(state, resumed_from, self.ctx, self.data.micro_batch,
@@ -125,6 +139,7 @@ class Trainer:
             self.counters.update(restored.counters)
             self.best = restored.best
             positions = restored.positions
+            self.bad_samples.load_state_dict(state.get("bad_samples", {}))
         self.source_loader = self._loader(self.data.source, 0, positions["source"])
         self.target_loader = (self._loader(self.data.target, 1, positions["target"])
                               if self.objective.needs_target else None)
@@ -162,12 +177,14 @@ class Trainer:
         return self.ddp if self.ddp is not None else self.model
 
     def _micro_batches(self) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+        bad = self.bad_samples
         for _ in range(self.cfg.train.accumulate):
-            source = self._to_device(next(self.source_loader))
+            source = self._to_device(bad.take("source", next(self.source_loader)))
             if self.template_loader is not None:
-                template = self._to_device(next(self.template_loader))
+                template = self._to_device(bad.take("source", next(self.template_loader)))
                 source["template_image"], source["template_label"] = template["image"], template["label"]
-            target = self._to_device(next(self.target_loader)) if self.target_loader is not None else None
+            target = (self._to_device(bad.take("target", next(self.target_loader)))
+                      if self.target_loader is not None else None)
             yield source, target
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +248,8 @@ class Trainer:
         return sums
 
     def run(self) -> Path:
-        """Train to ``train.iters``; returns the run directory."""
+        """Train to ``train.iters``; returns the run directory. Raises :class:`Preempted` after
+        writing a checkpoint when a stop signal arrives (see :mod:`tufl.train.preemption`)."""
         cfg = self.cfg
         if self.ctx.is_main:
             self._announce()
@@ -241,7 +259,11 @@ class Trainer:
         window: dict[str, float] = {}
         window_steps = 0
         started = time.time()
+        own_stop = self.stop is None
+        stop = StopSignals(cfg.train.stop_signals, self.ctx) if own_stop else self.stop
         try:
+            if own_stop:
+                stop.__enter__()
             while self.iteration < cfg.train.iters:
                 logged = self.train_step()
                 self.iteration += 1
@@ -259,21 +281,44 @@ class Trainer:
                 validate_now = cfg.train.val_every and self.iteration % cfg.train.val_every == 0
                 if self.validation is not None and (validate_now or self.iteration == cfg.train.iters):
                     self._validate()
-                if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters:
+                saved = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters
+                if saved:
                     self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
+                signal_name = stop.stop_requested()
+                if signal_name and self.iteration < cfg.train.iters:
+                    if not saved:
+                        self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
+                    raise Preempted(signal_name, self.iteration, str(self.paths.last))
         finally:
+            if own_stop:
+                stop.__exit__()
             bar.close()
             for loader in (self.source_loader, self.target_loader, self.template_loader):
                 if loader is not None:
                     loader.close()
             if self.log is not None:
                 self.log.close()
+            if self.ctx.is_main:
+                self.bad_samples.write(self.paths.root)
+                record_outcome(self.paths.root, self.iteration, self.bad_samples.counts())
         if self.ctx.is_main:
             print(f"[tufl] finished {cfg.train.iters} iterations in {time.time() - started:.0f} s; "
-                  f"checkpoint: {self.paths.last}")
+                  f"checkpoint: {self.paths.last}{self._bad_sample_note()}")
         return self.paths.root
 
+    def _bad_sample_note(self) -> str:
+        counts = self.bad_samples.counts()
+        if not any(counts.values()):
+            return ""
+        return (f"; skipped bad samples: source {counts['source']}, target {counts['target']} "
+                f"(listed in {self.paths.root / 'bad_samples.json'})")
+
+    def _merge_bad_samples(self) -> None:
+        self.bad_samples.note("source", self.data.source.base.take_skipped())  # long-tail fetches (this process)
+        self.bad_samples.merge()  # collective under DDP: every rank logs and saves at the same iterations
+
     def _log_window(self, window: dict[str, Any], steps: int, bar: tqdm, started: float) -> None:
+        self._merge_bad_samples()
         if self.log is None:
             return
         values = {k: float(v) / steps for k, v in window.items()} if steps else {}
@@ -282,9 +327,8 @@ class Trainer:
         thresholds = getattr(self.objective, "thresholds", None)
         if thresholds is not None:
             values["thresholds"] = {str(i): round(float(t), 5) for i, t in enumerate(thresholds.tolist())}
-        skipped = self.data.skipped_files()
-        if skipped:
-            values["skipped_files"] = skipped
+        if any(self.bad_samples.counts().values()):
+            values["bad_samples"] = self.bad_samples.counts()
         self.log.write(self.iteration, "train", values)
         shown = {k: f"{values[k]:.4g}" for k in ("loss", "loss_sup", "loss_unsup", "loss_mix", "pass_fraction", "lr")
                  if k in values}
@@ -325,16 +369,20 @@ class Trainer:
     def save(self, path: Path, keep: int = 1) -> None:
         """Checkpoint the run to ``path`` (keeping ``keep`` versions); collective under DDP: every
         rank takes part."""
+        self._merge_bad_samples()
         loaders = {"source": self.source_loader, "target": self.target_loader, "template": self.template_loader}
         progress = Progress(self.iteration, self.counters, self.best, loader_positions(loaders))
         state = capture_run_state(self.cfg, self.ctx, progress, self.data.micro_batch, **self._checkpointed_parts())
+        state["bad_samples"] = self.bad_samples.state_dict()
         save_run_state(path, state, self.ctx, keep)
 
 
-def train(cfg: Config, resume: bool = False) -> Path:
+def train(cfg: Config, resume: ResumeMode | bool = False) -> Path:
     """Build a :class:`Trainer` for ``cfg`` and run it; returns the run directory."""
     ctx = init_distributed(cfg.experiment.device)
     try:
-        return Trainer(cfg, resume=resume, ctx=ctx).run()
+        # caught from the start: a signal during the set-up stops the run after its first iteration
+        with StopSignals(cfg.train.stop_signals, ctx) as stop:
+            return Trainer(cfg, resume=resume, ctx=ctx, stop=stop).run()
     finally:
         shutdown(ctx)

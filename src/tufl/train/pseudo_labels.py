@@ -23,7 +23,7 @@ from tufl.atomic import atomic_path
 from tufl.data.base import SegDataset
 from tufl.data.io import BadFileError
 from tufl.data.labels import IGNORE_INDEX
-from tufl.data.samples import SampleKey, TargetPairs, check_key, key_rng
+from tufl.data.samples import SampleKey, TargetPairs, check_key, key_rng, skipped_text
 from tufl.data.transforms import image_to_tensor
 from tufl.data.views import make_target_pair
 
@@ -128,4 +128,5 @@ class OfflinePseudoLabels(Dataset):
             "index": index,
             "pseudo_label": torch.where(padding, IGNORE_INDEX, packed_view // 2),
             "confidence": torch.where(padding, 0, packed_view % 2).float(),
+            "skipped": skipped_text(self.base),
         }

@@ -13,8 +13,8 @@ from tufl.atomic import atomic_write_text, json_safe
 class MetricsLog:
     """Appends one JSON object per record to ``metrics.jsonl`` in ``run_dir``.
 
-    On resume, records from iterations after the checkpoint are dropped first, so
-    the log never holds two histories. ``tensorboard`` mirrors every scalar (and
+    On resume, records from iterations after the checkpoint are dropped first (and a
+    line cut short by a kill), so the log never holds two histories. ``tensorboard`` mirrors every scalar (and
     any per-class vectors, one scalar per class) under ``run_dir/tb`` when the
     package is installed.
     """
@@ -23,7 +23,7 @@ class MetricsLog:
         self.path = Path(run_dir) / "metrics.jsonl"
         if resume_iteration is not None and self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("iter", 0) <= resume_iteration]
+                    if (record := _parse(line)) is not None and record.get("iter", 0) <= resume_iteration]
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         elif resume_iteration is None and self.path.exists():
             self.path.unlink()
@@ -67,5 +67,14 @@ def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str,
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [r for r in map(_parse, path.read_text().splitlines()) if r is not None]
     return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    """One record, or None for an empty line or one cut short by a kill mid-write."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None

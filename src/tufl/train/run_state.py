@@ -5,7 +5,8 @@ optimiser, gradient scaler, loss states (TUFL thresholds), the RNG states of
 every rank, the data positions of each loader stream, the iteration, the
 non-finite counters and the best validation so far, plus the model description
 and the resolved config. :func:`restore_run_state` puts it back, refusing a
-checkpoint whose data stream would not continue exactly. File I/O and RNG
+checkpoint whose data stream would not continue exactly, and (unless forced) one
+written with a different config (:func:`check_same_config`). File I/O and RNG
 capture live in :mod:`tufl.train.checkpoint`.
 """
 
@@ -13,20 +14,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from tufl.config.loader import to_plain
+from tufl.config.loader import ConfigError, to_plain
 from tufl.config.schema import Config
 from tufl.data.loader import InfiniteLoader
 from tufl.models.segmentor import Segmentor
 from tufl.models.weights import WeightsError
 from tufl.train import checkpoint as ckpt
-from tufl.train.distributed import DistContext
+from tufl.train.distributed import DistContext, all_true
 
 STREAMS = ("source", "target", "template")
+
+# "never": a run folder that holds a checkpoint is an error; "auto": resume from it when
+# it holds one of the same config, start fresh when it holds none; "force": resume even
+# from a checkpoint of a different config (the differing keys are printed).
+ResumeMode = Literal["never", "auto", "force"]
+RESUME_MODES: tuple[str, ...] = ("never", "auto", "force")
+
+# Keys that change how a run is watched or where it runs, not what it computes: they
+# may differ between a checkpoint and the run resuming from it.
+OPERATIONAL_KEYS = frozenset({
+    "experiment.device", "experiment.output_dir", "data.num_workers", "data.cache_dir",
+    "eval.num_workers", "eval.batch_size", "train.progress", "train.tensorboard", "train.log_every",
+    "train.checkpoint_every", "train.keep_checkpoints", "train.stop_signals", "train.auto_resume",
+    "train.val_every", "train.inspect_every", "model.input_convention",
+})
 
 
 @dataclass
@@ -54,21 +70,36 @@ class Progress:
     positions: dict[str, int]
 
 
-def checkpoint_to_resume(paths: RunPaths, resume: bool, ctx: DistContext) -> tuple[dict[str, Any], Path] | None:
+def resume_mode(requested: ResumeMode | bool | None, auto_resume: bool = False) -> ResumeMode:
+    """The resume mode of a run: ``--resume [auto|force]`` (True = "auto"), else the config switch."""
+    if requested is True:
+        return "auto"
+    if requested in (False, None, "never"):
+        return "auto" if auto_resume else "never"
+    if requested not in RESUME_MODES:
+        raise ValueError(f"resume must be one of {RESUME_MODES}, got {requested!r}")
+    return requested  # type: ignore[return-value]
+
+
+def checkpoint_to_resume(paths: RunPaths, resume: ResumeMode | bool, ctx: DistContext
+                         ) -> tuple[dict[str, Any], Path] | None:
     """The newest readable checkpoint and its path when resuming; refuses to overwrite a run
-    without ``resume``. A damaged last checkpoint (truncated, unreadable) is reported and the
+    when not resuming. A damaged last checkpoint (truncated, unreadable) is reported and the
     previous one kept beside it is used."""
+    resume = resume_mode(resume)
+    if resume != "never" and ctx.is_main:
+        remove_stale_temporary_files(paths.root)
     versions = ckpt.checkpoint_versions(paths.last)
-    if not resume:
+    if resume == "never":
         if versions:
             raise FileExistsError(
-                f"{paths.root} already holds a run ({versions[0].name}); pass --resume to continue it "
+                f"{paths.root} already holds a run ({versions[0].name}); pass --resume auto to continue it "
                 "or choose another experiment.output_dir"
             )
         return None
     if not versions:
         if ctx.is_main:
-            print(f"[tufl] --resume: no checkpoint in {paths.root}, starting a new run")
+            print(f"[tufl] --resume: no checkpoint in {paths.root}, starting a new run", flush=True)
         return None
     problems = []
     for path in versions:
@@ -81,6 +112,53 @@ def checkpoint_to_resume(paths: RunPaths, resume: bool, ctx: DistContext) -> tup
             print(f"[tufl] --resume: {'; '.join(problems)}; resuming from {path} instead", flush=True)
         return state, path
     raise WeightsError("cannot resume: no readable checkpoint: " + "; ".join(problems))
+
+
+def remove_stale_temporary_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed run left in its folder (``.<name>.<random>.tmp``:
+    writes that never reached their rename); returns them."""
+    stale = [p for p in Path(run_dir).glob(".*.tmp") if p.is_file()] if Path(run_dir).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        print(f"[tufl] removed {len(stale)} temporary file(s) of an interrupted write in {run_dir}", flush=True)
+    return stale
+
+
+def flat_config(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A plain config dict as ``{"train.iters": 40000, ...}`` (lists stay values)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        out.update(flat_config(value, name) if isinstance(value, dict) else {name: value})
+    return out
+
+
+def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``key: checkpoint A, this run B`` for each key of both configs whose values differ,
+    operational keys (:data:`OPERATIONAL_KEYS`) aside. Keys only one side knows (a
+    checkpoint of an older tufl) are not compared."""
+    a, b = flat_config(to_plain(stored)), flat_config(to_plain(current))
+    return [f"{key}: checkpoint {a[key]!r}, this run {b[key]!r}"
+            for key in sorted(a.keys() & b.keys()) if key not in OPERATIONAL_KEYS and a[key] != b[key]]
+
+
+def check_same_config(state: dict[str, Any], path: Path, cfg: Config, force: bool, ctx: DistContext) -> None:
+    """Refuse to resume from a checkpoint of a different config (``force``: only report it)."""
+    differences = config_differences(state.get("config") or {}, to_plain(cfg))
+    if not differences:
+        return
+    listed = "\n  ".join(differences)
+    if not force:
+        raise ConfigError([
+            f"{path} was written by a run of a different config; not resuming from it. Differing keys:\n  "
+            f"{listed}\nUse the config it was written with, another experiment.output_dir, or "
+            "--resume force to continue with this config anyway"
+        ])
+    if ctx.is_main:
+        print(f"[tufl] --resume force: continuing {path} with a different config:\n  {listed}", flush=True)
 
 
 def restore_run_state(state: dict[str, Any], path: Path, ctx: DistContext, micro_batch: int, *,
@@ -145,9 +223,24 @@ def loader_positions(loaders: dict[str, InfiniteLoader | None]) -> dict[str, int
     return positions
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, no permission); the run stops cleanly."""
+
+
 def save_run_state(path: Path, state: dict[str, Any], ctx: DistContext, keep: int = 1) -> None:
-    """Write ``state`` from the main rank (keeping ``keep`` versions); every rank waits for it under DDP."""
+    """Write ``state`` from the main rank (keeping ``keep`` versions). Under DDP every rank learns
+    whether it worked, so a failed write stops every rank rather than leaving them waiting."""
+    error: OSError | None = None
     if ctx.is_main:
-        ckpt.save_checkpoint(path, state, keep)
-    if ctx.enabled:
-        torch.distributed.barrier()
+        try:
+            ckpt.save_checkpoint(path, state, keep)
+        except OSError as exc:
+            error = exc
+    if not all_true(error is None, ctx) or error is not None:
+        kept = [p.name for p in ckpt.checkpoint_versions(path)]
+        reason = (error.strerror or str(error)) if error is not None else f"rank 0 could not write {path}"
+        raise CheckpointWriteError(
+            f"{reason}. Training stopped at iteration {state['iteration']} rather than going on without a way "
+            f"back; the checkpoints already written are intact ({', '.join(kept) or 'none yet'}). Free space or "
+            "fix the folder's permissions, then continue with --resume auto"
+        ) from error

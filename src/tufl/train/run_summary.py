@@ -2,11 +2,14 @@
 
 It lists the numbers failed reproductions usually get wrong (batch sizes per GPU
 step, learning rates per group, input convention, resizes and crops, mixed
-precision) next to the config, which is saved as ``config.yaml``.
+precision) next to the config, which is saved as ``config.yaml``. When the run
+ends (or stops), :func:`record_outcome` adds the last iteration and the bad
+samples skipped.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +69,14 @@ def announce_run(run_dir: Path, cfg: Config, info: dict[str, Any], load_report: 
         print(f"[tufl]   {key:<{width}}  {value}")
     if load_report is not None:
         print("[tufl] " + load_report.summary().replace("\n", "\n[tufl] "))
+
+
+def record_outcome(run_dir: Path, iteration: int, bad_samples: dict[str, int]) -> None:
+    """Add where the run stopped and the bad samples it skipped (per domain) to ``run_info.json``."""
+    path = Path(run_dir) / "run_info.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):  # not written (the run failed before starting) or unreadable
+        return
+    info.update(last_iteration=iteration, bad_samples_skipped=bad_samples)
+    atomic_write_json(path, info)

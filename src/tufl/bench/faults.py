@@ -1,0 +1,227 @@
+"""``tufl benchmark faults``: a short CPU run put through what clusters and disks do to runs.
+
+One stage-one run on generated scenes is trained straight through (the
+reference). The same run is then trained in segments, each started with
+``tufl train --resume auto`` and ended by a fault:
+
+* SIGKILL at random iterations (nothing caught: the run continues from its last
+  checkpoint; at most ``train.checkpoint_every`` iterations are redone);
+* the last checkpoint truncated after a kill (resume must fall back to the one before);
+* a full disk (the process's file-size limit, ``RLIMIT_FSIZE``, set below the size of a
+  checkpoint: every write of one fails as on a full disk; the run must stop with an
+  error naming the file and leave the previous checkpoints loadable);
+* SIGTERM (the run must finish the iteration, checkpoint it and exit with status 3);
+
+and finally trained to the end. The check passes when the final weights, TUFL
+thresholds, optimiser state and data positions equal the reference bit for bit, no
+fault left an unreadable checkpoint, and no temporary file is left at the end (a
+SIGKILL during a write leaves one; the next start removes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from tufl.train import checkpoint as ckpt
+from tufl.train.preemption import PREEMPTED_EXIT_STATUS
+from tufl.train.run_log import read_metrics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--iters", type=int, default=24, help="iterations of the run (default: 24)")
+    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs at random iterations (default: 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill iterations (default: 0)")
+    parser.add_argument("--out", help="working folder (default: a temporary folder, removed afterwards)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+
+
+def run_config(data: Path, out: Path, iters: int) -> dict[str, Any]:
+    """A tiny deterministic BiSeNet stage-one run on the generated scenes."""
+    size = [64, 32]
+    return {
+        "experiment": {"name": "faults", "output_dir": str(out), "mode": "stage1", "device": "cpu", "seed": 5},
+        "model": {"arch": "bisenet", "freeze_bn": "none", "num_classes": 19},
+        "data": {"source": {"name": "gta5", "root": str(data / "gta5_like")},
+                 "target": {"name": "cityscapes", "root": str(data / "cityscapes_like")},
+                 "val": None, "batch_size": 2, "num_workers": 1,
+                 "source_aug": {"crop_size": size}, "target_views": {"crop_size": size}},
+        "optim": {"lr": 0.01},
+        "train": {"iters": iters, "log_every": 1, "checkpoint_every": 3, "keep_checkpoints": 2,
+                  "deterministic": True, "progress": False, "tensorboard": False},
+    }
+
+
+def _limit_file_size(limit: int) -> None:  # runs in the child before exec
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+class Segment:
+    """One ``tufl train --resume auto`` process, watched through its metrics log."""
+
+    def __init__(self, config: Path, run_dir: Path, file_size_limit: int | None = None) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.run_dir = run_dir
+        self.started = time.time()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tufl", "train", "--config", str(config), "--resume", "auto"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+            preexec_fn=(lambda: _limit_file_size(file_size_limit)) if file_size_limit else None)
+
+    def reached(self) -> int:
+        """The last iteration this process logged (0 before it has rewritten the log it resumes)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists() or path.stat().st_mtime < self.started:
+            return 0
+        return max((r["iter"] for r in read_metrics(self.run_dir, "train")), default=0)
+
+    def signal_at(self, iteration: int, signum: int, timeout: float = 600) -> tuple[int, str]:
+        """Send ``signum`` once the run has logged ``iteration``; returns (exit status, stderr)."""
+        deadline = time.time() + timeout
+        while self.proc.poll() is None and self.reached() < iteration and time.time() < deadline:
+            time.sleep(0.01)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        return self.finish(timeout)
+
+    def finish(self, timeout: float = 600) -> tuple[int, str]:
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err
+
+
+def _checkpoint_iteration(run_dir: Path) -> int:
+    """The iteration a resume continues from: that of the newest readable checkpoint (0: none)."""
+    for path in ckpt.checkpoint_versions(run_dir / ckpt.LAST_NAME):
+        try:
+            return int(ckpt.load_checkpoint(path)["iteration"])
+        except Exception:
+            continue
+    return 0
+
+
+def _damage_report(run_dir: Path, planted: set[int] = frozenset()) -> dict[str, int]:
+    """Unreadable checkpoints (but the one the check truncated itself: inode in ``planted``)
+    and temporary files left in the run folder."""
+    unreadable = 0
+    for path in ckpt.checkpoint_versions(run_dir / ckpt.LAST_NAME):
+        if path.stat().st_ino in planted:
+            continue
+        try:
+            ckpt.load_checkpoint(path)
+        except Exception:
+            unreadable += 1
+    return {"unreadable_checkpoints": unreadable, "temporary_files": len(list(run_dir.glob(".*.tmp")))}
+
+
+def compare_states(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Names of the parts of two checkpoints that differ (empty: bit-identical)."""
+    differ = [f"model.{k}" for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
+    differ += [f"losses.{k}" for k in a["losses"] if not torch.equal(a["losses"][k], b["losses"][k])]
+    for key, state in a["optimizer"]["state"].items():
+        other = b["optimizer"]["state"].get(key, {})
+        differ += [f"optimizer.{key}.{n}" for n, v in state.items()
+                   if not (isinstance(v, torch.Tensor) and torch.equal(v, other.get(n)))]
+    for key in ("iteration", "data"):
+        if a[key] != b[key]:
+            differ.append(key)
+    return differ
+
+
+def run_faults(work: Path, iters: int, kills: int, seed: int, say=print) -> dict[str, Any]:
+    """The whole check in ``work``; returns the results (``passed`` among them)."""
+    from tufl.demo.scenes import ensure_demo_data
+
+    data = work / "data"
+    ensure_demo_data(data, seed=0, size=(64, 32), n_source=8, n_target_train=8, n_target_val=2, workers=1)
+    configs = {}
+    for name in ("reference", "faulted"):
+        configs[name] = work / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(run_config(data, work / name, iters)))
+    say(f"[faults] reference: {iters} iterations straight through")
+    status, err = Segment(configs["reference"], work / "reference").finish()
+    if status != 0:
+        raise RuntimeError(f"the reference run failed:\n{err[-3000:]}")
+
+    rng = np.random.default_rng(seed)
+    run_dir = work / "faulted"
+    plan = ["SIGKILL"] * kills
+    plan.insert(min(1, len(plan)), "disk full")
+    plan.append("SIGTERM")
+    truncate_after = plan.index("SIGKILL", plan.index("disk full")) if plan.count("SIGKILL") > 1 else -1
+    planted: set[int] = set()
+    events = []
+    for number, fault in enumerate(plan):
+        start = _checkpoint_iteration(run_dir)
+        if start + 1 >= iters:
+            break
+        at = int(rng.integers(start + 1, min(iters, start + 8)))  # within two checkpoint intervals
+        event: dict[str, Any] = {"fault": fault, "resumed_from": start}
+        if fault == "disk full":
+            size = max(p.stat().st_size for p in ckpt.checkpoint_versions(run_dir / ckpt.LAST_NAME))
+            status, err = Segment(configs["faulted"], run_dir, file_size_limit=size // 2).finish()
+            message = next((line for line in err.splitlines() if line.startswith("error:")), "")
+            event.update(exit_status=status, message=message[:160],
+                         stopped_cleanly=status == 1 and str(run_dir / ckpt.LAST_NAME) in message)
+        elif fault == "SIGTERM":
+            status, err = Segment(configs["faulted"], run_dir).signal_at(at, signal.SIGTERM)
+            event.update(signal_at=at, exit_status=status, checkpoint=_checkpoint_iteration(run_dir),
+                         stopped_cleanly=status == PREEMPTED_EXIT_STATUS)
+        else:
+            status, _ = Segment(configs["faulted"], run_dir).signal_at(at, signal.SIGKILL)
+            event.update(signal_at=at, exit_status=status, checkpoint=_checkpoint_iteration(run_dir),
+                         stopped_cleanly=status == -signal.SIGKILL)
+            if number == truncate_after and len(ckpt.checkpoint_versions(run_dir / ckpt.LAST_NAME)) > 1:
+                last = run_dir / ckpt.LAST_NAME  # a write cut short: resume must use the one before
+                event["damage_found"] = _damage_report(run_dir, planted)
+                last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
+                planted.add(last.stat().st_ino)
+                event["truncated_last_checkpoint"] = True
+        if not event.get("truncated_last_checkpoint"):
+            event["damage_found"] = _damage_report(run_dir, planted)
+        say(f"[faults] {fault:<9} {json.dumps({k: v for k, v in event.items() if k != 'fault'})}")
+        events.append(event)
+    status, err = Segment(configs["faulted"], run_dir).finish()
+    if status != 0:
+        raise RuntimeError(f"the final resumed segment failed:\n{err[-3000:]}")
+    differ = compare_states(ckpt.load_checkpoint(work / "reference" / ckpt.LAST_NAME),
+                            ckpt.load_checkpoint(run_dir / ckpt.LAST_NAME))
+    damage = _damage_report(run_dir)
+    # a kill during a write leaves its temporary file; the next start removes it (counted at the end)
+    passed = (not differ and all(e["stopped_cleanly"] for e in events) and not any(damage.values())
+              and not any(e["damage_found"]["unreadable_checkpoints"] for e in events))
+    return {"iterations": iters, "events": events, "faults_survived": sum(e["stopped_cleanly"] for e in events),
+            "faults": len(events), "final_differs_in": differ[:10], "bit_identical": not differ, **damage,
+            "passed": passed}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out:
+        work = Path(args.out)
+        work.mkdir(parents=True, exist_ok=True)
+        results = run_faults(work, args.iters, args.kills, args.seed)
+    else:
+        with tempfile.TemporaryDirectory(prefix="tufl-faults-") as tmp:
+            results = run_faults(Path(tmp), args.iters, args.kills, args.seed)
+    print(f"[faults] faults survived: {results['faults_survived']} of {results['faults']}; final state "
+          f"{'bit-identical to' if results['bit_identical'] else 'DIFFERENT from'} the uninterrupted run; "
+          f"unreadable checkpoints: {results['unreadable_checkpoints']}; temporary files left: "
+          f"{results['temporary_files']}: {'PASSED' if results['passed'] else 'FAILED'}")
+    if args.json:
+        from tufl.atomic import atomic_write_json
+
+        atomic_write_json(args.json, results)
+    return 0 if results["passed"] else 1
