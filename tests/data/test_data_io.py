@@ -102,3 +102,21 @@ def test_atomic_write_text_replaces_and_leaves_no_temporaries(tmp_path):
     atomic_write_text(target, "second")
     assert target.read_text() == "second"
     assert os.listdir(target.parent) == ["out.json"]
+
+
+def test_errors_re_raised_from_a_loader_worker_keep_their_message():
+    from torch.utils.data import DataLoader, Dataset
+
+    from tufl.data.io import BadFileError
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            raise BadFileError("/data/x.png", "corrupt or truncated image")
+
+    with pytest.raises(BadFileError) as caught:
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    assert (caught.value.path, caught.value.problem) == ("/data/x.png", "corrupt or truncated image")
+    assert str(caught.value) == "/data/x.png: corrupt or truncated image"

@@ -39,7 +39,11 @@ _SHOWN = 3
 class UnmappedLabelError(BadFileError):
     """A label map holds raw values that the class definition file does not map."""
 
-    def __init__(self, path: str | os.PathLike[str], values: list[int], class_file: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], values: list[int] | None = None, class_file: str = "") -> None:
+        if values is None:  # re-raised from a DataLoader worker with its message only
+            self.values = []
+            super().__init__(path)
+            return
         self.values = values
         shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
         super().__init__(path, f"label values {shown} are not mapped by the class file {class_file}")
