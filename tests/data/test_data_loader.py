@@ -110,3 +110,53 @@ def test_epoch_shard_positions_and_argument_checks():
         InfiniteLoader(KeyEcho(3), batch_size=2, seed=0, world_size=2)
     with pytest.raises(ValueError, match="rank"):
         InfiniteLoader(KeyEcho(8), batch_size=2, seed=0, rank=2, world_size=2)
+
+
+_WORKER_SIGNAL_SCRIPT = r"""
+import os, sys, torch
+from torch.utils.data import Dataset
+from tufl.data.loader import InfiniteLoader
+
+class Keys(Dataset):
+    def __len__(self):
+        return 8
+    def __getitem__(self, key):
+        return torch.tensor(key[0])
+
+loader = InfiniteLoader(Keys(), 2, seed=0, num_workers=2)
+for _ in range(2):  # one batch from each worker: both have run their init
+    next(loader)
+print(" ".join(str(w.pid) for w in loader._iterator._workers), flush=True)
+sys.stdin.readline()
+next(loader)
+print("alive", flush=True)
+# exits without closing the loader: multiprocessing must still end the workers
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "sigwaitinfo"), reason="needs sigwaitinfo (POSIX)")
+def test_workers_ignore_foreign_stop_signals_but_not_their_parent(tmp_path):
+    """A SIGTERM from another process (a cluster signalling the job) leaves data workers alive;
+    the parent's own terminate at exit still ends them, so the process exits (it used to hang)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _WORKER_SIGNAL_SCRIPT], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGUSR1)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "alive"
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -12,8 +12,10 @@ exactly.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import threading
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -70,12 +72,34 @@ class KeyedBatches:
             batch = (epoch + 1) * self.batches_per_epoch
 
 
+_STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+def _end_on_parent_signal(numbers: set[int], parent: int) -> None:
+    """Thread body of a worker: take the blocked stop signals; end the worker when its parent
+    sent one (DataLoader shut-down, or multiprocessing ending its children at exit)."""
+    while True:
+        info = signal.sigwaitinfo(numbers)
+        if info.si_pid == parent or os.getppid() != parent:
+            os._exit(0)
+
+
 def ignore_stop_signals(worker_id: int = 0) -> None:
-    """Data workers ignore SIGTERM and SIGUSR1: a cluster that signals the whole process group
-    must not kill them under the training process, which stops cleanly and then ends them."""
-    for name in ("SIGTERM", "SIGUSR1"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    """Data workers ignore SIGTERM and SIGUSR1 from anyone but their parent.
+
+    A cluster that signals every process of the job must not kill the workers under
+    the training process, which stops cleanly and then ends them; but the parent's own
+    ``terminate()`` (DataLoader shut-down, or multiprocessing ending daemonic children
+    when the process exits) must still end them, or the parent waits forever. The
+    signals are blocked and taken by a thread that reads the sender
+    (``sigwaitinfo``); where that is unavailable they are left at their defaults.
+    """
+    if not (hasattr(signal, "sigwaitinfo") and hasattr(signal, "pthread_sigmask")):
+        return
+    numbers = {getattr(signal, name) for name in _STOP_SIGNALS if hasattr(signal, name)}
+    signal.pthread_sigmask(signal.SIG_BLOCK, numbers)  # threads started later inherit the mask
+    threading.Thread(target=_end_on_parent_signal, args=(numbers, os.getppid()), daemon=True,
+                     name="tufl-worker-signals").start()
 
 
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
@@ -171,8 +195,14 @@ class InfiniteLoader:
         }
 
     def close(self) -> None:
-        """Stop the worker processes; a later ``next`` starts new ones at the same position."""
-        self._iterator = None
+        """Stop the worker processes; a later ``next`` starts new ones at the same position.
+
+        The workers are ended now, not when the iterator is garbage-collected (a traceback
+        may hold it until the process exits)."""
+        iterator, self._iterator = self._iterator, None
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
     def __enter__(self) -> InfiniteLoader:
         return self
