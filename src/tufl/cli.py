@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("tufl.evaluation.export_command", "export a checkpoint's inference network (ONNX)"),
     "pseudo-label": ("tufl.train.pseudo_label_command", "write pseudo-labels of a target split to disk"),
     "check-data": ("tufl.data.check:add_check_data_arguments,run_check_data", "check a dataset's layout, pairing and label values"),
+    "prepare-data": ("tufl.data.prepare_command", "write the training datasets at their training size (faster loading)"),
     "show-config": ("tufl.config.command", "print the fully resolved config of a YAML file"),
     "benchmark": ("tufl.bench.command", "measure loss, training, inference and data speed"),
 }

@@ -15,6 +15,7 @@ from tufl.data.photometric import (
     PhotometricConfig,
     PhotometricParams,
     apply_photometric,
+    noise_fields,
     photometric_batch,
     sample_photometric,
     shadow_maps,
@@ -74,7 +75,7 @@ def test_default_draws_cover_their_ranges_and_frequencies():
 def test_brightness_on_a_constant_image_truncates_like_pillow(value, factor, want):
     image = np.full((6, 5, 3), value, dtype=np.uint8)
     cfg = only(jitter_p=1.0, brightness=(0.0, 2.0))
-    out = apply_photometric(to_batch(image), params_for(cfg, 1, brightness=factor), cfg, torch.Generator())
+    out = apply_photometric(to_batch(image), params_for(cfg, 1, brightness=factor), cfg)
     assert (out == want).all()
 
 
@@ -87,7 +88,7 @@ def test_contrast_blends_with_the_rounded_mean_grey(factor, red, blue):
     image[:, :2, 0] = 255
     image[:, 2:, 2] = 255
     cfg = only(jitter_p=1.0, contrast=(0.0, 2.0))
-    out = to_image(apply_photometric(to_batch(image), params_for(cfg, 1, contrast=factor), cfg, torch.Generator()))
+    out = to_image(apply_photometric(to_batch(image), params_for(cfg, 1, contrast=factor), cfg))
     assert (out[:, :2] == red).all() and (out[:, 2:] == blue).all()
 
 
@@ -97,7 +98,7 @@ def test_contrast_blends_with_the_rounded_mean_grey(factor, red, blue):
 def test_each_jitter_factor_matches_pillow(name, enhancer, factor):
     image = np.random.default_rng(3).integers(0, 256, (23, 31, 3), dtype=np.uint8)
     cfg = only(jitter_p=1.0, **{name: (0.0, 2.0)})
-    out = to_image(apply_photometric(to_batch(image), params_for(cfg, 1, **{name: factor}), cfg, torch.Generator()))
+    out = to_image(apply_photometric(to_batch(image), params_for(cfg, 1, **{name: factor}), cfg))
     want = np.asarray(enhancer(Image.fromarray(image)).enhance(factor))
     diff = np.abs(out.astype(int) - want.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
@@ -136,7 +137,7 @@ def test_shadow_darkens_by_the_turned_and_mirrored_texture_crop(turns, lr, tb, i
                         flip_lr=lr, flip_tb=tb, invert=invert, intensity=intensity)
     texture = expected_shadow_map(100, 300, size, turns, lr, tb, invert)
     image = np.full((size, size, 3), 255, dtype=np.uint8)
-    out = to_image(apply_photometric(to_batch(image), params, cfg, torch.Generator())).astype(int)
+    out = to_image(apply_photometric(to_batch(image), params, cfg)).astype(int)
     want = np.floor(255 * (1 - intensity * texture / 255))[:, :, None]
     diff = np.abs(out - want)
     assert diff.max() <= 1 and (diff == 0).mean() > 0.95
@@ -174,7 +175,7 @@ def test_noise_std_matches_the_drawn_choice():
     batch = to_batch(image).expand(8, -1, -1, -1)
     generator = torch.Generator().manual_seed(5)
     params = sample_photometric(cfg, 8, generator, "cpu")
-    out = apply_photometric(batch, params, cfg, generator).float()
+    out = apply_photometric(batch, params, cfg).float()
     assert set(params.noise_std.tolist()) == {3.0, 4.0}
     for sample, std in zip(out, params.noise_std.tolist()):
         # Truncation adds a uniform rounding error: variance std^2 + 1/12, mean -0.5.
@@ -187,7 +188,7 @@ def test_blur_matches_a_separable_gaussian_and_sigma_zero_is_identity():
     cfg = only(blur_p=1.0, blur_sigma=(0.0, 1.2))
     batch = to_batch(image).expand(2, -1, -1, -1)
     params = params_for(cfg, 2)._replace(blur_sigma=torch.tensor([0.0, 1.1]))
-    out = apply_photometric(batch, params, cfg, torch.Generator()).numpy()
+    out = apply_photometric(batch, params, cfg).numpy()
     assert np.array_equal(out[0], batch[0].numpy())
     radius = 4  # ceil(3 * 1.2)
     offsets = np.arange(-radius, radius + 1)
@@ -201,14 +202,29 @@ def test_blur_matches_a_separable_gaussian_and_sigma_zero_is_identity():
 
 
 def test_batch_equals_each_sample_alone():
-    cfg = PhotometricConfig(noise_p=0.0, equalize_p=0.5)
+    # Every random value is in the parameters (the noise field too, by its seed): exact.
+    cfg = PhotometricConfig(equalize_p=0.5)
     images = torch.from_numpy(np.random.default_rng(7).integers(0, 256, (6, 3, 32, 40), dtype=np.uint8))
     params = sample_photometric(cfg, 6, torch.Generator().manual_seed(8), "cpu")
-    together = apply_photometric(images, params, cfg, torch.Generator())
+    assert params.noise.all() and 0 < params.equalize.sum() < 6 and params.noise_seed.unique().numel() == 6
+    together = apply_photometric(images, params, cfg)
+    assert torch.equal(together, apply_photometric(images, params, cfg))
     for i in range(6):
         alone = PhotometricParams(*(field[i : i + 1] for field in params))
-        one = apply_photometric(images[i : i + 1], alone, cfg, torch.Generator())
-        assert (together[i].int() - one[0].int()).abs().max() <= 1
+        assert torch.equal(together[i], apply_photometric(images[i : i + 1], alone, cfg)[0])
+
+
+def test_noise_field_is_the_seeded_standard_normal_of_each_sample():
+    seeds = torch.tensor([5, 123456789012345, 5])
+    fields = noise_fields(seeds, (3, 16, 20), torch.device("cpu"))
+    assert fields.shape == (3, 3, 16, 20) and torch.equal(fields[0], fields[2])
+    assert torch.equal(fields[1], torch.randn(3, 16, 20, generator=torch.Generator().manual_seed(123456789012345)))
+    assert not torch.equal(fields[0], fields[1])
+    # In T: a grey image plus std * field, floored and clipped.
+    cfg = only(noise_p=1.0, noise_std=(4.0,))
+    params = params_for(cfg, 3)._replace(noise_seed=seeds)
+    out = apply_photometric(torch.full((3, 3, 16, 20), 128, dtype=torch.uint8), params, cfg)
+    assert torch.equal(out, torch.floor(128 + 4.0 * fields).clamp(0, 255).to(torch.uint8))
 
 
 def test_same_seed_same_output_and_worker_path_equals_batch_path():

@@ -24,7 +24,9 @@ def default_models() -> dict[str, nn.Module]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=WHAT, help="loss: TUFL vs literal reference; train: iteration time and "
-                        "memory; inference: frames/s at 1024x2048; data: loader images/s; faults: kills, "
+                        "memory (--end-to-end: whole iterations with the real loaders, data wait, the bound; "
+                        "--compare: before/after issue 20's pipeline); inference: frames/s at 1024x2048; data: loader "
+                        "images/s (original files vs prepared copy, per core); faults: kills, "
                         "a truncated checkpoint, a full disk and SIGTERM, resumed to a bit-identical end")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark (see WHAT --help)")
 

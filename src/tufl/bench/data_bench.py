@@ -11,6 +11,17 @@ The generated images are smooth random fields plus noise, so that their PNG
 decoding cost is closer to photographs than pure noise would be. Run it with
 ``tufl benchmark data [--out-dir DIR] [--workers 0 2] ...`` (or
 ``python -m tufl.bench.data_bench ...``).
+
+Variants of each pipeline, side by side (``--variants``):
+
+* ``original``: the original files, every view built on the workers (the pipeline
+  before issue 20);
+* ``prepared``: a prepared copy (``npy``, :mod:`tufl.data.prepared`) written first,
+  and for the target pair only the workers' part (weak view and the strong view's
+  draws); the strong view's device part (:func:`tufl.data.device_views.finish_target_batch`)
+  is timed separately per batch on ``--device``.
+
+Rates are also given per core: workers 0 is one core, ``w`` workers ``w`` cores.
 """
 
 from __future__ import annotations
@@ -37,6 +48,10 @@ from tufl.data.loader import InfiniteLoader
 from tufl.data.samples import SourceSamples, TargetPairs
 from tufl.data.transforms import SourceAugConfig
 from tufl.data.views import TargetViewConfig
+
+VARIANTS = ("original", "prepared")
+VARIANT_NAMES = {"original": "original files, worker views", "prepared": "prepared copy (npy), worker part only"}
+PREPARED_FORMAT = "npy"
 
 
 @dataclass(frozen=True)
@@ -72,10 +87,19 @@ class ThroughputResult:
     batch_size: int
     batches: int
     seconds: float
+    variant: str = "original"
+    # target pair, prepared variant: seconds per batch of the strong view's device part
+    device_seconds_per_batch: float | None = None
+    device: str | None = None
 
     @property
     def images_per_second(self) -> float:
         return self.batch_size * self.batches / self.seconds
+
+    @property
+    def images_per_second_per_core(self) -> float:
+        """Rate per core of the loader: workers 0 runs on one core, ``w`` workers on ``w``."""
+        return self.images_per_second / max(1, self.num_workers)
 
 
 def _smooth_image(rng: np.random.Generator, size: Size) -> np.ndarray:
@@ -121,12 +145,50 @@ def write_synthetic(spec: PipelineSpec, root: Path, num_images: int, seed: int =
             image.save(city / f"synthcity_{k:06d}_000019_leftImg8bit.png")
 
 
-def _make_samples(spec: PipelineSpec, root: Path) -> Dataset:
+def _make_samples(spec: PipelineSpec, root: Path, variant: str = "original",
+                  prepared_dir: Path | None = None) -> Dataset:
+    """The pipeline's torch dataset; ``prepared``: over its prepared copy under ``prepared_dir``
+    (written first when absent), target pairs leaving the strong view to the device."""
     num_classes = 16 if spec.dataset == "synthia" else 19
     base = build_dataset(spec.dataset, str(root), "train", num_classes, resize=spec.resize)
+    if variant == "prepared":
+        from tufl.data.prepared import find_prepared, prepare
+
+        assert prepared_dir is not None
+        copy, reason = find_prepared(base, prepared_dir)
+        if copy is None:
+            prepare(base, prepared_dir, PREPARED_FORMAT, workers=1, progress=False)
+            copy, reason = find_prepared(base, prepared_dir)
+        if copy is None:
+            raise RuntimeError(f"prepared copy of {spec.name} not usable: {reason}")
+        base.use_prepared(copy)
+    elif variant != "original":
+        raise ValueError(f"unknown pipeline variant {variant!r}; expected one of {VARIANTS}")
     if spec.kind == "source":
         return SourceSamples(base, SourceAugConfig(crop_size=spec.crop))
-    return TargetPairs(base, TargetViewConfig(crop_size=spec.crop))
+    views = TargetViewConfig(crop_size=spec.crop)
+    if variant == "prepared":
+        return TargetPairs(base, views, strong_view="device")
+    return TargetPairs(base, views)
+
+
+def time_device_views(batches: Sequence[dict], cfg: TargetViewConfig, device: str, repeats: int = 3) -> float:
+    """Median seconds per batch of the strong view's device part (weak view copied to
+    ``device`` first, not timed) over ``batches`` of the prepared target pipeline."""
+    from tufl.data.device_views import finish_target_batch
+
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda *_: None)
+    times = []
+    for _ in range(repeats):
+        for batch in batches:
+            on_device = {**batch, "weak": batch["weak"].to(dev), "theta": batch["theta"].to(dev)}
+            sync(dev)
+            start = time.perf_counter()
+            finish_target_batch(on_device, cfg)
+            sync(dev)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def _shrink(spec: PipelineSpec, divisor: int) -> PipelineSpec:
@@ -145,11 +207,16 @@ def measure_throughput(
     size_divisor: int = 1,
     seed: int = 0,
     pipelines: Sequence[PipelineSpec] = STANDARD_PIPELINES,
+    variants: Sequence[str] = ("original",),
+    device: str = "cpu",
 ) -> list[ThroughputResult]:
-    """Generate each pipeline's data under ``work_dir`` and time ``batches`` batches per worker count.
+    """Generate each pipeline's data under ``work_dir`` and time ``batches`` batches per
+    variant (:data:`VARIANTS`) and worker count.
 
     The first batch of each run (worker start-up) is not timed. ``size_divisor``
-    shrinks every size (for quick smoke runs). SYNTHIA is skipped without OpenCV.
+    shrinks every size (for quick smoke runs). SYNTHIA is skipped without OpenCV. The
+    prepared copies go to ``work_dir/prepared``; the target pair's device part of the
+    ``prepared`` variant is timed on ``device`` over the batches of the first worker count.
     """
     results = []
     for spec in pipelines:
@@ -159,30 +226,66 @@ def measure_throughput(
             continue
         root = Path(work_dir) / spec.dataset
         write_synthetic(spec, root, num_images, seed)
-        samples = _make_samples(spec, root)
-        for num_workers in workers:
-            loader = InfiniteLoader(samples, batch_size, seed, num_workers=num_workers)
-            with loader:
-                next(loader)
-                start = time.perf_counter()
-                for _ in range(batches):
+        for variant in variants:
+            samples = _make_samples(spec, root, variant, Path(work_dir) / "prepared")
+            device_part = variant == "prepared" and spec.kind == "target"
+            device_seconds = None
+            for num_workers in workers:
+                loader = InfiniteLoader(samples, batch_size, seed, num_workers=num_workers)
+                kept = []
+                with loader:
                     next(loader)
-                seconds = time.perf_counter() - start
-            results.append(ThroughputResult(spec.name, num_workers, batch_size, batches, seconds))
+                    start = time.perf_counter()
+                    for _ in range(batches):
+                        batch = next(loader)
+                        if device_part and device_seconds is None:
+                            kept.append(batch)
+                    seconds = time.perf_counter() - start
+                if kept:
+                    device_seconds = time_device_views(kept, samples.cfg, device)
+                results.append(ThroughputResult(spec.name, num_workers, batch_size, batches, seconds, variant,
+                                                device_seconds if device_part else None,
+                                                device if device_part else None))
     return results
 
 
 def format_results(results: Sequence[ThroughputResult]) -> str:
     """Markdown table of the results."""
     lines = [
-        "| pipeline | workers | images/s | batches x batch size | seconds |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| pipeline | variant | workers | images/s | images/s per core | batches x batch size | seconds |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
-            f"| {r.pipeline} | {r.num_workers} | {r.images_per_second:.2f} | {r.batches} x {r.batch_size} "
+            f"| {r.pipeline} | {VARIANT_NAMES.get(r.variant, r.variant)} | {r.num_workers} "
+            f"| {r.images_per_second:.2f} | {r.images_per_second_per_core:.2f} | {r.batches} x {r.batch_size} "
             f"| {r.seconds:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def format_side_by_side(results: Sequence[ThroughputResult]) -> str:
+    """Markdown table: per pipeline and worker count, the original and the prepared
+    variant per core, their ratio, and the target pair's device time per batch."""
+    lines = [
+        f"| pipeline | workers | {VARIANT_NAMES['original']}: images/s per core "
+        f"| {VARIANT_NAMES['prepared']}: images/s per core | new/old | strong view on device, ms per batch "
+        "| new incl. device part on the same core: images/s per core | new/old |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    by_key = {(r.pipeline, r.num_workers, r.variant): r for r in results}
+    for (pipeline, workers, variant), old in by_key.items():
+        new = by_key.get((pipeline, workers, "prepared"))
+        if variant != "original" or new is None:
+            continue
+        device, whole = "-", new.images_per_second_per_core
+        if new.device_seconds_per_batch is not None:
+            device = f"{1000 * new.device_seconds_per_batch:.1f} ({new.device})"
+            whole = 1.0 / (1.0 / whole + new.device_seconds_per_batch / new.batch_size)
+        lines.append(f"| {pipeline} | {workers} | {old.images_per_second_per_core:.2f} "
+                     f"| {new.images_per_second_per_core:.2f} "
+                     f"| {new.images_per_second / old.images_per_second:.2f}x | {device} | {whole:.2f} "
+                     f"| {whole / old.images_per_second_per_core:.2f}x |")
     return "\n".join(lines)
 
 
@@ -197,6 +300,11 @@ def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts (default: 0 2)")
     parser.add_argument("--size-divisor", type=int, default=1, help="shrink all sizes by this factor (smoke runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of generated data and augmentation")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="original: original files, views on the workers; prepared: prepared copy, the target "
+                             "strong view's device part timed apart (default: both, side by side)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device of the strong view's device part (default: %(default)s)")
 
 
 def run_throughput(args: argparse.Namespace) -> int:
@@ -207,11 +315,15 @@ def run_throughput(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tufl-throughput-") as tmp:
         work_dir = Path(args.out_dir) if args.out_dir else Path(tmp)
         results = measure_throughput(
-            work_dir, args.images, args.batches, args.batch_size, args.workers, args.size_divisor, args.seed
+            work_dir, args.images, args.batches, args.batch_size, args.workers, args.size_divisor, args.seed,
+            variants=args.variants, device=args.device,
         )
     machine = platform.processor() or platform.machine()
     print(f"python {platform.python_version()}, torch {torch.__version__}, {machine}")
     print(format_results(results))
+    if "original" in args.variants and "prepared" in args.variants:
+        print()
+        print(format_side_by_side(results))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Training-iteration time and peak memory of each network and mode.
+"""Training-iteration time and peak memory of each network and mode (the step alone);
+``--end-to-end``: whole iterations with the real loaders (:mod:`tufl.bench.e2e_bench`).
 
 Each (network, mode) runs in a fresh process (so the CPU peak resident memory is
 its own) on random images of the given crop size: a full optimiser step of the
@@ -43,7 +44,9 @@ def time_training_step(arch: str, mode: str, height: int, width: int, batch: int
     """Median seconds per optimiser step and peak memory for one configuration.
 
     ``overrides`` are ``key=value`` config settings (as ``--set``), e.g.
-    ``loss.tufl.backend=torch``; the losses and the mixing are built from that config.
+    ``loss.tufl.backend=torch``; the losses and the mixing are built from that config,
+    and ``optim.fused``, ``train.channels_last`` and ``train.compile`` (where the schema
+    has it) apply as in training.
     """
     from tufl.config.loader import apply_overrides, from_dict
     from tufl.config.schema import Config
@@ -70,10 +73,20 @@ def time_training_step(arch: str, mode: str, height: int, width: int, batch: int
         labeller = build_model(cfg.model, training=False).model.to(dev).eval().requires_grad_(False)
         objective = Stage2(sup, unsup, 0.08, CrossDomainMixer(cfg.mix, n), 0.5, labeller)
     objective.to(dev)
+    channels_last = cfg.train.channels_last
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    compiled = bool(getattr(cfg.train, "compile", False))
+    forward = torch.compile(model) if compiled else model
     optimizer = build_optimizer(model, cfg.optim)
     use_amp, dtype = amp_settings(dev, amp)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
     source, target = _synthetic_batches(batch, height, width, n, dev)
+    if channels_last:  # as the trainer hands them over
+        for batch_dict in (source, target):
+            for key, value in batch_dict.items():
+                if value.dim() == 4 and value.shape[1] == 3:
+                    batch_dict[key] = value.contiguous(memory_format=torch.channels_last)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     times = []
@@ -83,7 +96,7 @@ def time_training_step(arch: str, mode: str, height: int, width: int, batch: int
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, dtype=dtype, enabled=use_amp):
-            out = objective(model, source, target, step_generator(0, step, 0, 0))
+            out = objective(forward, source, target, step_generator(0, step, 0, 0))
         scaler.scale(out.loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -98,18 +111,20 @@ def time_training_step(arch: str, mode: str, height: int, width: int, batch: int
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         memory = "process peak RSS"
     return {"arch": arch, "mode": mode, "crop": [height, width], "batch_per_domain": batch, "device": str(dev),
-            "overrides": list(overrides),
+            "overrides": list(overrides), "channels_last": channels_last, "compile": compiled,
+            "fused": all(bool(g.get("fused")) for g in optimizer.param_groups),
             "amp": str(dtype).removeprefix("torch.") if use_amp else "off", "seconds_per_iter": statistics.median(times),
             "peak_memory_mb": round(peak_mb, 1), "memory": memory, "threads": torch.get_num_threads(),
             "torch": torch.__version__}
 
 
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["network    mode         crop       batch  amp   s/iter   peak MB",
-             "---------  -----------  ---------  -----  ----  -------  --------"]
+    lines = ["network    mode         crop       batch  amp   s/iter   peak MB   settings",
+             "---------  -----------  ---------  -----  ----  -------  --------  --------"]
     for r in rows:
         lines.append(f"{r['arch']:<9}  {r['mode']:<11}  {r['crop'][0]}x{r['crop'][1]:<5}  {r['batch_per_domain']:>5}  "
-                     f"{r['amp']:<4}  {r['seconds_per_iter']:7.3f}  {r['peak_memory_mb']:8.0f}")
+                     f"{r['amp']:<4}  {r['seconds_per_iter']:7.3f}  {r['peak_memory_mb']:8.0f}  "
+                     f"{' '.join(r['overrides']) or '-'}")
     return "\n".join(lines)
 
 
@@ -121,15 +136,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=2, help="images per domain (default: 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed iterations (default: 1; --end-to-end: 2 per worker + 2, which drains "
+                             "the loaders' prefetched batches)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config setting, e.g. loss.tufl.backend=torch (repeatable)")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--single", nargs=2, metavar=("ARCH", "MODE"), help=argparse.SUPPRESS)
+    from tufl.bench import e2e_bench
+
+    e2e_bench.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.end_to_end:
+        from tufl.bench import e2e_bench
+
+        return e2e_bench.run(args)
+    if args.warmup is None:
+        args.warmup = 1
     common = [args.height, args.width, args.batch, args.device, args.amp, args.warmup, args.repeats]
     if args.single:
         print(json.dumps(time_training_step(*args.single, *common, overrides=args.overrides)))

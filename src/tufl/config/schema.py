@@ -124,6 +124,11 @@ class DataConfig:
     # Where the class -> images index of the source (long-tail pasting) is cached;
     # null = <output_dir>/cache.
     cache_dir: str | None = None
+    # Where `tufl prepare-data` writes prepared copies of the training datasets (every
+    # sample stored at its training size: loading is then several times faster) and where
+    # training looks for them; relative paths are relative to the working directory,
+    # like dataset roots. null = never use prepared copies.
+    prepared_dir: str | None = "data/prepared"
 
     def problems(self) -> list[str]:
         out = []
@@ -168,6 +173,10 @@ class TrainConfig:
     grad_clip: float | None = None
     # Source, weak and strong views through the network in one forward pass.
     concat_forward: bool = True
+    # torch.compile the segmentor's training forward (checkpoints, validation and inference
+    # use the plain module). Off by default until measured faster and stable on a GPU: the
+    # first iterations then compile for minutes, and a new input shape compiles again.
+    compile: bool = False
     # Convert BatchNorm to SyncBatchNorm under multi-GPU training.
     sync_bn: bool = False
     # torch.use_deterministic_algorithms (bitwise reproducible on CPU; slower on GPU).
@@ -187,7 +196,9 @@ class TrainConfig:
     auto_resume: bool = False
     # Validate on data.val every N iterations (0 = only at the end).
     val_every: int = 2000
-    # Stop after this many non-finite losses in a row.
+    # Stop after this many non-finite steps in a row (loss on any rank, or gradients; each is
+    # skipped without a trace). Checked when a log line is written (no host read per step):
+    # the run stops at the first log line after max_nonfinite skipped steps in a row.
     max_nonfinite: int = 20
     # Save a PNG grid of the mixed stage-two inputs every N iterations (0 = off).
     inspect_every: int = 0

@@ -18,7 +18,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from tufl.data.io import (
     resize_label,
 )
 from tufl.data.labels import SUPPORTED_NUM_CLASSES
+
+if TYPE_CHECKING:
+    from tufl.data.prepared import PreparedCopy
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -140,6 +143,8 @@ class SegDataset:
     raw_label_ids: ClassVar[frozenset[int]] = frozenset()
     # GTA5 ships a few labels whose size differs from their image: resized, with a warning.
     resize_mismatched_labels: ClassVar[bool] = False
+    # Training loads come from this prepared copy when set (see use_prepared).
+    _prepared: PreparedCopy | None = None
 
     # --- layout, declared by each dataset ------------------------------------------
     # The root as layout errors name it ("not a GTA5 root").
@@ -323,7 +328,19 @@ class SegDataset:
             image = resize_image(image, self.resize, self.interpolation)
         return image
 
+    def use_prepared(self, copy: PreparedCopy | None) -> None:
+        """Let :meth:`load` read ``copy`` (:mod:`tufl.data.prepared`, found by ``find_prepared``);
+        ``None``: the original files. ``read_image``/``read_label`` always read the originals."""
+        if copy is not None and len(copy) != len(self.samples):
+            raise ValueError(f"{self.name}: prepared copy {copy.folder} holds {len(copy)} samples, not {len(self)}")
+        self._prepared = copy
+
     def _load_exact(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._prepared is not None:
+            return self._prepared.load(self, i)
+        return self._load_original(i)
+
+    def _load_original(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         image = read_rgb(self.samples[i].image)
         label = None
         if self.samples[i].label is not None:

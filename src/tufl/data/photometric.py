@@ -13,8 +13,14 @@ images. T follows the authors' release; in this order, every draw per sample:
 4. Gaussian blur with a per-sample sigma;
 5. histogram equalisation per channel (Pillow ``ImageOps.equalize``).
 
-Random numbers come from the ``torch.Generator`` passed in, drawn on its device and
-moved to the images' device (:mod:`tufl.mixing.draws`): no host synchronisation.
+:func:`sample_photometric` draws every random value of T from the ``torch.Generator``
+passed in (on its device, moved to the images' device, :mod:`tufl.mixing.draws`),
+including one ``noise_seed`` per sample; :func:`apply_photometric` is then a pure
+function of the images and those parameters. Each sample's noise field comes from a
+generator on the images' device seeded with its ``noise_seed``, so a batch gives the
+same images as its samples one by one (the data workers' path equals the batched
+training-device path, :mod:`tufl.data.device_views`). On a CUDA device that field
+comes from CUDA's generator: equally distributed, not the same numbers as the CPU's.
 """
 
 from __future__ import annotations
@@ -101,7 +107,8 @@ class PhotometricConfig:
 
 
 class PhotometricParams(NamedTuple):
-    """Per-sample draws of T: tensors ``[B]`` on the images' device."""
+    """Per-sample draws of T: tensors ``[B]`` on the images' device, except
+    ``noise_seed`` (int64 on the CPU: read on the host, no device synchronisation)."""
 
     jitter: Tensor  # bool: colour jitter applied
     brightness: Tensor  # jitter factors (1 = unchanged)
@@ -123,6 +130,11 @@ class PhotometricParams(NamedTuple):
     blur: Tensor  # bool: blur applied
     blur_sigma: Tensor
     equalize: Tensor  # bool: histogram equalisation applied
+    noise_seed: Tensor  # int64 on the CPU: seed of the sample's noise field
+
+
+NOISE_SEED_HIGH = 2**63 - 1
+"""Noise seeds are uniform in ``[0, NOISE_SEED_HIGH)``."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,7 +180,12 @@ def _crop_box(fractions: tuple[float, float], batch: int, generator: torch.Gener
 
 def sample_photometric(cfg: PhotometricConfig, batch: int, generator: torch.Generator,
                        device: torch.device | str) -> PhotometricParams:
-    """Draw the parameters of T for ``batch`` samples (see :class:`PhotometricConfig`)."""
+    """Draw the parameters of T for ``batch`` samples (see :class:`PhotometricConfig`).
+
+    The noise seeds are drawn last and brought to the CPU (with a CUDA ``generator``
+    that is a host synchronisation; a CPU generator, as the workers and the mixer
+    use, needs none).
+    """
     device = torch.device(device)
     jitter = _chance(cfg.jitter_p, batch, generator, device)
     factors = [_range(_pair(getattr(cfg, name)), batch, generator, device) for name in _FACTORS]
@@ -186,8 +203,9 @@ def sample_photometric(cfg: PhotometricConfig, batch: int, generator: torch.Gene
     blur = _chance(cfg.blur_p, batch, generator, device)
     sigma = _range(cfg.blur_sigma, batch, generator, device)
     equalize = _chance(cfg.equalize_p, batch, generator, device)
+    noise_seed = integers(NOISE_SEED_HIGH, (batch,), generator).cpu()
     return PhotometricParams(jitter, *factors, shadow, crop_x, crop_y, crop_w, crop_h, turns, *flips,
-                             intensity, noise, noise_std, blur, sigma, equalize)
+                             intensity, noise, noise_std, blur, sigma, equalize, noise_seed)
 
 
 def _luma(x: Tensor) -> Tensor:
@@ -264,7 +282,12 @@ def shadow_maps(params: PhotometricParams, size: tuple[int, int]) -> Tensor:
 
 def gaussian_blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
     """Separable Gaussian blur of ``[B, C, H, W]`` with per-sample ``sigma`` ``[B]``
-    (0 = unchanged), a fixed kernel ``radius`` and reflect padding; not rounded."""
+    (0 = unchanged), a fixed kernel ``radius`` and reflect padding; not rounded.
+
+    Each pass is a weighted sum of shifted slices (a few times faster on the CPU
+    than a grouped convolution with a per-sample kernel, and per sample exact
+    whatever the batch).
+    """
     b, c, h, w = x.shape
     radius = min(radius, h - 1, w - 1)
     if radius < 1:
@@ -272,11 +295,16 @@ def gaussian_blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     # sigma -> 0 leaves weight only at offset 0: the identity kernel.
     kernel = torch.exp(-0.5 * (offsets / sigma.to(x.dtype).clamp(min=1e-6).view(-1, 1)) ** 2)
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)
-    flat = x.reshape(1, b * c, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kernel.view(b * c, 1, 1, -1), groups=b * c)
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), kernel.view(b * c, 1, -1, 1), groups=b * c)
-    return flat.view(b, c, h, w)
+    taps = (kernel / kernel.sum(dim=1, keepdim=True)).view(b, 1, 1, 1, -1)
+    rows = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    out = rows[..., :w] * taps[..., 0]
+    for i in range(1, 2 * radius + 1):
+        out += rows[..., i : i + w] * taps[..., i]
+    cols = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    out = cols[..., :h, :] * taps[..., 0]
+    for i in range(1, 2 * radius + 1):
+        out += cols[..., i : i + h, :] * taps[..., i]
+    return out
 
 
 def equalize(x: Tensor) -> Tensor:
@@ -295,12 +323,25 @@ def equalize(x: Tensor) -> Tensor:
     return lut.gather(1, values).view(b, c, h, w).to(x.dtype)
 
 
-def apply_photometric(images: Tensor, params: PhotometricParams, cfg: PhotometricConfig,
-                      generator: torch.Generator) -> Tensor:
+def noise_fields(seeds: Tensor, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """Standard normal fields ``[B, *shape]`` on ``device``, sample ``b`` from a generator
+    on ``device`` seeded with ``seeds[b]`` (CPU int64 ``[B]``; a loop over the batch).
+
+    The same seed gives the same field on the same device type, alone or in a batch;
+    CUDA's generator gives other numbers than the CPU's (equally distributed).
+    """
+    fields = [torch.randn(shape, generator=torch.Generator(device).manual_seed(seed), device=device)
+              for seed in seeds.tolist()]
+    return torch.stack(fields) if fields else torch.empty((0, *shape), device=device)
+
+
+def apply_photometric(images: Tensor, params: PhotometricParams, cfg: PhotometricConfig) -> Tensor:
     """Apply T with drawn ``params`` to ``uint8`` images ``[B, 3, H, W]``; returns ``uint8``.
 
-    Blocks that ``cfg`` switches off are skipped; the noise field is drawn from
-    ``generator`` here.
+    Deterministic given ``params`` (the noise fields come from the per-sample
+    ``noise_seed``, on the images' device: see :func:`noise_fields`); each sample's
+    result does not depend on the rest of the batch. Blocks that ``cfg`` switches off
+    are skipped.
     """
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"photometric: expected uint8 [B, 3, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -312,7 +353,7 @@ def apply_photometric(images: Tensor, params: PhotometricParams, cfg: Photometri
         x = torch.floor(x * (1.0 - strength * shadow_maps(params, x.shape[-2:]) / 255.0))
     if cfg.noise_p > 0 and max(cfg.noise_std) > 0:
         std = torch.where(params.noise, params.noise_std, 0.0).view(-1, 1, 1, 1)
-        field = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device)
+        field = noise_fields(params.noise_seed, tuple(x.shape[1:]), x.device)
         x = torch.floor((x + std * field).clamp(0.0, 255.0))
     if cfg.blur_p > 0 and cfg.blur_sigma[1] > 0:
         sigma = torch.where(params.blur, params.blur_sigma, 0.0)
@@ -326,4 +367,25 @@ def photometric_batch(images: Tensor, cfg: PhotometricConfig, generator: torch.G
     """T on ``uint8`` images ``[B, 3, H, W]``: :func:`sample_photometric` then
     :func:`apply_photometric`."""
     params = sample_photometric(cfg, images.shape[0], generator, images.device)
-    return apply_photometric(images, params, cfg, generator)
+    return apply_photometric(images, params, cfg)
+
+
+def params_as_sample(params: PhotometricParams) -> dict[str, Tensor]:
+    """The draws of a batch of one as a dict of 0-d CPU tensors: what a data worker ships
+    (the default collate stacks them into ``[B]`` fields, :func:`params_from_batch`)."""
+    if params.intensity.shape != (1,):
+        raise ValueError(f"params_as_sample: expected a batch of one, got {tuple(params.intensity.shape)}")
+    return {name: value[0].cpu() for name, value in params._asdict().items()}
+
+
+def params_from_batch(fields: dict[str, Tensor], device: torch.device | str) -> PhotometricParams:
+    """Collated draws (CPU tensors ``[B]``) -> :class:`PhotometricParams` on ``device``
+    (non-blocking copies); ``noise_seed`` stays on the CPU."""
+    missing = [name for name in PhotometricParams._fields if name not in fields]
+    if missing:
+        raise KeyError(f"photometric parameters lack {', '.join(missing)}")
+    device = torch.device(device)
+    return PhotometricParams(*(
+        fields[name].cpu() if name == "noise_seed" else fields[name].to(device, non_blocking=True)
+        for name in PhotometricParams._fields
+    ))

@@ -10,6 +10,9 @@ Outputs (dicts of tensors):
 * source: ``image`` uint8 ``[3, h, w]``, ``label`` int64 ``[h, w]``, ``index``;
 * target: ``weak``/``strong`` uint8 ``[3, h, w]``, ``theta`` float32 ``[2, 3]``,
   ``index``, plus ``label`` (weak-view train ids) when the base dataset has labels;
+  with the strong view built on the training device, ``photometric`` (T's draws, a
+  dict of 0-d tensors) instead of ``strong``
+  (:func:`tufl.data.device_views.finish_target_batch` builds it per batch);
 * eval: ``image`` uint8 ``[3, H, W]`` (after the dataset resize), ``label`` int64 at
   the label file's full resolution, ``index``.
 
@@ -27,7 +30,7 @@ from torch.utils.data import Dataset
 from tufl.data.base import SegDataset
 from tufl.data.io import BadFileError, DataError
 from tufl.data.transforms import SourceAugConfig, augment_source, image_to_tensor
-from tufl.data.views import TargetViewConfig, make_target_pair
+from tufl.data.views import StrongViewPlace, TargetViewConfig, make_target_pair
 
 SampleKey = tuple[int, int]
 """``(index into the base dataset, seed of the sample's augmentation draws)``."""
@@ -84,26 +87,32 @@ class SourceSamples(Dataset):
 
 
 class TargetPairs(Dataset):
-    """Weak and strong views of target images, with the affine ``theta`` that aligns them."""
+    """Weak and strong views of target images, with the affine ``theta`` that aligns them.
 
-    def __init__(self, base: SegDataset, cfg: TargetViewConfig) -> None:
+    ``strong_view`` is where the strong view is built (the trainer resolves the
+    config's "auto" for its device, :func:`tufl.data.views.resolve_strong_view`);
+    None: ``cfg.strong_view``, with "auto" meaning the workers.
+    """
+
+    def __init__(self, base: SegDataset, cfg: TargetViewConfig, strong_view: StrongViewPlace | None = None) -> None:
         problems = cfg.problems()
         if problems:
             raise ValueError("invalid TargetViewConfig: " + "; ".join(problems))
         self.base = base
         self.cfg = cfg
+        if strong_view not in (None, "worker", "device"):
+            raise ValueError(f"TargetPairs: strong_view must be 'worker', 'device' or None, got {strong_view!r}")
+        self.strong_view: StrongViewPlace = strong_view or ("device" if cfg.strong_view == "device" else "worker")
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor | int | dict[str, torch.Tensor]]:
         index = check_key(key, len(self.base))
         image, label = self.base.load(index)
-        pair = make_target_pair(image, label, self.cfg, key_rng(key), self.base.interpolation)
-        sample: dict[str, torch.Tensor | int] = {
-            "weak": pair.weak,
-            "strong": pair.strong,
-            "theta": torch.from_numpy(pair.theta),
+        pair = make_target_pair(image, label, self.cfg, key_rng(key), self.base.interpolation, self.strong_view)
+        sample: dict[str, torch.Tensor | int | dict[str, torch.Tensor]] = {
+            **pair.fields(),
             "index": index,
             "skipped": skipped_text(self.base),
         }

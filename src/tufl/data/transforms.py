@@ -19,7 +19,7 @@ from PIL import Image
 from tufl.problems import range_problems, size_problems
 from tufl.data.io import Interpolation, Size
 from tufl.data.labels import IGNORE_INDEX
-from tufl.data.photometric import PhotometricConfig, photometric_batch
+from tufl.data.photometric import PhotometricConfig, PhotometricParams, apply_photometric, sample_photometric
 
 _PIL_INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
@@ -98,11 +98,17 @@ def random_hflip(
     return np.ascontiguousarray(image[:, ::-1]), None if label is None else np.ascontiguousarray(label[:, ::-1])
 
 
-def photometric(image: np.ndarray, cfg: PhotometricConfig, rng: np.random.Generator) -> np.ndarray:
-    """Apply T to an ``uint8`` ``[H, W, 3]`` RGB image: :func:`photometric_batch` on a
-    batch of one, with a CPU generator seeded from ``rng`` (one draw)."""
+def draw_photometric(cfg: PhotometricConfig, rng: np.random.Generator) -> PhotometricParams:
+    """The parameters of T for one sample (a batch of one, CPU tensors):
+    :func:`sample_photometric` with a CPU generator seeded from ``rng`` (one draw)."""
     generator = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
-    out = photometric_batch(image_to_tensor(image)[None], cfg, generator)[0]
+    return sample_photometric(cfg, 1, generator, "cpu")
+
+
+def photometric(image: np.ndarray, cfg: PhotometricConfig, rng: np.random.Generator) -> np.ndarray:
+    """Apply T to an ``uint8`` ``[H, W, 3]`` RGB image with parameters drawn from ``rng``
+    (:func:`draw_photometric`)."""
+    out = apply_photometric(image_to_tensor(image)[None], draw_photometric(cfg, rng), cfg)[0]
     return np.ascontiguousarray(out.permute(1, 2, 0).numpy())
 
 

@@ -7,9 +7,15 @@
 ``A`` is carried as a 2x3 matrix ``theta`` in the convention of
 ``torch.nn.functional.affine_grid(theta, size, align_corners=False)``: it maps a
 strong-view output location to the weak-view location it samples, both in
-normalised ``[-1, 1]`` coordinates. :func:`warp_to_strong` applies it; the data
-worker builds ``x2`` with it and the trainer warps the weak-view logits with it,
-so both are aligned pixel for pixel.
+normalised ``[-1, 1]`` coordinates. :func:`warp_to_strong` applies it; ``x2`` is
+built with it (:func:`strong_views`) and the trainer warps the weak-view logits with
+it, so both are aligned pixel for pixel.
+
+Where ``x2`` is built is ``TargetViewConfig.strong_view``: in the data worker, per
+sample, or on the training device, batched (:mod:`tufl.data.device_views`); the
+worker then ships the weak view, ``theta`` and T's drawn parameters. Every draw
+comes from the sample's generator in the same order either way, so both paths give
+the same ``theta`` and, on the CPU, the same ``x2``.
 
 Geometry of ``A`` in pixel units, origin at the crop centre, x right, y down: a
 weak-view point ``p`` goes to ``R(angle) @ Sh(shear) @ (scale * F(flip) @ p)`` with
@@ -31,13 +37,17 @@ from torch import Tensor
 
 from tufl.problems import probability_fields_problems, range_problems, size_problems
 from tufl.data.io import Interpolation, Size
+from tufl.data.photometric import PhotometricParams, apply_photometric, params_as_sample
 from tufl.data.transforms import (
     PhotometricConfig,
+    draw_photometric,
     image_to_tensor,
-    photometric,
     random_hflip,
     random_scale_crop,
 )
+
+StrongViewSetting = Literal["auto", "worker", "device"]
+StrongViewPlace = Literal["worker", "device"]
 
 
 @dataclass
@@ -80,13 +90,31 @@ class TargetViewConfig:
     photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
     # Random affine A of the strong view (no translation, zero padding).
     affine: AffineConfig = field(default_factory=AffineConfig)
+    # Where the strong view's photometric T and affine A run: "worker" (the data
+    # workers, per sample), "device" (the workers ship the weak view, the affine and
+    # T's drawn parameters; the training device applies T and A to the whole batch),
+    # "auto" (device when training on CUDA, worker otherwise). Same draws either way:
+    # the same views on the CPU; on CUDA T's noise comes from CUDA's generator.
+    strong_view: Literal["auto", "worker", "device"] = "auto"
 
     def problems(self) -> list[str]:
         out = size_problems("crop_size", self.crop_size)
         out += range_problems("scale_range", self.scale_range, 1e-3, 100.0)
+        if self.strong_view not in ("auto", "worker", "device"):
+            out.append(f"strong_view: must be 'auto', 'worker' or 'device', got {self.strong_view!r}")
         out += [f"photometric.{p}" for p in self.photometric.problems()]
         out += [f"affine.{p}" for p in self.affine.problems()]
         return out
+
+
+def resolve_strong_view(setting: StrongViewSetting, device: torch.device | str) -> StrongViewPlace:
+    """Where the strong view is built when training on ``device``: "auto" means the
+    device on CUDA, the workers otherwise."""
+    if setting == "auto":
+        return "device" if torch.device(device).type == "cuda" else "worker"
+    if setting not in ("worker", "device"):
+        raise ValueError(f"strong_view must be 'auto', 'worker' or 'device', got {setting!r}")
+    return setting
 
 
 class AffineParams(NamedTuple):
@@ -162,14 +190,41 @@ def warp_to_strong(
     return warped, valid
 
 
+def strong_views(weak: Tensor, theta: Tensor, params: PhotometricParams, cfg: PhotometricConfig) -> Tensor:
+    """``x2 = A(T(x1))`` for ``uint8`` weak views ``[B, 3, H, W]``: T with the drawn
+    ``params``, then the warp by ``theta`` ``[B, 2, 3]``, rounded to ``uint8``.
+
+    The one implementation of both places (worker: a batch of one; device: the batch);
+    each sample's result does not depend on the rest of the batch.
+    """
+    transformed = apply_photometric(weak, params, cfg)
+    warped, _ = warp_to_strong(transformed.to(torch.float32), theta)
+    return warped.round_().clamp_(0, 255).to(torch.uint8)
+
+
 class TargetPair(NamedTuple):
-    """Both views of one target image; tensors are CHW, ``label`` in the weak view."""
+    """Both views of one target image; tensors are CHW, ``label`` in the weak view.
+
+    With the strong view left to the device, ``strong`` is None and ``photometric``
+    holds T's draws (0-d CPU tensors, :func:`tufl.data.photometric.params_as_sample`).
+    """
 
     weak: Tensor
-    strong: Tensor
+    strong: Tensor | None
     theta: np.ndarray
     params: AffineParams
     label: np.ndarray | None
+    photometric: dict[str, Tensor] | None = None
+
+    def fields(self) -> dict[str, Tensor | dict[str, Tensor]]:
+        """The sample fields: ``weak``, ``theta`` and ``strong`` or ``photometric``."""
+        out: dict[str, Tensor | dict[str, Tensor]] = {"weak": self.weak, "theta": torch.from_numpy(self.theta)}
+        if self.strong is not None:
+            out["strong"] = self.strong
+        else:
+            assert self.photometric is not None
+            out["photometric"] = self.photometric
+        return out
 
 
 def make_target_pair(
@@ -178,16 +233,23 @@ def make_target_pair(
     cfg: TargetViewConfig,
     rng: np.random.Generator,
     interpolation: Interpolation = "bilinear",
+    strong_view: StrongViewPlace = "worker",
 ) -> TargetPair:
-    """Build ``x1 = W(x_t)`` and ``x2 = A(T(x1))`` from an ``uint8`` ``[H, W, 3]`` image."""
+    """Build ``x1 = W(x_t)`` and ``x2 = A(T(x1))`` from an ``uint8`` ``[H, W, 3]`` image.
+
+    ``strong_view="device"`` draws everything but leaves ``x2`` to
+    :func:`tufl.data.device_views.finish_target_batch` (``strong`` is None).
+    """
+    if strong_view not in ("worker", "device"):
+        raise ValueError(f"make_target_pair: strong_view must be 'worker' or 'device', got {strong_view!r}")
     weak, weak_label = random_scale_crop(image, label, cfg.crop_size, cfg.scale_range, rng, interpolation)
     if cfg.hflip:
         weak, weak_label = random_hflip(weak, weak_label, rng)
-    transformed = photometric(weak, cfg.photometric, rng)
+    photometric_params = draw_photometric(cfg.photometric, rng)
     params = sample_affine(cfg.affine, rng)
     theta = affine_theta(params, cfg.crop_size)
-    warped, _ = warp_to_strong(
-        image_to_tensor(transformed)[None].to(torch.float32), torch.from_numpy(theta)[None]
-    )
-    strong = warped[0].round_().clamp_(0, 255).to(torch.uint8)
-    return TargetPair(image_to_tensor(weak), strong, theta, params, weak_label)
+    weak_tensor = image_to_tensor(weak)
+    if strong_view == "device":
+        return TargetPair(weak_tensor, None, theta, params, weak_label, params_as_sample(photometric_params))
+    strong = strong_views(weak_tensor[None], torch.from_numpy(theta)[None], photometric_params, cfg.photometric)[0]
+    return TargetPair(weak_tensor, strong, theta, params, weak_label)

@@ -8,10 +8,13 @@ from pathlib import Path
 from torch import nn
 
 from tufl.config.schema import Config
+from tufl.data.base import SegDataset
 from tufl.data.class_index import ClassIndex
 from tufl.data.factory import open_dataset
 from tufl.data.photometric import photometric_batch
+from tufl.data.prepared import attach_prepared
 from tufl.data.samples import SourceSamples, TargetPairs
+from tufl.data.views import resolve_strong_view
 from tufl.losses import build_supervised_loss, build_unsupervised_loss
 from tufl.mixing.mixer import CrossDomainMixer
 from tufl.mixing.source_instances import SourceInstances
@@ -43,12 +46,22 @@ def micro_batch_size(batch_size: int, world_size: int, accumulate: int) -> int:
     return batch_size // parts
 
 
+def open_training_datasets(cfg: Config) -> dict[str, SegDataset]:
+    """The source and target datasets a run trains on (``tufl prepare-data`` prepares these)."""
+    n, skip = cfg.model.num_classes, cfg.data.skip_bad_files
+    return {"source": open_dataset(cfg.data.source, n, skip), "target": open_dataset(cfg.data.target, n, skip)}
+
+
 def build_train_data(cfg: Config, ctx: DistContext, run_dir: Path) -> TrainData:
-    n = cfg.model.num_classes
-    skip = cfg.data.skip_bad_files
-    source = SourceSamples(open_dataset(cfg.data.source, n, skip), cfg.data.source_aug)
-    target_base = open_dataset(cfg.data.target, n, skip)
-    target = TargetPairs(target_base, cfg.data.target_views)
+    bases = open_training_datasets(cfg)
+    for domain, base in bases.items():  # load from prepared copies where usable ones exist
+        line = attach_prepared(base, cfg.data.prepared_dir, domain)
+        if ctx.is_main:
+            print(f"[tufl] {line}", flush=True)
+    source = SourceSamples(bases["source"], cfg.data.source_aug)
+    target_base = bases["target"]
+    views = cfg.data.target_views  # the strong view on the training device or the workers
+    target = TargetPairs(target_base, views, resolve_strong_view(views.strong_view, ctx.device))
     if cfg.pseudo_labels.source == "offline":
         from tufl.train.pseudo_labels import OfflinePseudoLabels
 

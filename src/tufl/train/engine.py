@@ -3,8 +3,10 @@
 One :class:`Trainer` per run directory. It builds everything from a validated
 :class:`~tufl.config.schema.Config`, prints and saves what it is about to do,
 then loops: learning-rate schedule, micro-batches with gradient accumulation,
-mixed precision, non-finite-loss skipping, logging, periodic checkpoints and
-validation. ``resume="auto"`` restores the last checkpoint of the same config
+mixed precision, logging, periodic checkpoints and validation. The optimiser step,
+non-finite steps dropped on the device without a host synchronisation, is
+:mod:`tufl.train.step`; the iteration timing and the duration estimate printed after
+the first iterations are :mod:`tufl.train.timing`. ``resume="auto"`` restores the last checkpoint of the same config
 (model, optimiser, scaler, loss thresholds, RNG states, data positions, counters;
 see :mod:`tufl.train.run_state`), so an interrupted run ends with exactly the
 weights of an uninterrupted one. A stop signal (SIGTERM, SIGUSR1) ends the run at
@@ -16,14 +18,12 @@ samples are accounted in :mod:`tufl.train.bad_samples`. The start-up summary is
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from tufl.config.loader import ConfigError
 from tufl.config.schema import Config
+from tufl.data.device_views import finish_target_batch
 from tufl.data.loader import InfiniteLoader
 from tufl.evaluation.validation import build_validation
 from tufl.models.build import build_model
@@ -38,8 +39,8 @@ from tufl.models.segmentor import Segmentor
 from tufl.models.weights import read_weights
 from tufl.train.bad_samples import BadSamples
 from tufl.train.builders import build_objective, build_train_data
-from tufl.train.distributed import DistContext, all_true, init_distributed, shutdown
-from tufl.train.optim import build_optimizer, set_learning_rate
+from tufl.train.distributed import DistContext, init_distributed, shutdown
+from tufl.train.optim import build_optimizer, set_kernel, set_learning_rate
 from tufl.train.preemption import Preempted, StopSignals
 from tufl.train.run_log import MetricsLog
 from tufl.train.run_state import (
@@ -56,23 +57,22 @@ from tufl.train.run_state import (
     save_run_state,
 )
 from tufl.train.run_summary import announce_run, record_outcome, run_summary
+from tufl.train.step import (
+    DeviceSnapshot,
+    LogWindow,
+    NonFiniteCounters,
+    NonFiniteLossError,
+    OptimizerStep,
+    StepLog,
+    all_ranks_finite,
+    amp_settings,
+    grads_finite,
+    stack_logs,
+    step_generator,
+)
+from tufl.train.timing import BAR_FORMAT, RunTiming
 
-
-class NonFiniteLossError(RuntimeError):
-    """Too many consecutive non-finite losses."""
-
-
-def step_generator(seed: int, iteration: int, rank: int, micro: int) -> torch.Generator:
-    """The CPU generator of one micro-step's training-side draws (mixing)."""
-    state = np.random.SeedSequence([seed, 7919, iteration, rank, micro]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
-
-
-def amp_settings(device: torch.device, enabled: bool) -> tuple[bool, torch.dtype]:
-    """Whether autocast is on and its dtype: bf16 where supported, else fp16 (CUDA only)."""
-    if not enabled or device.type != "cuda":
-        return False, torch.float32
-    return True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+__all__ = ["NonFiniteLossError", "Trainer", "amp_settings", "step_generator", "train"]
 
 
 class Trainer:
@@ -114,6 +114,11 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
                     if self.ctx.enabled else None)
+        # Training forward: compiled when asked (the DDP wrapper inside); checkpoints, validation
+        # and inference use the plain self.model.
+        self.train_forward = self.ddp if self.ddp is not None else self.model
+        if cfg.train.compile:
+            self.train_forward = torch.compile(self.train_forward)
 
         pseudo_labeller = None
         if cfg.experiment.mode == "stage2" and cfg.pseudo_labels.source == "online":
@@ -125,9 +130,13 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.amp, self.amp_dtype = amp_settings(self.device, cfg.train.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.fused = bool(self.optimizer.param_groups[0].get("fused"))
+        self.update = OptimizerStep(self.optimizer, self.scaler, list(self.model.parameters()), cfg.train.grad_clip)
+        self.snapshot = DeviceSnapshot.of(self.objective, self.model)
+        self.nonfinite = NonFiniteCounters(self.device)
+        self.timing = RunTiming.for_device(self.device)  # per-iteration and data-wait seconds
 
         self.iteration = 0
-        self.counters = {"nonfinite_skipped": 0, "nonfinite_in_row": 0}
         self.best: dict[str, Any] = {"miou": None, "iteration": None}
         self.bad_samples = BadSamples({"source": len(self.data.source), "target": len(self.data.target)},
                                       cfg.data.max_bad_fraction, self.ctx, say=tqdm.write)
@@ -136,7 +145,8 @@ class Trainer:
             restored = restore_run_state(state, resumed_from, self.ctx, self.data.micro_batch,
                                          **self._checkpointed_parts())
             self.iteration = restored.iteration
-            self.counters.update(restored.counters)
+            self.nonfinite.load(restored.counters)
+            set_kernel(self.optimizer, self.fused)  # the checkpoint's groups name the kernel they ran
             self.best = restored.best
             positions = restored.positions
             self.bad_samples.load_state_dict(state.get("bad_samples", {}))
@@ -173,18 +183,28 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """The non-finite step counters as plain ints (a host read: log lines and checkpoints)."""
+        return self.nonfinite.read()
+
     def _forward(self) -> Any:
-        return self.ddp if self.ddp is not None else self.model
+        return self.train_forward
+
+    def _next(self, loader: InfiniteLoader) -> dict[str, Any]:
+        with self.timing.data_wait():
+            return next(loader)
 
     def _micro_batches(self) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
         bad = self.bad_samples
         for _ in range(self.cfg.train.accumulate):
-            source = self._to_device(bad.take("source", next(self.source_loader)))
+            source = self._to_device(bad.take("source", self._next(self.source_loader)))
             if self.template_loader is not None:
-                template = self._to_device(bad.take("source", next(self.template_loader)))
+                template = self._to_device(bad.take("source", self._next(self.template_loader)))
                 source["template_image"], source["template_label"] = template["image"], template["label"]
-            target = (self._to_device(bad.take("target", next(self.target_loader)))
+            target = (self._to_device(bad.take("target", self._next(self.target_loader)))
                       if self.target_loader is not None else None)
+            target = target if target is None else finish_target_batch(target, self.cfg.data.target_views)
             yield source, target
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -197,16 +217,14 @@ class Trainer:
             out[key] = value
         return out
 
-    def train_step(self) -> dict[str, Tensor] | None:
-        """One optimiser step; returns the logged values, or None if it was skipped."""
+    def train_step(self) -> StepLog:
+        """One optimiser step, queued without a host read. A step whose loss (on any rank) or
+        gradients are not finite leaves no trace and is counted (:mod:`tufl.train.step`)."""
         cfg = self.cfg
         lr = set_learning_rate(self.optimizer, self.iteration, cfg.train.iters, cfg.optim)
-        # A skipped step must leave no trace: thresholds and BatchNorm statistics are
-        # updated during the forward pass, so keep copies to restore.
-        loss_state = copy.deepcopy(self.objective.state_dict())
-        buffers = [(b, b.clone()) for b in self.model.buffers() if b.is_floating_point() or b.dtype == torch.long]
+        self.snapshot.save()  # thresholds and BatchNorm statistics change in the forward pass
         self.optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, Tensor] = {}
+        logs: Tensor | None = None
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         forward = self._forward()
         for micro, (source, target) in enumerate(self._micro_batches()):
@@ -221,31 +239,17 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             if out.mix is not None:
                 self._last_inputs = (source["image"], target["weak"], out.mix)
-            for key, value in {"loss": out.loss.detach(), **out.logs}.items():
-                sums[key] = sums.get(key, 0) + value.float() / cfg.train.accumulate
-        if not all_true(bool(finite.item()), self.ctx):
-            self.objective.load_state_dict(loss_state)
-            with torch.no_grad():
-                for buffer, saved in buffers:
-                    buffer.copy_(saved)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.counters["nonfinite_skipped"] += 1
-            self.counters["nonfinite_in_row"] += 1
-            if self.counters["nonfinite_in_row"] >= cfg.train.max_nonfinite:
-                raise NonFiniteLossError(
-                    f"{self.counters['nonfinite_in_row']} non-finite losses in a row at iteration "
-                    f"{self.iteration}: stopping. Lower optim.lr, set train.grad_clip, disable "
-                    "train.amp, or check the data (tufl check-data)."
-                )
-            return None
-        self.counters["nonfinite_in_row"] = 0
-        if cfg.train.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        sums["lr"] = torch.tensor(lr)
-        return sums
+            keys, values = stack_logs({"loss": out.loss, **out.logs})
+            logs = values / cfg.train.accumulate if logs is None else logs + values / cfg.train.accumulate
+        if self.update.checks_gradients():
+            finite &= grads_finite(self.model.parameters(), self.device)
+        finite = all_ranks_finite(finite, self.ctx)
+        self.snapshot.restore_unless(finite)
+        self.nonfinite.update(finite)
+        grad_norm = self.update(finite)
+        if grad_norm is not None:
+            keys, logs = (*keys, "grad_norm"), torch.cat([logs, grad_norm.detach().float().reshape(1)])
+        return StepLog(keys, logs, finite, lr)
 
     def run(self) -> Path:
         """Train to ``train.iters``; returns the run directory. Raises :class:`Preempted` after
@@ -255,35 +259,36 @@ class Trainer:
             self._announce()
         self.model.train()
         bar = tqdm(total=cfg.train.iters, initial=self.iteration, disable=not (cfg.train.progress and self.ctx.is_main),
-                   desc=f"{cfg.experiment.mode}", dynamic_ncols=True, mininterval=1.0)
-        window: dict[str, float] = {}
-        window_steps = 0
+                   desc=f"{cfg.experiment.mode}", dynamic_ncols=True, mininterval=1.0, bar_format=BAR_FORMAT)
+        window = LogWindow()
         started = time.time()
         own_stop = self.stop is None
         stop = StopSignals(cfg.train.stop_signals, self.ctx) if own_stop else self.stop
         try:
             if own_stop:
                 stop.__enter__()
+            self.timing.start()
             while self.iteration < cfg.train.iters:
-                logged = self.train_step()
+                window.add(self.train_step())  # values stay on the device until logged
                 self.iteration += 1
                 bar.update(1)
-                if logged is not None:
-                    for key, value in logged.items():
-                        window[key] = window.get(key, 0.0) + value  # stays on device until logged
-                    window_steps += 1
+                self.timing.iteration_done()
+                estimate = self.timing.estimate_line(cfg.train.iters - self.iteration)
+                if estimate and self.ctx.is_main:
+                    tqdm.write(estimate)
                 if self.iteration % cfg.train.log_every == 0 or self.iteration == cfg.train.iters:
-                    self._log_window(window, window_steps, bar, started)
-                    window, window_steps = {}, 0
-                if cfg.train.inspect_every and self.iteration % cfg.train.inspect_every == 0:
-                    self._save_inspection()
-                # Validate before checkpointing, so the checkpoint's best-so-far is current.
-                validate_now = cfg.train.val_every and self.iteration % cfg.train.val_every == 0
-                if self.validation is not None and (validate_now or self.iteration == cfg.train.iters):
-                    self._validate()
-                saved = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters
-                if saved:
-                    self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
+                    self._log_window(window, bar, started)
+                    window.reset()
+                with self.timing.paused():  # not part of the iteration time
+                    if cfg.train.inspect_every and self.iteration % cfg.train.inspect_every == 0:
+                        self._save_inspection()
+                    # Validate before checkpointing, so the checkpoint's best-so-far is current.
+                    validate_now = cfg.train.val_every and self.iteration % cfg.train.val_every == 0
+                    if self.validation is not None and (validate_now or self.iteration == cfg.train.iters):
+                        self._validate()
+                    saved = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters
+                    if saved:
+                        self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
                 signal_name = stop.stop_requested()
                 if signal_name and self.iteration < cfg.train.iters:
                     if not saved:
@@ -317,13 +322,20 @@ class Trainer:
         self.bad_samples.note("source", self.data.source.base.take_skipped())  # long-tail fetches (this process)
         self.bad_samples.merge()  # collective under DDP: every rank logs and saves at the same iterations
 
-    def _log_window(self, window: dict[str, Any], steps: int, bar: tqdm, started: float) -> None:
+    def _log_window(self, window: LogWindow, bar: tqdm, started: float) -> None:
+        """Write the window's averages (the host reads of the step values happen here), then stop
+        the run after train.max_nonfinite skipped steps in a row (every rank: the flags agree)."""
         self._merge_bad_samples()
-        if self.log is None:
-            return
-        values = {k: float(v) / steps for k, v in window.items()} if steps else {}
+        timing = self.timing.window()
+        if self.log is not None:
+            self._write_log_line(window, timing, bar, started)
+        self.nonfinite.check(self.cfg.train.max_nonfinite, self.iteration)
+
+    def _write_log_line(self, window: LogWindow, timing: dict[str, float], bar: tqdm, started: float) -> None:
+        values: dict[str, Any] = window.averages()
         values["skipped_nonfinite"] = self.counters["nonfinite_skipped"]
         values["elapsed_s"] = round(time.time() - started, 2)
+        values.update(timing)
         thresholds = getattr(self.objective, "thresholds", None)
         if thresholds is not None:
             values["thresholds"] = {str(i): round(float(t), 5) for i, t in enumerate(thresholds.tolist())}

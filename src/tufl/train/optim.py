@@ -1,10 +1,19 @@
-"""SGD with separate backbone/head learning rates and a warm-up + poly schedule."""
+"""SGD with separate backbone/head learning rates and a warm-up + poly schedule.
+
+The optimiser is torch's fused SGD where the build has it for the training device
+(``optim.fused``): one kernel updates every parameter, and a step flagged non-finite
+(``optimizer.found_inf``) is skipped on the device, so skipping needs no host
+synchronisation (see :mod:`tufl.train.step`). It computes the same update as the
+plain (foreach) SGD.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from torch import nn
 
 from tufl.models.segmentor import Segmentor
 
@@ -30,6 +39,11 @@ class OptimConfig:
     # Linear warm-up from warmup_ratio * lr over warmup_iters iterations (0 = off).
     warmup_iters: int = 0
     warmup_ratio: float = 1e-6
+    # Fused SGD (one kernel for all parameters; a non-finite step is skipped on the device,
+    # without a host synchronisation; same update as plain SGD): "auto" = where this torch
+    # build has it for the training device (CUDA and CPU do), true = required (an error
+    # where unavailable), false = the foreach kernels, a skipped step then decided on the host.
+    fused: bool | Literal["auto"] = "auto"
 
     def problems(self) -> list[str]:
         out = []
@@ -47,7 +61,46 @@ class OptimConfig:
             out.append("warmup_iters: must be >= 0")
         if not 0 < self.warmup_ratio <= 1:
             out.append("warmup_ratio: must be in (0, 1]")
+        if not (isinstance(self.fused, bool) or self.fused == "auto"):
+            out.append("fused: must be auto, true or false")
         return out
+
+
+def fused_supported(params: list[nn.Parameter]) -> bool:
+    """Whether torch's fused SGD kernel takes ``params``: floating point, on a device it supports."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        devices = set(_get_fused_kernels_supported_devices())
+    except ImportError:  # a torch without the helper: CUDA has had fused SGD the longest
+        devices = {"cuda"}
+    return bool(params) and all(p.is_floating_point() and p.device.type in devices for p in params)
+
+
+def use_fused(cfg: OptimConfig, params: list[nn.Parameter]) -> bool:
+    """The resolved ``optim.fused`` for ``params`` (already on the training device)."""
+    supported = fused_supported(params)
+    if cfg.fused is True and not supported:
+        devices = sorted({f"{p.device.type}/{p.dtype}" for p in params})
+        raise ValueError(f"optim.fused: true, but this torch build has no fused SGD for {', '.join(devices)}; "
+                         "set optim.fused: auto")
+    return supported if cfg.fused == "auto" else bool(cfg.fused)
+
+
+def set_kernel(optimizer: torch.optim.Optimizer, fused: bool) -> None:
+    """Select the fused or the foreach kernel in every group (``load_state_dict`` replaces the
+    groups' settings with the checkpoint's, which may have been written with the other one)."""
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = (True, False) if fused else (False, None)
+    if fused:
+        optimizer._step_supports_amp_scaling = True  # type: ignore[attr-defined]  # GradScaler: found_inf path
+    elif hasattr(optimizer, "_step_supports_amp_scaling"):
+        optimizer._step_supports_amp_scaling = False  # type: ignore[attr-defined]
+
+
+def is_fused(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether every group of ``optimizer`` runs the fused kernel."""
+    return all(group.get("fused") for group in optimizer.param_groups)
 
 
 def build_optimizer(model: Segmentor, cfg: OptimConfig) -> torch.optim.SGD:
@@ -55,7 +108,8 @@ def build_optimizer(model: Segmentor, cfg: OptimConfig) -> torch.optim.SGD:
 
     With ``decay_norm_and_bias`` off, each group's one-dimensional parameters
     (biases, normalisation weights) form a ``<name>_no_decay`` group without weight
-    decay.
+    decay. The model must already be on its training device (``optim.fused`` is
+    resolved for it).
     """
     param_groups = []
     for name, params in model.parameter_groups().items():
@@ -70,8 +124,9 @@ def build_optimizer(model: Segmentor, cfg: OptimConfig) -> torch.optim.SGD:
                 group["weight_decay"] = 0.0
             param_groups.append(group)
     param_groups = [g for g in param_groups if g["params"]]
-    return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    fused = use_fused(cfg, [p for g in param_groups for p in g["params"]])
+    return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov, fused=fused or None)
 
 
 def lr_factor(iteration: int, total: int, cfg: OptimConfig) -> float:

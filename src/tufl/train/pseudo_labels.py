@@ -117,14 +117,13 @@ class OfflinePseudoLabels(Dataset):
                 "(written with another data.target.resize?)",
             )
         packed = (labels.astype(np.uint16) * 2 + (conf >= self.threshold)).astype(np.uint8)
-        pair = make_target_pair(image, packed, self.pairs.cfg, key_rng(key), self.base.interpolation)
+        pair = make_target_pair(image, packed, self.pairs.cfg, key_rng(key), self.base.interpolation,
+                                self.pairs.strong_view)
         assert pair.label is not None
         packed_view = torch.from_numpy(pair.label.astype(np.int64))
         padding = packed_view == IGNORE_INDEX
         return {
-            "weak": pair.weak,
-            "strong": pair.strong,
-            "theta": torch.from_numpy(pair.theta),
+            **pair.fields(),  # weak, theta and strong (or T's draws for the device)
             "index": index,
             "pseudo_label": torch.where(padding, IGNORE_INDEX, packed_view // 2),
             "confidence": torch.where(padding, 0, packed_view % 2).float(),
