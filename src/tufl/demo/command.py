@@ -84,6 +84,20 @@ def _stage_config(stage: str, data_info: Any, run_dir: Path, init: Path | None, 
     return load_config(Config, config_path(stage), overrides)
 
 
+def _prepare(data_info: Any, prepared_dir: Path, seed: int, settings: DemoSettings, extra: list[str],
+             workers: int) -> None:
+    """Write the prepared copies the three stages train from (as `tufl prepare-data` does)."""
+    from tufl.data.prepared import prepare
+    from tufl.train.builders import open_training_datasets
+
+    cfg = _stage_config("stage1", data_info, prepared_dir, None, seed, None, settings,
+                        [*extra, f"data.prepared_dir={prepared_dir}"])
+    for domain, base in open_training_datasets(cfg).items():
+        result = prepare(base, prepared_dir, workers=max(1, workers), progress=False)
+        print(f"[demo] {domain}: prepared copy {result.folder} ({result.samples} samples, "
+              f"{result.written} written, {result.reused} kept, {result.seconds:.1f} s)")
+
+
 def _evaluate(checkpoint: Path, target_root: Path, device: torch.device):
     from tufl.data.factory import build_dataset
     from tufl.data.loader import eval_loader
@@ -129,6 +143,8 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
     info = ensure_demo_data(data_dir, seed=seed, size=settings.size, n_source=settings.n_source,
                             n_target_train=settings.n_target_train, n_target_val=settings.n_target_val,
                             workers=workers)
+    prepared_dir = data_dir / "prepared"
+    _prepare(info, prepared_dir, seed, settings, extra, workers)
     data_seconds = time.time() - t0
     device = torch.device("cpu")
     init: Path | None = None
@@ -139,7 +155,8 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
         run_dir = out / "runs" / stage
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh run every time: nothing is reused from an earlier demo
-        cfg = _stage_config(stage, info, run_dir, init, seed, iters, settings, extra)
+        cfg = _stage_config(stage, info, run_dir, init, seed, iters, settings,
+                            [f"data.prepared_dir={prepared_dir}", *extra])
         iterations.append(cfg.train.iters)
         print(f"\n[demo] === {name}: {cfg.train.iters} iterations ===")
         t0 = time.time()
