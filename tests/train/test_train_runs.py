@@ -26,6 +26,9 @@ def test_source_only_reduces_loss_and_writes_promised_files(source_only_run):
         assert (source_only_run / name).is_file(), name
     info = json.loads((source_only_run / "run_info.json").read_text())
     assert info["batch_per_domain"] == 2 and info["num_classes"] == 19 and info["iterations"] == 20
+    # the speed settings a run took, resolved: no prepared copy here, strong view on the CPU workers
+    assert info["prepared_copies"] == {"source": None, "target": None}
+    assert info["strong_view"] == "worker" and info["optimizer"] == "SGD, fused"
     resolved = yaml.safe_load((source_only_run / "config.yaml").read_text())
     assert resolved["model"]["input_convention"] == "imagenet_rgb"  # resolved from "auto"
     state = ckpt.load_checkpoint(source_only_run / "checkpoint_last.pt")

@@ -51,12 +51,25 @@ def run_summary(cfg: Config, data: TrainData, optimizer: torch.optim.Optimizer, 
         "lambda_mix": cfg.mix.lambda_mix if cfg.experiment.mode == "stage2" else None,
         "device": str(device),
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "off",
+        "data_workers": cfg.data.num_workers,
+        "prepared_copies": {domain: _prepared_folder(samples) for domain, samples in
+                            (("source", data.source), ("target", data.target))},
+        "strong_view": getattr(data.target, "strong_view", None),
+        "optimizer": "SGD, fused" if any(g.get("fused") for g in optimizer.param_groups) else "SGD, foreach",
+        "channels_last": cfg.train.channels_last,
+        "compile": cfg.train.compile,
         "torch": torch.__version__,
     }
     if validation is not None:
         assert cfg.data.val is not None
         info["validation"] = f"{cfg.data.val.name} {cfg.data.val.split} ({len(validation.dataset)} images)"
     return info
+
+
+def _prepared_folder(samples: Any) -> str | None:
+    """The prepared copy a training dataset loads from (None: the original files)."""
+    copy = getattr(getattr(samples, "base", None), "_prepared", None)
+    return None if copy is None else str(copy.folder)
 
 
 def announce_run(run_dir: Path, cfg: Config, info: dict[str, Any], load_report: LoadReport | None) -> None:
