@@ -9,6 +9,7 @@
 #      issue itself); "after" = prepared copy, strong view on the device, fused SGD, channels_last
 #   2. the network step alone (tufl benchmark train), old vs new optimiser/channels_last settings
 #      (and the code before the issue, with BEFORE_SRC)
+#   then the CUDA tests (pytest -m cuda), and
 #   3. whole iterations with train.compile on (after settings), then the step alone compiled
 # Steps that would start after BUDGET_S seconds (default 450) are skipped and named.
 # Environment:
@@ -76,6 +77,9 @@ if [ -n "$before_src" ]; then
   step 90 env PYTHONPATH="$before_src/src" $py -m tufl benchmark train "${step_args[@]}" \
       --json "$work/step_before_code.json"
 fi
+
+# the CUDA tests (the step without host synchronisation, device views, losses, mixing, evaluation)
+[ -n "${SMOKE:-}" ] || step 150 $py -m pytest -q -p no:cacheprovider -m cuda tests
 
 # 3. compiled: whole iterations (after settings; reuses the generated data and prepared copy), step alone
 [ -n "${SMOKE:-}" ] || step 240 $py -m tufl benchmark train "${e2e[@]}" "${new[@]}" --set train.compile=true \
