@@ -39,3 +39,17 @@ def test_quick_demo_runs_end_to_end_and_writes_every_report_file(tmp_path):
     again = subprocess.run([sys.executable, "-m", "tufl", "demo", "--quick", "--out", str(tmp_path / "demo")],
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and json.loads((tmp_path / "demo" / "summary.json").read_text())["miou"] == mious
+
+
+def test_set_with_a_stage_prefix_reaches_only_that_stage(capsys):
+    from tufl.cli import main
+    from tufl.demo.command import stage_overrides
+
+    extra = ["optim.lr=0.02", "stage2:pseudo_labels.source=ema", "stage1:mic.weight=1", "stage2:mic.weight=1"]
+    assert stage_overrides(extra, "source_only") == ["optim.lr=0.02"]
+    assert stage_overrides(extra, "stage1") == ["optim.lr=0.02", "mic.weight=1"]
+    assert stage_overrides(extra, "stage2") == ["optim.lr=0.02", "pseudo_labels.source=ema", "mic.weight=1"]
+    # a value holding a colon is not a stage prefix
+    assert stage_overrides(["data.source.root=C:/data"], "stage1") == ["data.source.root=C:/data"]
+    assert main(["demo", "--set", "stage3:optim.lr=1"]) == 2
+    assert "unknown stage 'stage3'" in capsys.readouterr().err

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tufl.data.rare_class import RareClassSamplingConfig
 from tufl.data.transforms import SourceAugConfig
 from tufl.data.views import TargetViewConfig
 from tufl.losses.config import LossConfig
 from tufl.mixing.config import MixConfig
+from tufl.train.mic import MicConfig
 from tufl.models.build import ModelConfig
 from tufl.train.optim import OptimConfig
 
@@ -121,9 +123,11 @@ class DataConfig:
     source_aug: SourceAugConfig = field(default_factory=SourceAugConfig)
     # Target weak view (scale, crop, flip) and strong view (photometric T + affine A).
     target_views: TargetViewConfig = field(default_factory=TargetViewConfig)
-    # Where the class -> images index of the source (long-tail pasting) is cached;
-    # null = <output_dir>/cache.
+    # Where the class -> images index of the source (long-tail pasting, rare-class
+    # sampling) is cached; null = <output_dir>/cache.
     cache_dir: str | None = None
+    # Rare-class sampling of the source images (DAFormer, Hoyer et al., CVPR 2022).
+    rare_class_sampling: RareClassSamplingConfig = field(default_factory=RareClassSamplingConfig)
     # Where `tufl prepare-data` writes prepared copies of the training datasets (every
     # sample stored at its training size: loading is then several times faster) and where
     # training looks for them; relative paths are relative to the working directory,
@@ -146,15 +150,29 @@ class PseudoLabelConfig:
     """Where stage two gets target pseudo-labels from."""
 
     # "online": the frozen stage-one model predicts them every step;
-    # "offline": read files written by `tufl pseudo-label` from `dir`.
-    source: Literal["online", "offline"] = "online"
+    # "offline": read files written by `tufl pseudo-label` from `dir`;
+    # "ema": a mean teacher (DACS, Tranheden et al. 2021; DAFormer, Hoyer et al. 2022):
+    # an exponential moving average of the student, starting from the stage-one
+    # checkpoint and updated after every optimiser step. It runs in training mode with
+    # dropout/DropPath off, as theirs: frozen BatchNorm layers use their running
+    # statistics, others the batch's. Its pixels are weighted by the confidence rule of
+    # mix.confidence_threshold (0.968, as theirs). Checkpointed and restored exactly.
+    source: Literal["online", "offline", "ema"] = "online"
     # Folder of <name>_pseudo.png / <name>_conf.png files (offline source).
     dir: str | None = None
+    # EMA teacher momentum alpha (source ema, and the stage-one MIC teacher): after step k,
+    # teacher = a * teacher + (1 - a) * student with a = min(1 - 1 / (k + 1), alpha), a
+    # plain average of the weights seen until the moving average is the better one.
+    # DAFormer and MIC: 0.999; DACS: 0.99.
+    ema_momentum: float = 0.999
 
     def problems(self) -> list[str]:
+        out = []
         if self.source == "offline" and not self.dir:
-            return ["dir: offline pseudo-labels need the folder written by `tufl pseudo-label`"]
-        return []
+            out.append("dir: offline pseudo-labels need the folder written by `tufl pseudo-label`")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            out.append(f"ema_momentum: must be in [0, 1), got {self.ema_momentum}")
+        return out
 
 
 @dataclass
@@ -269,6 +287,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     mix: MixConfig = field(default_factory=MixConfig)
     pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    mic: MicConfig = field(default_factory=MicConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -286,6 +305,8 @@ class Config:
             out.append("loss.unsupervised: source_only mode trains no unsupervised loss; set it to none")
         if self.experiment.mode != "source_only" and self.loss.unsupervised == "none":
             out.append(f"loss.unsupervised: mode {self.experiment.mode} needs an unsupervised loss")
-        if self.pseudo_labels.source == "offline" and self.experiment.mode != "stage2":
-            out.append("pseudo_labels.source: offline pseudo-labels are only used by stage2")
+        if self.pseudo_labels.source in ("offline", "ema") and self.experiment.mode != "stage2":
+            out.append(f"pseudo_labels.source: {self.pseudo_labels.source} pseudo-labels are only used by stage2")
+        if self.mic.weight > 0 and self.experiment.mode == "source_only":
+            out.append("mic.weight: MIC trains on target images; source_only mode has none (set it to 0)")
         return out

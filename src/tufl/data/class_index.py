@@ -1,9 +1,12 @@
-"""Which source images contain each class (for long-tail class pasting), cached on disk.
+"""Which source images contain each class, and how many pixels of it, cached on disk.
 
-The index is built once by scanning every label (after the dataset's resize) in a
-process pool, then stored as JSON in a cache folder under a name that includes a
+Long-tail class pasting uses the images of each class; rare-class sampling
+(:mod:`tufl.data.rare_class`) also the class's pixel count in each image. The index
+is built once by scanning every label (after the dataset's resize) in a process
+pool, then stored as JSON in a cache folder under a name that includes a
 fingerprint of the dataset name, label file list, class count and resize. A
-changed file list gives a new fingerprint, hence a rebuild.
+changed file list gives a new fingerprint, hence a rebuild; a cache of an older
+format version (version 1 had no per-image pixel counts) is rebuilt too.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tufl.atomic import atomic_write_text
 from tufl.data.io import BadFileError
 from tufl.data.parallel import map_index_chunks
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: per-image pixel counts of each class (``image_pixels``)
 
 
 def dataset_fingerprint(dataset: SegDataset) -> str:
@@ -75,18 +78,33 @@ class _ScanChunk:
 
 @dataclass(frozen=True)
 class ClassIndex:
-    """Image indices containing each class, and per-class pixel totals."""
+    """Image indices containing each class, their pixel counts of it, and per-class pixel totals.
+
+    ``images[c]`` lists the images with at least one pixel of class ``c`` (ascending);
+    ``image_pixels[c][k]`` is the pixel count of ``c`` in image ``images[c][k]``.
+    """
 
     num_classes: int
     images: tuple[tuple[int, ...], ...]
+    image_pixels: tuple[tuple[int, ...], ...]
     pixel_counts: tuple[int, ...]
     fingerprint: str
 
-    def images_with(self, c: int) -> list[int]:
-        """Indices of the images in which class ``c`` has at least one pixel."""
+    def _check_class(self, c: int) -> None:
         if not 0 <= c < self.num_classes:
             raise IndexError(f"class {c} out of range (0..{self.num_classes - 1})")
-        return list(self.images[c])
+
+    def images_with(self, c: int, min_pixels: int = 1) -> list[int]:
+        """Indices of the images in which class ``c`` has at least ``min_pixels`` pixels."""
+        self._check_class(c)
+        if min_pixels <= 1:
+            return list(self.images[c])
+        return [i for i, n in zip(self.images[c], self.image_pixels[c]) if n >= min_pixels]
+
+    def pixels_in_images(self, c: int) -> list[int]:
+        """Pixel count of class ``c`` in each image of :meth:`images_with` ``(c)``, in that order."""
+        self._check_class(c)
+        return list(self.image_pixels[c])
 
     @classmethod
     def build(cls, dataset: SegDataset, num_workers: int = 0, progress: bool = True) -> ClassIndex:
@@ -94,6 +112,7 @@ class ClassIndex:
         if not dataset.has_labels:
             raise ValueError(f"{dataset.name}: a class index needs labels, but the dataset has none")
         images: list[list[int]] = [[] for _ in range(dataset.num_classes)]
+        pixels: list[list[int]] = [[] for _ in range(dataset.num_classes)]
         totals = np.zeros(dataset.num_classes, dtype=np.int64)
         desc = f"class index ({dataset.name})"
         scan = map_index_chunks(_ScanChunk(dataset), len(dataset), num_workers, desc, progress)
@@ -103,9 +122,11 @@ class ClassIndex:
             totals += np.asarray(counts, dtype=np.int64)
             for c in np.flatnonzero(counts):
                 images[c].append(i)
+                pixels[c].append(int(counts[c]))
         return cls(
             dataset.num_classes,
             tuple(tuple(lst) for lst in images),
+            tuple(tuple(lst) for lst in pixels),
             tuple(int(t) for t in totals),
             dataset_fingerprint(dataset),
         )
@@ -137,6 +158,7 @@ class ClassIndex:
                 "num_classes": self.num_classes,
                 "pixel_counts": list(self.pixel_counts),
                 "images": [list(lst) for lst in self.images],
+                "image_pixels": [list(lst) for lst in self.image_pixels],
             }
         )
 
@@ -149,9 +171,12 @@ class ClassIndex:
                 raise ValueError(f"format version {data['version']}, expected {_FORMAT_VERSION}")
             num_classes = int(data["num_classes"])
             images = tuple(tuple(int(i) for i in lst) for lst in data["images"])
+            pixels = tuple(tuple(int(n) for n in lst) for lst in data["image_pixels"])
             counts = tuple(int(c) for c in data["pixel_counts"])
-            if len(images) != num_classes or len(counts) != num_classes:
+            if len(images) != num_classes or len(pixels) != num_classes or len(counts) != num_classes:
                 raise ValueError("per-class lists do not match num_classes")
-            return cls(num_classes, images, counts, str(data["fingerprint"]))
+            if any(len(a) != len(b) for a, b in zip(images, pixels)):
+                raise ValueError("per-image pixel counts do not match the image lists")
+            return cls(num_classes, images, pixels, counts, str(data["fingerprint"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BadFileError(path, f"not a valid class index cache ({exc})") from None

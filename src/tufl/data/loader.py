@@ -7,7 +7,9 @@
 full batches (the rest is dropped). The sample at global position ``p`` of epoch
 ``e`` gets the key ``(index, seed_of(seed, e, p))``; the stream is therefore the
 same for any number of workers, and ``start_batch=k`` resumes at batch ``k``
-exactly.
+exactly. Another key stream with the same constructor arguments can replace
+:class:`KeyedBatches` (``key_batches=``; rare-class sampling,
+:mod:`tufl.data.rare_class`), under the same rules.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import random
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -112,6 +114,11 @@ def seed_worker(worker_id: int, seed: int, rank: int) -> None:
     torch.manual_seed(int(state[1]))
 
 
+KeyBatchesFactory = Callable[[int, int, int, int, int, int], Iterable[list[Any]]]
+"""``(size, batch_size, seed, rank, world_size, start_batch) ->`` infinite batches of keys, with
+a ``batches_per_epoch`` attribute: :class:`KeyedBatches` or another key stream."""
+
+
 class InfiniteLoader:
     """Infinite iterator of collated batches from a keyed dataset (see module docstring).
 
@@ -130,6 +137,7 @@ class InfiniteLoader:
         num_workers: int = 0,
         start_batch: int = 0,
         pin_memory: bool = False,
+        key_batches: KeyBatchesFactory = KeyedBatches,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -145,12 +153,13 @@ class InfiniteLoader:
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.batches_consumed = start_batch
+        self.key_batches = key_batches
         # Validates the sizes now rather than at the first batch.
-        self._batches = KeyedBatches(len(dataset), batch_size, seed, rank, world_size, start_batch)
+        self._batches = key_batches(len(dataset), batch_size, seed, rank, world_size, start_batch)
         self._iterator: Iterator[Any] | None = None
 
     def _start(self) -> Iterator[Any]:
-        self._batches = KeyedBatches(
+        self._batches = self.key_batches(
             len(self.dataset), self.batch_size, self.seed, self.rank, self.world_size, self.batches_consumed
         )
         loader = DataLoader(
@@ -167,7 +176,7 @@ class InfiniteLoader:
     @property
     def batches_per_epoch(self) -> int:
         """Full batches per epoch on this rank."""
-        return self._batches.batches_per_epoch
+        return self._batches.batches_per_epoch  # type: ignore[attr-defined]
 
     @property
     def epoch(self) -> int:

@@ -26,6 +26,7 @@ from tufl.atomic import atomic_write_json
 from tufl.errors import USER_ERRORS
 
 STAGES = (("source-only", "source_only"), ("stage one (TUFL)", "stage1"), ("stage two (TUFL + CIM)", "stage2"))
+STAGE_NAMES = tuple(stage for _, stage in STAGES)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,22 @@ def machine_description() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def stage_overrides(extra: list[str], stage: str) -> list[str]:
+    """The ``--set`` values for ``stage``: plain ``KEY=VALUE`` for every stage,
+    ``STAGE:KEY=VALUE`` (STAGE one of source_only, stage1, stage2) for that stage only."""
+    chosen = []
+    for item in extra:
+        prefix, colon, rest = item.partition(":")
+        if colon and "=" not in prefix:
+            if prefix not in STAGE_NAMES:
+                raise ValueError(f"--set {item}: unknown stage {prefix!r}; choose one of {', '.join(STAGE_NAMES)}")
+            if prefix == stage:
+                chosen.append(rest)
+        else:
+            chosen.append(item)
+    return chosen
+
+
 def _stage_config(stage: str, data_info: Any, run_dir: Path, init: Path | None, seed: int,
                   iters: int | None, settings: DemoSettings, extra: list[str]):
     from tufl.config.loader import load_config
@@ -77,7 +94,7 @@ def _stage_config(stage: str, data_info: Any, run_dir: Path, init: Path | None, 
         f"experiment.seed={seed}",
         *([f"train.iters={iters}"] if iters is not None else []),
         *settings.overrides,
-        *extra,
+        *stage_overrides(extra, stage),
     ]
     if init is not None:
         overrides.append(f"model.pretrained={init}")
@@ -210,14 +227,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training (default: 0)")
     parser.add_argument("--quick", action="store_true", help="tiny data and schedule (about a minute; for tests)")
     parser.add_argument("--workers", type=int, default=2, help="processes generating the data (default: 2)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a value of the demo configs for all three stages")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[STAGE:]KEY=VALUE",
+                        help="override a value of the demo configs for all three stages, or with a STAGE prefix "
+                        "(source_only, stage1, stage2) for that stage only, e.g. stage2:pseudo_labels.source=ema")
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data_dir = Path(args.data_dir) if args.data_dir else out / "data"
     settings = QUICK if args.quick else DEFAULT
+    try:
+        for stage in STAGE_NAMES:  # a bad stage prefix is reported before anything runs
+            stage_overrides(args.overrides, stage)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         run_demo(out, data_dir, args.seed, settings, args.workers, args.overrides)
     except USER_ERRORS as exc:

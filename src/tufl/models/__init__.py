@@ -1,4 +1,4 @@
-"""Segmentation networks (DeepLabV2, BiSeNet) behind one output contract."""
+"""Segmentation networks (DeepLabV2, BiSeNet, DAFormer with MiT encoders) behind one output contract."""
 
 from tufl.models.build import BuiltModel, ModelConfig, build_model, count_parameters
 from tufl.models.segmentor import INPUT_CONVENTIONS, InputConvention, Segmentor, SegOutput

@@ -1,6 +1,6 @@
 """Reading weight files and loading them into networks, with their input convention.
 
-Three kinds of weight source are understood:
+Four kinds of weight source are understood:
 
 * ``torchvision``: ImageNet ResNet checkpoints in torchvision's layout
   (``conv1.weight``, ``layer1.0.conv1.weight``, ..., ``fc.*`` skipped). They expect
@@ -10,6 +10,10 @@ Three kinds of weight source are understood:
   initialisation used by ADVENT, DACS and DAFormer: keys prefixed ``Scale.``, its
   ``layer5`` classifier skipped. It expects BGR input in [0, 255] with the
   per-channel mean (104.0, 116.7, 122.7) subtracted (convention ``caffe_bgr``).
+* ``mit_nvidia`` / ``mit_hf``: the ImageNet MiT (SegFormer) encoders, as the NVIDIA
+  ``mit_b*.pth`` files or the Hugging Face ``nvidia/mit-b*`` files (``pytorch_model.bin``;
+  ``model.safetensors`` when the safetensors package is installed); see
+  :mod:`tufl.models.mit_weights`. RGB input with the ImageNet mean and std (``imagenet_rgb``).
 * ``tufl``: the project's own checkpoints, which store their input convention.
 
 Feeding one set of weights the other's input silently ruins training, so the input
@@ -26,9 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from tufl.models.mit_weights import MIT_FORMATS, mit_layout, mit_state, unwrap
+
 CHECKPOINT_FORMAT = "tufl-checkpoint"
-WEIGHT_FORMATS = ("torchvision", "deeplab_init", "tufl")
-CONVENTION_OF_FORMAT = {"torchvision": "imagenet_rgb", "deeplab_init": "caffe_bgr"}
+WEIGHT_FORMATS = ("torchvision", "deeplab_init", *MIT_FORMATS, "tufl")
+CONVENTION_OF_FORMAT = {"torchvision": "imagenet_rgb", "deeplab_init": "caffe_bgr",
+                        "mit_nvidia": "imagenet_rgb", "mit_hf": "imagenet_rgb"}
 
 
 class WeightsError(RuntimeError):
@@ -81,13 +88,28 @@ def read_weights(source: str) -> dict[str, Any]:
         path = Path(source).expanduser()
         if not path.is_file():
             raise WeightsError(f"weights file not found: {path}")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
+        if path.suffix == ".safetensors":
+            obj = _read_safetensors(path)
+        else:
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
     if not isinstance(obj, dict):
         raise WeightsError(f"weights file {source} holds a {type(obj).__name__}, not a state dict")
     return obj
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise WeightsError(f"reading {path} needs the safetensors package (`pip install safetensors`); "
+                           "or use the pytorch_model.bin of the same model") from None
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
 
 
 def detect_format(obj: Mapping[str, Any], source: str) -> str:
@@ -95,18 +117,27 @@ def detect_format(obj: Mapping[str, Any], source: str) -> str:
     if obj.get("format") == CHECKPOINT_FORMAT:
         return "tufl"
     keys = [k for k in obj if isinstance(k, str)]
+    if (layout := mit_layout(unwrap(obj))) is not None:
+        return layout
     if any(k.startswith("Scale.") for k in keys):
         return "deeplab_init"
     if "conv1.weight" in obj and any(k.startswith("layer1.") for k in keys):
         return "torchvision"
     raise WeightsError(
         f"unrecognised weight layout in {source} (first keys: {keys[:5]}); expected a "
-        "torchvision ResNet file, DeepLab_resnet_pretrained_imagenet.pth or a tufl checkpoint"
+        "torchvision ResNet file, DeepLab_resnet_pretrained_imagenet.pth, an ImageNet MiT encoder "
+        "(mit_b*.pth or Hugging Face nvidia/mit-b*) or a tufl checkpoint"
     )
 
 
 def backbone_state(obj: Mapping[str, Any], fmt: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The ResNet trunk entries of an ImageNet weight file, and the keys skipped."""
+    """The backbone entries of an ImageNet weight file (ResNet trunk or MiT encoder, under the
+    network's names), and the keys skipped."""
+    if fmt in MIT_FORMATS:
+        for key, value in unwrap(obj).items():
+            if not isinstance(value, torch.Tensor):
+                raise WeightsError(f"entry {key!r} of the weight file is not a tensor")
+        return mit_state(obj, fmt)
     state: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     for key, value in obj.items():
@@ -127,13 +158,14 @@ def backbone_state(obj: Mapping[str, Any], fmt: str) -> tuple[dict[str, torch.Te
 
 def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, *,
                allow_partial: bool = False, skipped: Iterable[str] = (),
-               optional_prefixes: tuple[str, ...] = ()) -> LoadReport:
+               optional_prefixes: tuple[str, ...] = (), hint: str = "") -> LoadReport:
     """Load ``state`` into ``module``, reporting missing, unexpected and mismatched keys.
 
     ``num_batches_tracked`` counters are ignored both ways. Keys of ``state`` that
     start with one of ``optional_prefixes`` and that the module lacks are skipped
     (e.g. training-only auxiliary heads when building an inference network).
-    Anything incomplete raises :class:`WeightsError` unless ``allow_partial``.
+    Anything incomplete raises :class:`WeightsError` unless ``allow_partial``; ``hint`` is
+    appended to its message.
     """
     own = module.state_dict()
     report = LoadReport(source=source, skipped=list(skipped))
@@ -154,7 +186,7 @@ def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], source: str
     if not report.complete and not allow_partial:
         raise WeightsError(
             "weights do not fit the network (set model.allow_partial_load: true to load "
-            "what fits anyway)\n" + report.summary()
+            "what fits anyway)\n" + report.summary() + (f"\n  {hint}" if hint else "")
         )
     module.load_state_dict(usable, strict=False)
     report.loaded = len(usable)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from tufl.config.loader import ConfigError
 from tufl.config.schema import Config
 from tufl.data.device_views import finish_target_batch
-from tufl.data.loader import InfiniteLoader
+from tufl.data.loader import InfiniteLoader, KeyBatchesFactory, KeyedBatches
 from tufl.evaluation.validation import build_validation
 from tufl.models.build import build_model
 from tufl.models.segmentor import Segmentor
@@ -150,7 +150,9 @@ class Trainer:
             self.best = restored.best
             positions = restored.positions
             self.bad_samples.load_state_dict(state.get("bad_samples", {}))
-        self.source_loader = self._loader(self.data.source, 0, positions["source"])
+        rare = self.data.rare_classes  # data.rare_class_sampling: class-first source draws
+        self.source_loader = self._loader(self.data.source, 0, positions["source"],
+                                          keys=rare.key_batches if rare is not None else KeyedBatches)
         self.target_loader = (self._loader(self.data.target, 1, positions["target"])
                               if self.objective.needs_target else None)
         # dual_soft: a third source stream, the templates (no workers: one small batch a step)
@@ -164,11 +166,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
 
-    def _loader(self, dataset: Any, stream: int, start: int, workers: int | None = None) -> InfiniteLoader:
+    def _loader(self, dataset: Any, stream: int, start: int, workers: int | None = None,
+                keys: KeyBatchesFactory = KeyedBatches) -> InfiniteLoader:
         cfg = self.cfg
         return InfiniteLoader(dataset, self.data.micro_batch, cfg.experiment.seed + stream, self.ctx.rank,
                               self.ctx.world_size, cfg.data.num_workers if workers is None else workers,
-                              start_batch=start, pin_memory=self.device.type == "cuda")
+                              start_batch=start, pin_memory=self.device.type == "cuda", key_batches=keys)
 
     def _checkpointed_parts(self) -> dict[str, Any]:
         return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler,
@@ -247,6 +250,7 @@ class Trainer:
         self.snapshot.restore_unless(finite)
         self.nonfinite.update(finite)
         grad_norm = self.update(finite)
+        self.objective.after_optimizer_step(self.model, finite, self.iteration + 1)  # EMA teacher
         if grad_norm is not None:
             keys, logs = (*keys, "grad_norm"), torch.cat([logs, grad_norm.detach().float().reshape(1)])
         return StepLog(keys, logs, finite, lr)
@@ -342,7 +346,8 @@ class Trainer:
         if any(self.bad_samples.counts().values()):
             values["bad_samples"] = self.bad_samples.counts()
         self.log.write(self.iteration, "train", values)
-        shown = {k: f"{values[k]:.4g}" for k in ("loss", "loss_sup", "loss_unsup", "loss_mix", "pass_fraction", "lr")
+        shown = {k: f"{values[k]:.4g}"
+                 for k in ("loss", "loss_sup", "loss_unsup", "loss_mix", "loss_mic", "pass_fraction", "lr")
                  if k in values}
         bar.set_postfix(shown, refresh=False)
 

@@ -5,7 +5,11 @@
   between the weak target view, warped into the strong view's geometry, and the
   strong view.
 * ``stage2``: stage one + ``lambda_mix`` x the loss on cross-domain mixed images
-  whose target pixels carry pseudo-labels of a frozen stage-one model.
+  whose target pixels carry pseudo-labels of a frozen stage-one model (or of files,
+  or of an EMA teacher of the student: :mod:`tufl.train.teacher`).
+* either stage may add ``mic.weight`` x the masked image consistency term
+  (:mod:`tufl.train.mic`) on the weak target view, towards the teacher's pseudo-labels
+  (stage two: the pseudo-labeller; stage one: an EMA teacher made for it).
 
 The supervised and unsupervised terms are averaged over the network's heads (main
 and auxiliary maps), with one threshold state per head; the mixed loss is computed
@@ -25,7 +29,9 @@ from torch import Tensor, nn
 from tufl.data.views import warp_to_strong
 from tufl.mixing.mixer import CrossDomainMixer, MixResult
 from tufl.models.segmentor import SegOutput
+from tufl.train.mic import MaskedConsistency
 from tufl.train.pseudo_labels import predict_pseudo_labels
+from tufl.train.teacher import EMATeacher
 
 Batch = dict[str, Any]
 Forward = Callable[[Tensor], SegOutput]
@@ -57,10 +63,14 @@ class SourceOnly(nn.Module):
     """Supervised cross-entropy on the source batch."""
 
     needs_target = False
+    snapshot_exclude: tuple[str, ...] = ()
 
     def __init__(self, supervised: nn.Module) -> None:
         super().__init__()
         self.supervised = supervised
+
+    def after_optimizer_step(self, student: nn.Module, finite: Tensor, steps: int) -> None:
+        """Called after every optimiser step (an EMA teacher's update); nothing here."""
 
     def forward(self, forward: Forward, source: Batch, target: Batch | None,
                 generator: torch.Generator) -> StepOutput:
@@ -75,12 +85,39 @@ class Stage1(nn.Module):
     needs_target = True
 
     def __init__(self, supervised: nn.Module, unsupervised: list[nn.Module], lambda_u: float,
-                 concat_forward: bool = True) -> None:
+                 concat_forward: bool = True, teacher: EMATeacher | None = None,
+                 mic: MaskedConsistency | None = None) -> None:
         super().__init__()
         self.supervised = supervised
         self.unsupervised = nn.ModuleList(unsupervised)  # one per head
         self.lambda_u = lambda_u
         self.concat_forward = concat_forward
+        self.teacher = teacher  # a submodule: its weights travel in checkpoints
+        self.mic = mic
+
+    @property
+    def snapshot_exclude(self) -> tuple[str, ...]:
+        """State-dict prefixes the per-step snapshot skips (the teacher: see the module docstring)."""
+        return ("teacher.",) if self.teacher is not None else ()
+
+    def after_optimizer_step(self, student: nn.Module, finite: Tensor, steps: int) -> None:
+        """Move the EMA teacher towards ``student`` after its ``steps``-th optimiser step
+        (unchanged where ``finite`` is false)."""
+        if self.teacher is not None:
+            self.teacher.update(student, finite, steps)
+
+    def mic_input(self, target: Batch, generator: torch.Generator) -> list[Tensor]:
+        """The masked weak views to append to the forward pass (none without MIC)."""
+        return [self.mic.masked_images(target["weak"], generator)] if self.mic is not None else []
+
+    def add_mic(self, total: Tensor, logs: dict[str, Tensor], per_head: list[list[Tensor]],
+                labels: Tensor | None, conf: Tensor | None) -> Tensor:
+        """``total`` plus the weighted MIC term of the last chunk of the main head (logged)."""
+        if self.mic is None or labels is None or conf is None:
+            return total
+        term = self.mic.loss(per_head[0][-1], labels, conf)
+        logs["loss_mic"] = term.detach()
+        return total + self.mic.weight * term
 
     @property
     def thresholds(self) -> Tensor | None:
@@ -104,21 +141,29 @@ class Stage1(nn.Module):
 
     def forward(self, forward: Forward, source: Batch, target: Batch,
                 generator: torch.Generator) -> StepOutput:
-        chunks = [source["image"], target["weak"], target["strong"]]
+        labels = conf = None
+        if self.mic is not None:
+            if self.teacher is None:
+                raise RuntimeError("stage1 with MIC needs an EMA teacher")
+            labels, conf = self.teacher.predict(target["weak"])
+        chunks = [source["image"], target["weak"], target["strong"], *self.mic_input(target, generator)]
         per_head = _forward_chunks(forward, chunks, self.concat_forward)
         sup, unsup, passed = self.stage1_terms(per_head, source, target)
         total = sup + self.lambda_u * unsup
-        return StepOutput(total, {"loss_sup": sup.detach(), "loss_unsup": unsup.detach(),
-                                  "pass_fraction": passed.detach()})
+        logs = {"loss_sup": sup.detach(), "loss_unsup": unsup.detach(), "pass_fraction": passed.detach()}
+        total = self.add_mic(total, logs, per_head, labels, conf)
+        return StepOutput(total, logs)
 
 
 class Stage2(Stage1):
-    """Stage one plus the cross-domain mixed loss (CIM)."""
+    """Stage one plus the cross-domain mixed loss (CIM). Pseudo-labels come from files
+    (offline), an EMA ``teacher`` when given, else the frozen ``pseudo_labeller``."""
 
     def __init__(self, supervised: nn.Module, unsupervised: list[nn.Module], lambda_u: float,
                  mixer: CrossDomainMixer, lambda_mix: float, pseudo_labeller: nn.Module | None,
-                 concat_forward: bool = True, mix_all_heads: bool = False) -> None:
-        super().__init__(supervised, unsupervised, lambda_u, concat_forward)
+                 concat_forward: bool = True, mix_all_heads: bool = False,
+                 teacher: EMATeacher | None = None, mic: MaskedConsistency | None = None) -> None:
+        super().__init__(supervised, unsupervised, lambda_u, concat_forward, teacher, mic)
         self.mixer = mixer
         self.lambda_mix = lambda_mix
         self.mix_all_heads = mix_all_heads
@@ -130,8 +175,10 @@ class Stage2(Stage1):
         """Hard pseudo-labels and confidences of the weak view (online or from files)."""
         if "pseudo_label" in target:
             return target["pseudo_label"].long(), target["confidence"].float()
+        if self.teacher is not None:
+            return self.teacher.predict(target["weak"])
         if self.pseudo_labeller is None:
-            raise RuntimeError("stage2 needs a pseudo-labeller or offline pseudo-labels")
+            raise RuntimeError("stage2 needs a pseudo-labeller, an EMA teacher or offline pseudo-labels")
         return predict_pseudo_labels(self.pseudo_labeller, target["weak"])
 
     def forward(self, forward: Forward, source: Batch, target: Batch,
@@ -144,7 +191,8 @@ class Stage2(Stage1):
             template_images=source.get("template_image"), template_labels=source.get("template_label"),
         )
         views = mix.views()
-        chunks = [source["image"], target["weak"], target["strong"], *(v.images for v in views)]
+        chunks = [source["image"], target["weak"], target["strong"], *(v.images for v in views),
+                  *self.mic_input(target, generator)]
         per_head = _forward_chunks(forward, chunks, self.concat_forward)
         sup, unsup, passed = self.stage1_terms(per_head, source, target)
         mix_heads = per_head if self.mix_all_heads else per_head[:1]
@@ -154,4 +202,5 @@ class Stage2(Stage1):
         total = sup + self.lambda_u * unsup + self.lambda_mix * mixed
         logs = {"loss_sup": sup.detach(), "loss_unsup": unsup.detach(), "loss_mix": mixed.detach(),
                 "pass_fraction": passed.detach(), "mix_target_weight": mix.stats.target_weight.mean()}
+        total = self.add_mic(total, logs, per_head, labels, conf)
         return StepOutput(total, logs, mix)

@@ -1,10 +1,15 @@
-"""SGD with separate backbone/head learning rates and a warm-up + poly schedule.
+"""SGD or AdamW with separate backbone/head learning rates and a warm-up + poly schedule.
 
-The optimiser is torch's fused SGD where the build has it for the training device
+SGD is the DeepLabV2/BiSeNet optimiser. AdamW with DAFormer's settings (lr 6e-5, betas
+(0.9, 0.999), weight decay 0.01, 10x on the decoder, no weight decay on the encoder's
+normalisation layers, 1500 linear warm-up iterations, poly power 1.0) trains the MiT
+networks (``model.arch: daformer``).
+
+The optimiser is torch's fused kernel where the build has it for the training device
 (``optim.fused``): one kernel updates every parameter, and a step flagged non-finite
 (``optimizer.found_inf``) is skipped on the device, so skipping needs no host
-synchronisation (see :mod:`tufl.train.step`). It computes the same update as the
-plain (foreach) SGD.
+synchronisation (see :mod:`tufl.train.step`); fused AdamW also leaves its step count
+untouched then. It computes the same update as the plain (foreach) kernels.
 """
 
 from __future__ import annotations
@@ -15,22 +20,33 @@ from typing import Literal
 import torch
 from torch import nn
 
+from tufl.models.resnet import FrozenBatchNorm2d
 from tufl.models.segmentor import Segmentor
 
 
 @dataclass
 class OptimConfig:
-    """The ``optim`` section: SGD, poly decay, optional linear warm-up."""
+    """The ``optim`` section: SGD or AdamW, poly decay, optional linear warm-up."""
 
+    # sgd (DeepLabV2, BiSeNet) or adamw (torch AdamW; DAFormer/SegFormer: lr 6e-5, betas
+    # (0.9, 0.999), weight_decay 0.01, head_lr_mult 10, backbone_norm_decay false,
+    # warmup_iters 1500, poly_power 1.0).
+    name: Literal["sgd", "adamw"] = "sgd"
     # Base learning rate (backbone).
     lr: float = 2.5e-4
     # Learning-rate multiplier of the classifier heads (10x is the DeepLabV2 convention).
     head_lr_mult: float = 10.0
-    # SGD momentum and weight decay.
+    # SGD momentum (sgd only) and weight decay (both; AdamW's is decoupled from the gradient).
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    # Nesterov momentum.
+    # Nesterov momentum (sgd only).
     nesterov: bool = False
+    # AdamW's moment decay rates (adamw only).
+    betas: tuple[float, float] = (0.9, 0.999)
+    # Weight decay on the backbone's normalisation layers (LayerNorm/BatchNorm weights and
+    # biases); false = none there (DAFormer: the `norm` key with decay_mult 0, which matches the
+    # MiT encoder's LayerNorms).
+    backbone_norm_decay: bool = True
     # Apply weight decay to biases and normalisation weights too; false = only to
     # convolution and linear weights (the authors' BiSeNet optimiser).
     decay_norm_and_bias: bool = True
@@ -53,6 +69,10 @@ class OptimConfig:
             out.append("head_lr_mult: must be > 0")
         if not 0 <= self.momentum < 1:
             out.append("momentum: must be in [0, 1)")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            out.append(f"betas: two values in [0, 1), got {list(self.betas)}")
+        if self.name == "adamw" and self.nesterov:
+            out.append("nesterov: only for optim.name: sgd")
         if self.weight_decay < 0:
             out.append("weight_decay: must be >= 0")
         if self.poly_power < 0:
@@ -67,7 +87,7 @@ class OptimConfig:
 
 
 def fused_supported(params: list[nn.Parameter]) -> bool:
-    """Whether torch's fused SGD kernel takes ``params``: floating point, on a device it supports."""
+    """Whether torch's fused SGD/AdamW kernels take ``params``: floating point, on a device they support."""
     try:
         from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
@@ -82,8 +102,8 @@ def use_fused(cfg: OptimConfig, params: list[nn.Parameter]) -> bool:
     supported = fused_supported(params)
     if cfg.fused is True and not supported:
         devices = sorted({f"{p.device.type}/{p.dtype}" for p in params})
-        raise ValueError(f"optim.fused: true, but this torch build has no fused SGD for {', '.join(devices)}; "
-                         "set optim.fused: auto")
+        raise ValueError(f"optim.fused: true, but this torch build has no fused {cfg.name} for "
+                         f"{', '.join(devices)}; set optim.fused: auto")
     return supported if cfg.fused == "auto" else bool(cfg.fused)
 
 
@@ -103,21 +123,30 @@ def is_fused(optimizer: torch.optim.Optimizer) -> bool:
     return all(group.get("fused") for group in optimizer.param_groups)
 
 
-def build_optimizer(model: Segmentor, cfg: OptimConfig) -> torch.optim.SGD:
-    """SGD over the parameter groups ``backbone`` (lr) and ``head`` (lr x mult).
+NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, FrozenBatchNorm2d)
+
+
+def _norm_parameter_ids(model: Segmentor) -> set[int]:
+    return {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+
+
+def build_optimizer(model: Segmentor, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over the parameter groups ``backbone`` (lr) and ``head`` (lr x mult).
 
     With ``decay_norm_and_bias`` off, each group's one-dimensional parameters
     (biases, normalisation weights) form a ``<name>_no_decay`` group without weight
-    decay. The model must already be on its training device (``optim.fused`` is
+    decay; with ``backbone_norm_decay`` off, the backbone's normalisation-layer
+    parameters do. The model must already be on its training device (``optim.fused`` is
     resolved for it).
     """
+    norm_ids = set() if cfg.backbone_norm_decay else _norm_parameter_ids(model)
     param_groups = []
     for name, params in model.parameter_groups().items():
         lr = cfg.lr * (cfg.head_lr_mult if name == "head" else 1.0)
-        split = {name: params}
-        if not cfg.decay_norm_and_bias:
-            split = {name: [p for p in params if p.dim() > 1],
-                     f"{name}_no_decay": [p for p in params if p.dim() <= 1]}
+        exempt = [(not cfg.decay_norm_and_bias and p.dim() <= 1) or (name == "backbone" and id(p) in norm_ids)
+                  for p in params]
+        split = {name: [p for p, e in zip(params, exempt) if not e],
+                 f"{name}_no_decay": [p for p, e in zip(params, exempt) if e]}
         for group_name, group_params in split.items():
             group = {"params": group_params, "lr": lr, "base_lr": lr, "name": group_name}
             if group_name.endswith("_no_decay"):
@@ -125,6 +154,9 @@ def build_optimizer(model: Segmentor, cfg: OptimConfig) -> torch.optim.SGD:
             param_groups.append(group)
     param_groups = [g for g in param_groups if g["params"]]
     fused = use_fused(cfg, [p for g in param_groups for p in g["params"]])
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                                 fused=fused or None)
     return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov, fused=fused or None)
 

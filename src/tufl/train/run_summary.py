@@ -55,7 +55,8 @@ def run_summary(cfg: Config, data: TrainData, optimizer: torch.optim.Optimizer, 
         "prepared_copies": {domain: _prepared_folder(samples) for domain, samples in
                             (("source", data.source), ("target", data.target))},
         "strong_view": getattr(data.target, "strong_view", None),
-        "optimizer": "SGD, fused" if any(g.get("fused") for g in optimizer.param_groups) else "SGD, foreach",
+        "optimizer": f"{type(optimizer).__name__}, "
+                     + ("fused" if any(g.get("fused") for g in optimizer.param_groups) else "foreach"),
         "channels_last": cfg.train.channels_last,
         "compile": cfg.train.compile,
         "torch": torch.__version__,

@@ -102,14 +102,18 @@ class DeviceSnapshot:
 
     @classmethod
     def of(cls, objective: nn.Module, model: nn.Module) -> DeviceSnapshot:
-        """The objective's state tensors and the model's float and integer buffers."""
+        """The objective's state tensors and the model's float and integer buffers. State under
+        the objective's ``snapshot_exclude`` prefixes (an EMA teacher, which a step changes only
+        after the decision, on the device) is left out: no model copy per step."""
         buffers = [b for b in model.buffers() if b.is_floating_point() or b.dtype == torch.long]
+        exclude = tuple(getattr(objective, "snapshot_exclude", ()))
 
         def collect() -> list[Tensor]:
             state = objective.state_dict(keep_vars=True)
-            return [v for v in state.values() if isinstance(v, Tensor)] + buffers
+            return [v for k, v in state.items() if isinstance(v, Tensor) and not k.startswith(exclude)] + buffers
 
-        has_extra = any(not isinstance(v, Tensor) for v in objective.state_dict().values())
+        has_extra = any(not isinstance(v, Tensor) for k, v in objective.state_dict().items()
+                        if not k.startswith(exclude))
         return cls(collect, objective if has_extra else None)
 
     @staticmethod
@@ -237,7 +241,7 @@ class OptimizerStep:
             return
         ready = True
         for group in self.optimizer.param_groups:
-            if group["momentum"] == 0:
+            if group.get("momentum", 0) == 0:  # AdamW has no momentum buffer (its moments start at zero)
                 continue
             for p in group["params"]:
                 state = self.optimizer.state[p]
