@@ -41,6 +41,17 @@ def epoch_shard(size: int, seed: int, epoch: int, rank: int, world_size: int) ->
     return order[positions], positions
 
 
+def full_batches_per_epoch(size: int, batch_size: int, world_size: int) -> int:
+    """Full batches per rank in an epoch of ``size`` samples; ValueError when there is none."""
+    batches = (size // world_size) // batch_size
+    if batches == 0:
+        raise ValueError(
+            f"dataset of {size} samples is too small for batch_size {batch_size} "
+            f"on {world_size} rank(s): not one full batch per epoch"
+        )
+    return batches
+
+
 class KeyedBatches:
     """Infinite iterable of batches of sample keys, starting at batch ``start_batch``."""
 
@@ -53,12 +64,7 @@ class KeyedBatches:
         self.rank = rank
         self.world_size = world_size
         self.start_batch = start_batch
-        self.batches_per_epoch = (size // world_size) // batch_size
-        if self.batches_per_epoch == 0:
-            raise ValueError(
-                f"dataset of {size} samples is too small for batch_size {batch_size} "
-                f"on {world_size} rank(s): not one full batch per epoch"
-            )
+        self.batches_per_epoch = full_batches_per_epoch(size, batch_size, world_size)
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         batch = self.start_batch

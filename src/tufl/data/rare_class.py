@@ -32,6 +32,7 @@ import torch
 from tufl.data.base import SegDataset
 from tufl.data.class_index import ClassIndex
 from tufl.data.io import DataError
+from tufl.data.loader import full_batches_per_epoch
 from tufl.data.samples import SourceSamples, check_key, key_rng, skipped_text
 from tufl.data.transforms import SourceAugConfig, augment_source, image_to_tensor
 
@@ -173,12 +174,7 @@ class RareClassBatches:
         self.seed = seed
         self.rank = rank
         self.start_batch = start_batch
-        self.batches_per_epoch = (size // world_size) // batch_size
-        if self.batches_per_epoch == 0:
-            raise ValueError(
-                f"dataset of {size} samples is too small for batch_size {batch_size} "
-                f"on {world_size} rank(s): not one full batch per epoch"
-            )
+        self.batches_per_epoch = full_batches_per_epoch(size, batch_size, world_size)
 
     def batch(self, b: int) -> list[RareClassKey]:
         """Keys of batch ``b`` of this rank."""
