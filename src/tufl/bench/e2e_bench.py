@@ -14,6 +14,9 @@ is "data"-bound when that wait is above :data:`DATA_BOUND_SHARE` of the iteratio
 view built on the workers) and after it (a prepared copy written first, strong view on
 the training device); ``--before-set``/``--after-set`` add settings to one side only,
 and ``--before-src DIR`` runs the "before" side with the code of another checkout.
+
+This file stays one module (over the usual size): with ``--before-src`` it is run by path
+against an older ``tufl`` package, so it may import only what such a package has.
 """
 
 from __future__ import annotations
