@@ -8,12 +8,13 @@ from tufl.evaluation.evaluate import add_evaluate_arguments, evaluate, evaluate_
 from tufl.evaluation.export import export_onnx, verify_onnx
 from tufl.evaluation.inference import eval_mode, predict_probs, sliding_window_logits
 from tufl.evaluation.metrics import ConfusionMatrix, EvalResult, iou_per_class, mean_iou, pixel_accuracy
-from tufl.evaluation.predict import PredictionFiles, collect_inputs, predict_files
+from tufl.evaluation.predict import InferenceOptions, PredictionFiles, collect_inputs, predict_files
 from tufl.evaluation.report import format_table, write_csv, write_json
 
 __all__ = [
     "ConfusionMatrix",
     "EvalResult",
+    "InferenceOptions",
     "PredictionFiles",
     "add_evaluate_arguments",
     "collect_inputs",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -79,6 +80,20 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]], videos: bool = False
     return list(found)
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the network runs on each image (see :func:`~tufl.evaluation.inference.predict_probs`):
+    test scales, horizontal flip, autocast, the network input size ``resize=(height, width)``
+    (outputs stay at each input's size) and a sliding ``window``/``stride``."""
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    amp: bool = False
+    resize: tuple[int, int] | None = None
+    window: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+
+
 def is_video(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` has a video suffix (:data:`VIDEO_SUFFIXES`)."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
@@ -91,12 +106,7 @@ def predict_files(
     num_classes: int,
     device: torch.device | str,
     batch_size: int = 1,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    amp: bool = False,
-    resize: tuple[int, int] | None = None,
-    window: tuple[int, int] | None = None,
-    stride: tuple[int, int] | None = None,
+    options: InferenceOptions = InferenceOptions(),
     label_ids: bool = False,
     alpha: float = 0.5,
     progress: bool = True,
@@ -104,7 +114,7 @@ def predict_files(
 ) -> list[PredictionFiles]:
     """Predict each image file and write its colour, overlay and train-id PNGs.
 
-    ``resize=(height, width)`` feeds the network that size; the probabilities are
+    ``options.resize=(height, width)`` feeds the network that size; the probabilities are
     resized back, so every output has the size of its input image. Consecutive
     images of the same (network) size are predicted in batches of ``batch_size``.
     ``label_ids`` also writes Cityscapes label ids (19/16/13-class models). The
@@ -112,7 +122,7 @@ def predict_files(
     raises ``ValueError``, unless ``on_unreadable(path, message)`` is given: it is
     then told, and the other images are predicted.
     """
-    check_batching(batch_size, resize)
+    check_batching(batch_size, options.resize)
     if label_ids and num_classes not in SUPPORTED_NUM_CLASSES:
         raise ValueError(f"label ids need a 19-, 16- or 13-class model, got {num_classes} classes")
     sources = [Path(f) for f in files]
@@ -130,9 +140,9 @@ def predict_files(
             on_unreadable(source, message)
             bar.update(1)
 
-        for batch in _batches(sources, batch_size, resize, skip):
+        for batch in _batches(sources, batch_size, options.resize, skip):
             images = [image for _, image in batch]
-            preds = predict_train_ids(model, images, num_classes, scales, flip, amp, resize, window, stride)
+            preds = predict_train_ids(model, images, num_classes, options)
             for (source, image), pred in zip(batch, preds, strict=True):
                 written.append(_write(out, names[source], image, pred, num_classes, label_ids, alpha, source))
             bar.update(len(batch))
@@ -151,26 +161,22 @@ def predict_train_ids(
     model: nn.Module,
     images: Sequence[Tensor],
     num_classes: int,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    amp: bool = False,
-    resize: tuple[int, int] | None = None,
-    window: tuple[int, int] | None = None,
-    stride: tuple[int, int] | None = None,
+    options: InferenceOptions = InferenceOptions(),
 ) -> list[np.ndarray]:
     """Train-id maps (uint8 ``[H, W]`` numpy, at each image's size) of uint8 ``[3, H, W]``
     images, predicted in one forward batch on the model's device.
 
-    The images go to the device as uint8 and, with ``resize=(height, width)``, are
+    The images go to the device as uint8 and, with ``options.resize=(height, width)``, are
     resized there; without it they must share one size. The model's mode is left as
     it is (see :func:`~tufl.evaluation.inference.predict_probs` for the options).
     """
     device = model_device(model)
-    if resize is None:
+    o = options
+    if o.resize is None:
         network_input = torch.stack(list(images)).to(device, non_blocking=True)
     else:
-        network_input = torch.stack([_resize(image.to(device, non_blocking=True), resize) for image in images])
-    probs = predict_probs(model, network_input, scales, flip, window, stride, num_classes, amp)
+        network_input = torch.stack([_resize(image.to(device, non_blocking=True), o.resize) for image in images])
+    probs = predict_probs(model, network_input, o.scales, o.flip, o.window, o.stride, num_classes, o.amp)
     sizes = {tuple(image.shape[-2:]) for image in images}
     if len(sizes) == 1:  # one interpolation, one argmax and one copy for the whole batch
         size = sizes.pop()

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from tqdm import tqdm
 
-        from tufl.evaluation.predict import collect_inputs, is_video, predict_files
+        from tufl.evaluation.predict import InferenceOptions, collect_inputs, is_video, predict_files
         from tufl.models.build import model_from_checkpoint
         from tufl.train.distributed import pick_device
 
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         model, _ = model_from_checkpoint(args.checkpoint)
         device = pick_device(args.device)
         resize = (args.resize[1], args.resize[0]) if args.resize else None  # predict_* take (H, W)
-        options = dict(batch_size=args.batch_size, scales=tuple(args.scales), flip=args.flip, amp=args.amp,
-                       resize=resize)
+        options = dict(batch_size=args.batch_size,
+                       options=InferenceOptions(scales=tuple(args.scales), flip=args.flip, amp=args.amp, resize=resize))
         unreadable: list[str] = []
 
         def report(path: object, message: str) -> None:

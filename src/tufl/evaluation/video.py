@@ -49,7 +49,7 @@ from tqdm import tqdm
 from tufl.atomic import atomic_path, fsync_path
 from tufl.data.io import BadFileError
 from tufl.evaluation.inference import eval_mode
-from tufl.evaluation.predict import relative_output_names, check_batching, predict_train_ids
+from tufl.evaluation.predict import InferenceOptions, check_batching, predict_train_ids, relative_output_names
 from tufl.evaluation.writers import as_train_id_map, overlay
 
 INSTALL_HINT = "pip install 'tufl[video]' (from a source checkout: pip install -e '.[video]')"
@@ -131,12 +131,7 @@ def predict_videos(
     num_classes: int,
     device: torch.device | str,
     batch_size: int = 4,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    amp: bool = False,
-    resize: tuple[int, int] | None = None,
-    window: tuple[int, int] | None = None,
-    stride: tuple[int, int] | None = None,
+    options: InferenceOptions = InferenceOptions(),
     label_maps: bool = False,
     alpha: float = 0.5,
     progress: bool = True,
@@ -155,14 +150,13 @@ def predict_videos(
     video (e.g. to report its speed).
     """
     import_av()
-    check_batching(batch_size, resize)
+    check_batching(batch_size, options.resize)
     sources = [Path(f) for f in files]
     if not sources:
         raise ValueError("no input videos to predict")
     names = relative_output_names(sources)
     device = torch.device(device)
     model.to(device)
-    options = dict(scales=tuple(scales), flip=flip, amp=amp, resize=resize, window=window, stride=stride)
     written: list[VideoPrediction] = []
     with eval_mode(model):
         for source in sources:
@@ -187,7 +181,7 @@ def _predict_video(
     name: Path,
     num_classes: int,
     batch_size: int,
-    options: dict[str, Any],
+    options: InferenceOptions,
     label_maps: bool,
     alpha: float,
     progress: bool,
@@ -206,7 +200,7 @@ def _predict_video(
     ):
         for batch in _chunks(frames, batch_size):
             images = [torch.from_numpy(frame).permute(2, 0, 1) for frame in batch]
-            for frame, pred in zip(batch, predict_train_ids(model, images, num_classes, **options), strict=True):
+            for frame, pred in zip(batch, predict_train_ids(model, images, num_classes, options), strict=True):
                 encoder.write(overlay(frame, pred, num_classes, alpha))
                 if maps_tmp is not None:
                     Image.fromarray(as_train_id_map(pred)).save(maps_tmp / f"frame_{count:06d}.png", format="PNG")
