@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tufl.config.loader import from_dict
+from tufl.runtime.typed_config import from_dict
 from tufl.config.schema import Config
 from tufl.demo.scenes import DemoDataInfo, ensure_demo_data
 

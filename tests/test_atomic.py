@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tufl import atomic
+from tufl.runtime import atomic
 
 
 def test_file_is_flushed_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):

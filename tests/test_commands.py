@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import subprocess
 import sys
@@ -63,7 +65,7 @@ def test_train_with_missing_dataset_names_expected_folders(tmp_path):
 @pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "_base_"),
                          ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_shipped_configs_validate_and_build_their_network(path):
-    from tufl.config.loader import load_config
+    from tufl.runtime.typed_config import load_config
     from tufl.config.schema import Config
     from tufl.models.build import build_model
 
@@ -73,10 +75,10 @@ def test_shipped_configs_validate_and_build_their_network(path):
                         "own_data": 7}
     assert cfg.model.num_classes == expected_classes[path.parent.name]
     assert cfg.experiment.mode in path.stem
-    cfg.model.pretrained = None  # weights are not available here; the architecture is
-    model = build_model(cfg.model).model
+    model_cfg = dataclasses.replace(cfg.model, pretrained=None)  # weights are not available here; the architecture is
+    model = build_model(model_cfg).model
     assert model.num_classes == cfg.model.num_classes
-    assert model.net.num_heads == (3 if cfg.model.arch == "bisenet" else 1)
+    assert model.num_outputs == (3 if cfg.model.arch == "bisenet" else 1)
 
 
 def test_show_config_prints_resolved_values():
@@ -159,10 +161,10 @@ def test_predict_over_a_folder_with_one_truncated_image(source_only_run, tmp_pat
 
 
 def test_pseudo_label_files_equal_online_predictions_and_drive_offline_stage2(scene_info, source_only_run, tmp_path):
-    from tufl.data.factory import build_dataset
+    from tufl.data.registry import build_dataset
     from tufl.models.build import model_from_checkpoint
     from tufl.train.engine import train
-    from tufl.train.pseudo_labels import predict_pseudo_labels, read_pseudo_label
+    from tufl.objective.pseudo_labels import predict_pseudo_labels, read_pseudo_label
 
     tree = runs.run_tree(scene_info, tmp_path / "s2", "stage2", iters=3,
                          model={"pretrained": str(source_only_run / "checkpoint_last.pt")},

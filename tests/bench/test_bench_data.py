@@ -41,7 +41,7 @@ def test_command_line_entry_point(tmp_path, capsys):
 def test_tufl_benchmark_data_runs_this_benchmark(tmp_path, capsys):
     import argparse
 
-    from tufl.bench import command
+    from tufl.cli import benchmark as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tufl.bench import command, e2e_bench
+from tufl.bench import e2e_bench
+from tufl.cli import benchmark as command
 from tufl.data.samples import SourceSamples
 
 REPO = Path(__file__).resolve().parents[2]

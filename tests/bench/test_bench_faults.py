@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from tufl.bench.faults import _damage_report, compare_states
-from tufl.train import checkpoint as ckpt
+from tufl.runtime import checkpoint_files as ckpt
 
 
 def _state(weight: float, momentum: float, iteration: int = 4) -> dict:

@@ -9,9 +9,9 @@ import pytest
 from benchmark_layouts import write_acdc, write_bdd100k, write_dark_zurich, write_mapillary
 from fixtures import write_cityscapes, write_gta5
 
-from tufl.config.loader import load_config
+from tufl.runtime.typed_config import load_config
 from tufl.config.schema import Config
-from tufl.data.factory import open_dataset
+from tufl.data.registry import open_dataset
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 ADAPTATION = {"cityscapes_acdc": ("acdc", "data/acdc"), "cityscapes_darkzurich": ("dark_zurich", "data/dark_zurich")}
@@ -84,7 +84,7 @@ def test_config_builds_its_datasets(generated, path):
 
 def test_cityscapes_to_acdc_bisenet_stage1_trains_two_iterations(generated, tmp_path):
     from tufl.train.engine import train
-    from tufl.train.run_log import read_metrics
+    from tufl.runtime.run_log import read_metrics
 
     out = tmp_path / "run"
     cfg = _pointed_at(generated, CONFIGS / "cityscapes_acdc" / "bisenet_stage1.yaml", (

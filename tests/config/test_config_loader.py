@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from tufl.config.loader import ConfigError, dump_config, load_config
+from tufl.runtime.typed_config import ConfigError, dump_config, load_config
 
 
 @dataclass

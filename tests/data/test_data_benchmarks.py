@@ -210,7 +210,7 @@ def test_registered_and_exported():
 def test_check_data_cli_defaults_to_the_labelled_split(tmp_path, capsys):
     import argparse
 
-    from tufl.data.check import add_check_data_arguments, run_check_data
+    from tufl.cli.check_data import add_arguments as add_check_data_arguments, run as run_check_data
 
     write_bdd100k(tmp_path / "bdd")
     write_acdc(tmp_path / "acdc", conditions=("night",))

@@ -14,7 +14,8 @@ from fixtures import (
     write_synthia,
 )
 
-from tufl.data.check import add_check_data_arguments, check_dataset, format_report, run_check_data
+from tufl.cli.check_data import add_arguments as add_check_data_arguments, run as run_check_data
+from tufl.data.check import check_dataset, format_report
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:

@@ -8,7 +8,7 @@ import torch
 from fixtures import write_cityscapes
 
 import runs
-from tufl.config.loader import ConfigError, from_dict
+from tufl.runtime.typed_config import ConfigError, from_dict
 from tufl.data import InfiniteLoader, build_dataset
 from tufl.data.device_views import finish_target_batch
 from tufl.data.photometric import PhotometricConfig
@@ -22,7 +22,7 @@ from tufl.data.views import (
     sample_affine,
     warp_to_strong,
 )
-from tufl.train import checkpoint as ckpt
+from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import Trainer
 
 CROP = (40, 24)
@@ -93,7 +93,7 @@ def test_offline_pseudo_label_pairs_follow_the_strong_view_place(target_base, tm
     from PIL import Image
     from torch.utils.data import default_collate
 
-    from tufl.train.pseudo_labels import OfflinePseudoLabels, pseudo_label_paths
+    from tufl.objective.pseudo_labels import OfflinePseudoLabels, pseudo_label_paths
 
     rng = np.random.default_rng(3)
     for i in range(len(target_base)):

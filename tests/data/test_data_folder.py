@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from own_data import FIVE_EXPECTED, label_grid, write_class_file, write_label, write_rgb
 
-from tufl.data.check import add_check_data_arguments, check_dataset, format_report, run_check_data
-from tufl.data.factory import build_dataset
+from tufl.cli.check_data import add_arguments as add_check_data_arguments, run as run_check_data
+from tufl.data.check import check_dataset, format_report
+from tufl.data.registry import build_dataset
 from tufl.data.io import BadFileError, DataError, LayoutError
 from tufl.data.samples import TargetPairs
 from tufl.data.views import TargetViewConfig

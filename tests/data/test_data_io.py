@@ -10,7 +10,7 @@ import pytest
 from fixtures import write_index_png, write_png16_rgb, write_rgb_png
 from PIL import Image
 
-from tufl.atomic import atomic_write_text
+from tufl.runtime.atomic import atomic_write_text
 from tufl.data.io import (
     BadFileError,
     image_size,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from tufl.config.loader import ConfigError, from_dict
+from tufl.runtime.typed_config import ConfigError, from_dict
 from tufl.data.photometric import (
     TEXTURE_SIZE,
     PhotometricConfig,

@@ -16,9 +16,9 @@ from fixtures import write_cityscapes, write_gta5, write_rgb_png
 import tufl.data.base
 import tufl.data.prepared_write
 from tufl.cli import main
-from tufl.config.loader import load_config
+from tufl.runtime.typed_config import load_config
 from tufl.config.schema import Config
-from tufl.data.factory import build_dataset
+from tufl.data.registry import build_dataset
 from tufl.data.io import BadFileError
 from tufl.data.prepared import MANIFEST, attach_prepared, copy_folder, find_prepared, prepare
 from tufl.data.prepared_write import _SampleWriter
@@ -26,7 +26,7 @@ from tufl.data.samples import SourceSamples, TargetPairs
 from tufl.data.transforms import SourceAugConfig
 from tufl.data.views import TargetViewConfig
 from tufl.train.builders import build_train_data
-from tufl.train.distributed import DistContext
+from tufl.runtime.distributed import DistContext
 
 RESIZE = (48, 24)
 CROP = (32, 16)

@@ -11,7 +11,7 @@ import torch
 from fixtures import write_gta5, write_index_png
 from torch.utils.data import Dataset
 
-from tufl.config.loader import ConfigError, from_dict
+from tufl.runtime.typed_config import ConfigError, from_dict
 from tufl.config.schema import Config
 from tufl.data import ClassIndex, InfiniteLoader, build_dataset
 from tufl.data.io import DataError

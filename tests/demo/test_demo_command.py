@@ -43,7 +43,7 @@ def test_quick_demo_runs_end_to_end_and_writes_every_report_file(tmp_path):
 
 def test_set_with_a_stage_prefix_reaches_only_that_stage(capsys):
     from tufl.cli import main
-    from tufl.demo.command import stage_overrides
+    from tufl.demo.pipeline import stage_overrides
 
     extra = ["optim.lr=0.02", "stage2:pseudo_labels.source=ema", "stage1:mic.weight=1", "stage2:mic.weight=1"]
     assert stage_overrides(extra, "source_only") == ["optim.lr=0.02"]

@@ -13,7 +13,7 @@ from own_data import write_class_file, write_label
 from PIL import Image
 from torch import Tensor, nn
 
-from tufl.data.factory import build_dataset
+from tufl.data.registry import build_dataset
 from tufl.data.loader import eval_loader
 from tufl.data.samples import EvalSamples
 from tufl.evaluation.evaluate import evaluate

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tufl.data.factory import build_dataset
+from tufl.data.registry import build_dataset
 from tufl.data.loader import eval_loader
 from tufl.data.samples import EvalSamples
 from tufl.evaluation.evaluate import evaluate
+from tufl.evaluation.options import InferenceOptions
 from tufl.models.build import model_from_checkpoint
 
 pytestmark = pytest.mark.cuda
@@ -23,5 +24,5 @@ def test_evaluation_on_cuda_matches_cpu(scene_info, source_only_run):
     gpu = evaluate(model, loader, 19, CUDA, progress=False)
     # convolution algorithms differ between devices: allow a few pixels to flip
     assert abs(cpu.miou - gpu.miou) < 0.005
-    amp = evaluate(model, loader, 19, CUDA, amp=True, scales=(0.75, 1.0), flip=True, progress=False)
+    amp = evaluate(model, loader, 19, CUDA, InferenceOptions(amp=True, scales=(0.75, 1.0), flip=True), progress=False)
     assert 0.0 <= amp.miou <= 1.0 and amp.settings["amp"] is True

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from tufl.evaluation.evaluate import add_evaluate_arguments, evaluate, evaluate_kwargs, write_eval_report
+from tufl.evaluation.evaluate import evaluate, write_eval_report
 from tufl.evaluation.metrics import ConfusionMatrix, EvalResult
 from tufl.evaluation.report import format_table
 from tufl.models.segmentor import SegOutput
@@ -137,19 +137,18 @@ def test_format_table_lists_classes_and_scores() -> None:
     assert math.isnan(result.iou[-1])
 
 
-def test_command_line_options_map_to_evaluate_arguments() -> None:
-    parser = add_evaluate_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(
-        ["--scales", "0.5", "1.0", "--flip", "--window", "512", "1024", "--stride", "256", "512", "--no-progress"]
-    )
-    kwargs = evaluate_kwargs(args)
-    assert kwargs == {
-        "scales": (0.5, 1.0),
-        "flip": True,
-        "window": (512, 1024),
-        "stride": (256, 512),
-        "amp": False,
-        "progress": False,
-        "save_dir": None,
-    }
-    assert evaluate_kwargs(parser.parse_args([]))["scales"] == (1.0,)
+def test_command_line_options_override_the_eval_section() -> None:
+    from tufl.cli.evaluate import add_arguments, inference_options
+    from tufl.evaluation.options import EvalConfig
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    section = EvalConfig(scales=(1.0, 1.5), window=(64, 64), stride=(32, 32), batch_size=3)
+    args = parser.parse_args(["--checkpoint", "c.pt", "--scales", "0.5", "1.0", "--flip", "--window", "512", "1024",
+                              "--stride", "256", "512", "--no-amp"])
+    assert inference_options(args, section) == EvalConfig(scales=(0.5, 1.0), flip=True, window=(512, 1024),
+                                                          stride=(256, 512), amp=False, batch_size=3)
+    # no option given: the section as it is; a window alone slides by itself
+    assert inference_options(parser.parse_args(["--checkpoint", "c.pt"]), section) == section
+    alone = inference_options(parser.parse_args(["--checkpoint", "c.pt", "--window", "8", "8"]), section)
+    assert (alone.window, alone.stride, alone.scales) == ((8, 8), (8, 8), (1.0, 1.5))

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tufl.evaluation.inference import eval_mode, predict_probs, sliding_window_logits, window_starts
+from tufl.evaluation.options import InferenceOptions
 from tufl.models.segmentor import INPUT_CONVENTIONS, Segmentor, SegOutput
 
 C = 4
@@ -79,21 +80,21 @@ def test_uniform_images_are_invariant_to_scales_and_flip() -> None:
     x[0] = torch.tensor([200, 30, 90]).view(3, 1, 1)
     x[1] = torch.tensor([10, 240, 60]).view(3, 1, 1)
     single = predict_probs(net, x)
-    multi = predict_probs(net, x, scales=(0.5, 0.75, 1.0, 1.5), flip=True)
+    multi = predict_probs(net, x, InferenceOptions(scales=(0.5, 0.75, 1.0, 1.5), flip=True))
     torch.testing.assert_close(multi, single, atol=1e-6, rtol=0)
     assert not torch.allclose(single[0], single[1])
 
 
 def test_flip_on_per_pixel_network_changes_nothing() -> None:
     net, x = pixel_net(), _images(2, 7, 11)
-    torch.testing.assert_close(predict_probs(net, x, flip=True), predict_probs(net, x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(predict_probs(net, x, InferenceOptions(flip=True)), predict_probs(net, x), atol=1e-6, rtol=0)
 
 
 def test_flip_averages_the_mirrored_prediction() -> None:
     net, x = RampNet(), _images(2, 6, 9)
     plain = net(x).main.softmax(1)
     mirrored = net(x.flip(-1)).main.softmax(1).flip(-1)
-    result = predict_probs(net, x, flip=True)
+    result = predict_probs(net, x, InferenceOptions(flip=True))
     torch.testing.assert_close(result, (plain + mirrored) / 2)
     assert not torch.allclose(result, plain, atol=1e-3)
 
@@ -111,7 +112,7 @@ def test_multi_scale_with_flip_matches_reference_loop() -> None:
             p = p.flip(-1) if flipped else p
             expected += F.interpolate(p, size=(10, 15), mode="bilinear", align_corners=False)
     expected /= 6
-    result = predict_probs(net, x, scales=scales, flip=True)
+    result = predict_probs(net, x, InferenceOptions(scales=scales, flip=True))
     torch.testing.assert_close(result, expected)
     torch.testing.assert_close(result.sum(1), torch.ones(1, 10, 15))
 
@@ -126,7 +127,7 @@ def test_window_starts_cover_the_size() -> None:
 
 def test_window_equal_to_input_is_plain_inference() -> None:
     net, x = WindowMeanNet(), _images(2, 8, 12)
-    torch.testing.assert_close(predict_probs(net, x, window=(8, 12)), predict_probs(net, x))
+    torch.testing.assert_close(predict_probs(net, x, InferenceOptions(window=(8, 12))), predict_probs(net, x))
 
 
 @pytest.mark.parametrize(
@@ -135,7 +136,7 @@ def test_window_equal_to_input_is_plain_inference() -> None:
 )
 def test_sliding_window_on_per_pixel_network_is_plain_inference(size, window, stride) -> None:
     net, x = pixel_net(), _images(2, *size)
-    result = predict_probs(net, x, window=window, stride=stride, flip=True)
+    result = predict_probs(net, x, InferenceOptions(window=window, stride=stride, flip=True))
     torch.testing.assert_close(result, predict_probs(net, x), atol=1e-6, rtol=0)
 
 
@@ -158,7 +159,7 @@ def test_overlapping_windows_are_averaged() -> None:
                     count[i, j] += 1
     expected = total / count
     torch.testing.assert_close(sliding_window_logits(net, x.float(), window, stride), expected)
-    torch.testing.assert_close(predict_probs(net, x, window=window, stride=stride), expected.softmax(1))
+    torch.testing.assert_close(predict_probs(net, x, InferenceOptions(window=window, stride=stride)), expected.softmax(1))
 
 
 def test_padding_for_inputs_smaller_than_the_window() -> None:
@@ -175,11 +176,11 @@ def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(ValueError, match="classes"):
         predict_probs(net, x, num_classes=C + 1)
     with pytest.raises(ValueError, match="scales"):
-        predict_probs(net, x, scales=())
+        predict_probs(net, x, InferenceOptions(scales=()))
     with pytest.raises(ValueError, match="stride"):
-        predict_probs(net, x, window=(4, 4), stride=(5, 2))
+        predict_probs(net, x, InferenceOptions(window=(4, 4), stride=(5, 2)))
     with pytest.raises(ValueError, match="window as well"):
-        predict_probs(net, x, stride=(2, 2))
+        predict_probs(net, x, InferenceOptions(stride=(2, 2)))
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         predict_probs(net, x[:, :2])
     with pytest.raises(TypeError, match="SegOutput"):
@@ -188,7 +189,7 @@ def test_bad_arguments_are_rejected() -> None:
 
 def test_amp_on_cpu_stays_close_to_fp32() -> None:
     net, x = pixel_net(), _images(2, 8, 8)
-    probs = predict_probs(net, x, amp=True)
+    probs = predict_probs(net, x, InferenceOptions(amp=True))
     assert probs.dtype == torch.float32
     torch.testing.assert_close(probs, predict_probs(net, x), atol=2e-2, rtol=0)
 

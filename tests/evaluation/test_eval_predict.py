@@ -11,7 +11,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from tufl.data import labels
-from tufl.evaluation.predict import InferenceOptions, collect_inputs, load_rgb, predict_files
+from tufl.evaluation.predict import collect_inputs, load_rgb, predict_files
 from tufl.evaluation.writers import colorize, overlay
 from tufl.models.segmentor import INPUT_CONVENTIONS, Segmentor
 
@@ -97,7 +97,7 @@ def test_resize_keeps_outputs_at_the_input_size(tmp_path: Path) -> None:
     _write_image(tmp_path / "in" / "b.png", 20, 24, 1)
     written = predict_files(
         _model(), collect_inputs([str(tmp_path / "in")]), tmp_path / "out", C, "cpu",
-        batch_size=2, options=InferenceOptions(resize=(8, 8)), progress=False,
+        batch_size=2, resize=(8, 8), progress=False,
     )
     assert [_read(w.train_ids).shape for w in written] == [(9, 13), (20, 24)]
     assert [_read(w.overlay).shape for w in written] == [(9, 13, 3), (20, 24, 3)]

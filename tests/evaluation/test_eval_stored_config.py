@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from tufl.config.loader import ConfigError, from_dict, to_plain
+from tufl.runtime.typed_config import ConfigError, from_dict, to_plain
 from tufl.config.schema import Config
-from tufl.evaluation.command import run_config
+from tufl.cli.evaluate import run_config
 
 
 def _old_stored_config() -> dict:

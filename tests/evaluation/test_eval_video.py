@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from tufl.cli import main
 from tufl.data.io import BadFileError
-from tufl.evaluation.predict import InferenceOptions, collect_inputs, predict_files
+from tufl.evaluation.options import InferenceOptions
+from tufl.evaluation.predict import collect_inputs, predict_files
 from tufl.evaluation.video import MissingVideoExtraError, predict_videos
 from tufl.evaluation.writers import overlay
 from tufl.models.segmentor import INPUT_CONVENTIONS, Segmentor
@@ -82,13 +83,16 @@ def _files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-@pytest.mark.parametrize("options", [InferenceOptions(), InferenceOptions(resize=(24, 40), flip=True, scales=(1.0, 0.75))],
+@pytest.mark.parametrize("options, resize", [(InferenceOptions(), None),
+                                             (InferenceOptions(flip=True, scales=(1.0, 0.75)), (24, 40))],
                          ids=["plain", "resize-flip-scales"])
-def test_video_outputs_equal_image_prediction_of_the_decoded_frames(tmp_path: Path, options: InferenceOptions) -> None:
+def test_video_outputs_equal_image_prediction_of_the_decoded_frames(tmp_path: Path, options: InferenceOptions,
+                                                                    resize: tuple[int, int] | None) -> None:
     video = _write_video(tmp_path / "clip.mp4", _frames(5, 48, 64), rate=10)
     out = tmp_path / "out"
     model = _model().train()
-    done = predict_videos(model, [video], out, C, "cpu", batch_size=2, label_maps=True, progress=False, options=options)
+    done = predict_videos(model, [video], out, C, "cpu", batch_size=2, label_maps=True, progress=False, options=options,
+                          resize=resize)
     assert model.training  # the mode is restored
     assert [(d.source, d.overlay, d.label_maps, d.frames) for d in done] == [
         (video, out / "clip_overlay.mp4", out / "clip", 5)
@@ -102,7 +106,7 @@ def test_video_outputs_equal_image_prediction_of_the_decoded_frames(tmp_path: Pa
         frame_dir.mkdir(exist_ok=True)
         Image.fromarray(frame).save(frame_dir / f"frame_{k:06d}.png")
     per_image = predict_files(_model(), sorted(frame_dir.glob("*.png")), tmp_path / "images", C, "cpu",
-                              batch_size=3, progress=False, options=options)
+                              batch_size=3, progress=False, options=options, resize=resize)
     expected = [_read_png(p.train_ids) for p in per_image]
 
     maps = sorted((out / "clip").iterdir())

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from tufl.data import labels
-from tufl.atomic import atomic_path
-from tufl.atomic import atomic_write_json
+from tufl.runtime.atomic import atomic_path
+from tufl.runtime.atomic import atomic_write_json
 from tufl.evaluation.writers import (
     colorize,
     overlay,

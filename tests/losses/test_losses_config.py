@@ -131,7 +131,7 @@ def test_supervised_factory():
 
 
 def test_configs_round_trip_through_the_config_loader():
-    from tufl.config.loader import ConfigError, from_dict, to_plain
+    from tufl.runtime.typed_config import ConfigError, from_dict, to_plain
 
     samples = [
         TUFLConfig(gamma=1.0, focal_type=2, class_weights=(1.0, 2.0), detach_focal=True),
@@ -267,13 +267,13 @@ def test_loss_section_is_derived_from_the_registry():
     section = LossConfig()
     for name, loss in UNSUPERVISED_LOSSES.items():
         assert hints[name] is loss.Config and type(getattr(section, name)) is loss.Config
-        section.unsupervised = name
+        section = dataclasses.replace(section, unsupervised=name)
         assert section.unsupervised_config() is getattr(section, name)
         assert isinstance(build_unsupervised_loss(name, 19, getattr(section, name)), torch.nn.Module)
 
 
 def test_removed_keys_name_their_replacement():
-    from tufl.config.loader import ConfigError, from_dict
+    from tufl.runtime.typed_config import ConfigError, from_dict
     from tufl.config.schema import Config
 
     for key in ("compile", "cuda_graphs"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import runs
-from tufl.config.loader import load_config
+from tufl.runtime.typed_config import load_config
 from tufl.config.schema import Config
 from tufl.models import ModelConfig, WeightsError, build_model, count_parameters
 from tufl.models.build import model_from_checkpoint
@@ -18,7 +18,7 @@ from tufl.models.daformer import DAFormer
 from tufl.models.mit import build_mit
 from tufl.train.engine import train
 from tufl.train.optim import OptimConfig, build_optimizer
-from tufl.train.run_log import read_metrics
+from tufl.runtime.run_log import read_metrics
 from tufl.train.step import OptimizerStep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -184,7 +184,7 @@ def test_daformer_output_contract_and_parameter_groups():
     images = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8)
     model.train()
     out = model(images)
-    assert out.main.shape == (2, 16, 64, 96) and out.aux == () and model.net.num_heads == 1
+    assert out.main.shape == (2, 16, 64, 96) and out.aux == () and model.num_outputs == 1
     out.main.logsumexp(1).mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     model.eval()

@@ -7,8 +7,8 @@ import torch
 
 import runs
 from tufl.models.weights import WeightsError
-from tufl.train import checkpoint as ckpt
-from tufl.train.distributed import DistContext
+from tufl.runtime import checkpoint_files as ckpt
+from tufl.runtime.distributed import DistContext
 from tufl.train.engine import train
 from tufl.train.run_state import RunPaths, checkpoint_to_resume
 

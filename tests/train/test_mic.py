@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import runs
-from tufl.config.loader import ConfigError, load_config
+from tufl.runtime.typed_config import ConfigError, load_config
 from tufl.config.schema import Config
 from tufl.models.segmentor import SegOutput
-from tufl.train import checkpoint as ckpt
+from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import Trainer
-from tufl.train.mic import MaskedConsistency, MicConfig, patch_mask
-from tufl.train.run_log import read_metrics
+from tufl.objective.mic import MaskedConsistency, MicConfig, patch_mask
+from tufl.runtime.run_log import read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FILL = (123.675, 116.28, 103.53)
@@ -123,14 +123,14 @@ def test_stage1_with_mic_trains_against_its_own_ema_teacher(scene_info, tmp_path
                          mix={"confidence_threshold": 0.0}, data={"val": None})
     trainer = Trainer(runs.config(tree))
     teacher = trainer.objective.teacher
-    assert teacher is not None and trainer.objective.mic is not None
+    assert teacher is not None and trainer.objective.names == ["supervised", "consistency", "mic"]
     start = {k: v.clone() for k, v in teacher.state_dict().items()}
     trainer.run()
     records = [r for r in read_metrics(tmp_path / "s1") if r["kind"] == "train"]
     assert all(r["loss_mic"] > 0 for r in records) and len(records) == 2
     assert any(not torch.equal(start[k], v) for k, v in teacher.state_dict().items())  # the teacher moved
     without = Trainer(runs.config(runs.run_tree(scene_info, tmp_path / "plain", "stage1", 2)))
-    assert without.objective.teacher is None and without.objective.mic is None
+    assert without.objective.teacher is None and without.objective.names == ["supervised", "consistency"]
     _close(without)
 
 

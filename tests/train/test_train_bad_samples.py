@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import runs
 from tufl.cli import main
-from tufl.train import checkpoint as ckpt
-from tufl.train.run_log import read_metrics
+from tufl.runtime import checkpoint_files as ckpt
+from tufl.runtime.run_log import read_metrics
 
 
 def _copy_scenes(scene_info, tmp_path):

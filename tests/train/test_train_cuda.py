@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import runs
-from tufl.train import checkpoint as ckpt
+from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import Trainer, train
-from tufl.train.run_log import read_metrics
+from tufl.runtime.run_log import read_metrics
 
 pytestmark = pytest.mark.cuda
 CUDA = torch.device("cuda")

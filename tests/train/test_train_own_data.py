@@ -13,10 +13,10 @@ import yaml
 from PIL import Image
 
 import runs
-from tufl.data.factory import open_dataset
-from tufl.train import checkpoint as ckpt
+from tufl.data.registry import open_dataset
+from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import train
-from tufl.train.run_log import read_metrics
+from tufl.runtime.run_log import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = str(REPO / "configs/own_data/classes/classes_example.yaml")
@@ -101,7 +101,7 @@ def test_stage1_then_stage2_then_evaluate_on_a_folder(scene_info, own_data, tmp_
     records = read_metrics(tmp_path / "s2", "train")
     assert len(records) == ITERS and all(np.isfinite(r["loss"]) for r in records)
 
-    from tufl.evaluation import command
+    from tufl.cli import evaluate as command
 
     config = tmp_path / "eval.yaml"
     config.write_text(yaml.safe_dump(tree2))

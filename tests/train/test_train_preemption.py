@@ -15,11 +15,11 @@ import torch
 
 import runs
 from tufl.cli import main
-from tufl.config.loader import ConfigError
-from tufl.train import checkpoint as ckpt
+from tufl.runtime.typed_config import ConfigError
+from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import train
-from tufl.train.preemption import PREEMPTED_EXIT_STATUS
-from tufl.train.run_log import read_metrics
+from tufl.runtime.stop_signals import PREEMPTED_EXIT_STATUS
+from tufl.runtime.run_log import read_metrics
 
 ITERS = 10
 
@@ -88,8 +88,8 @@ def test_sigterm_checkpoints_the_current_iteration_and_resume_auto_ends_bit_iden
 
 SECOND_SIGNAL_SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
-    from tufl.train.distributed import DistContext
-    from tufl.train.preemption import StopSignals
+    from tufl.runtime.distributed import DistContext
+    from tufl.runtime.stop_signals import StopSignals
     with StopSignals(["SIGTERM", "SIGUSR1"], DistContext()) as stop:
         os.kill(os.getpid(), signal.SIGUSR1)
         while stop.stop_requested() is None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from tufl.config.loader import load_config
+from tufl.runtime.typed_config import load_config
 from tufl.config.schema import Config
 from tufl.models.build import ModelConfig, build_model
 from tufl.models.resnet import FrozenBatchNorm2d
@@ -21,8 +23,8 @@ BISENET_ADAPTATION = sorted(CONFIGS.glob("*/bisenet_stage*.yaml"))
 
 def _resolved(path: Path) -> Config:
     cfg = load_config(Config, path)
-    cfg.model.pretrained = None  # the configs name checkpoints of earlier stages
-    return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))  # the configs name
+    # checkpoints of earlier stages
 
 
 @pytest.mark.parametrize("path", CROSSCITY, ids=lambda p: p.name)
@@ -102,11 +104,17 @@ def test_freeze_backbone_keeps_head_batchnorm_training():
 def _stage2(mix_all_heads: bool):
     from tufl.losses import build_supervised_loss, build_unsupervised_loss
     from tufl.mixing import CrossDomainMixer, MixConfig
-    from tufl.train.objectives import Stage2
+    from tufl.objective import Objective
+    from tufl.objective.consistency import ConsistencyTerm
+    from tufl.objective.mixing import MixingTerm
+    from tufl.objective.pseudo_labels import PseudoLabelSource
+    from tufl.objective.supervised import SupervisedTerm
 
     mixer = CrossDomainMixer(MixConfig(p_longtail=0.0), 19)
     unsup = [build_unsupervised_loss("tufl", 19) for _ in range(3)]
-    return Stage2(build_supervised_loss(19), unsup, 0.08, mixer, 0.5, None, mix_all_heads=mix_all_heads)
+    terms = [SupervisedTerm(build_supervised_loss(19)), ConsistencyTerm(unsup, 0.08),
+             MixingTerm(mixer, 0.5, all_heads=mix_all_heads)]
+    return Objective(terms, PseudoLabelSource())  # offline pseudo-labels: in the target batch
 
 
 @pytest.mark.parametrize("mix_all_heads", [False, True])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import runs
-from tufl.train import checkpoint as ckpt
+from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import Trainer, train
 
 ITERS = 4

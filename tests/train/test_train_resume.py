@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import runs
-from tufl.train import checkpoint as ckpt
+from tufl.runtime import checkpoint_files as ckpt
 
 ITERS = 10
 
@@ -97,7 +97,7 @@ tree = json.loads(open(sys.argv[1]).read())
 trainer = Trainer(runs.config(tree))
 trainer.run()
 params = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-thresholds = torch.stack([l.thresholds for l in trainer.objective.unsupervised])
+thresholds = torch.stack([l.thresholds for l in trainer.objective.consistency.losses])
 gathered = [None, None]
 dist.all_gather_object(gathered, {"params": params, "thresholds": thresholds,
                                   "source": trainer.source_loader.batches_consumed})

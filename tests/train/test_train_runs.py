@@ -9,9 +9,9 @@ import torch
 import yaml
 
 import runs
-from tufl.train import checkpoint as ckpt
+from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import Trainer, train
-from tufl.train.run_log import read_metrics
+from tufl.runtime.run_log import read_metrics
 
 
 def _mean(values):
@@ -73,7 +73,7 @@ def test_stage1_with_the_definition_backend_follows_the_fused_run(scene_info, so
 
 
 def test_removed_loss_keys_are_refused_at_start(scene_info, tmp_path):
-    from tufl.config.loader import ConfigError
+    from tufl.runtime.typed_config import ConfigError
 
     tree = runs.run_tree(scene_info, tmp_path / "g", "stage1", loss={"tufl": {"cuda_graphs": True}})
     with pytest.raises(ConfigError, match="loss.tufl.cuda_graphs: removed; `backend` chooses"):
@@ -90,11 +90,11 @@ def test_existing_run_is_not_overwritten_without_resume(scene_info, tmp_path):
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(scene_info, tmp_path, monkeypatch):
     from tufl.train import engine
-    from tufl.train.objectives import SourceOnly
+    from tufl.objective.objective import Objective
 
     tree = runs.run_tree(scene_info, tmp_path / "nan", "source_only", iters=10,
                          train={"max_nonfinite": 3, "checkpoint_every": 100})
-    original = SourceOnly.forward
+    original = Objective.forward
     calls = {"n": 0}
 
     def sometimes_nan(self, *args):
@@ -104,7 +104,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(scene_info, tmp_path, mo
             out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(SourceOnly, "forward", sometimes_nan)
+    monkeypatch.setattr(Objective, "forward", sometimes_nan)
     trainer = Trainer(runs.config(tree))
     before = None
     with pytest.raises(engine.NonFiniteLossError, match="3 non-finite losses in a row"):
@@ -122,7 +122,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(scene_info, tmp_path, mo
 
 
 def test_batch_size_must_split_over_accumulation(scene_info, tmp_path):
-    from tufl.config.loader import ConfigError
+    from tufl.runtime.typed_config import ConfigError
 
     tree = runs.run_tree(scene_info, tmp_path / "acc", "source_only", data={"batch_size": 3}, train={"accumulate": 2})
     with pytest.raises(ConfigError, match="not divisible by train.accumulate"):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import statistics
@@ -13,9 +15,9 @@ import torch
 
 import runs
 from tufl.cli import main
-from tufl.config.loader import ConfigError, dump_config, to_plain
+from tufl.runtime.typed_config import ConfigError, dump_config, to_plain
 from tufl.train.multi_seed import finished_run, seed_config, train_seeds
-from tufl.train.run_log import read_metrics
+from tufl.runtime.run_log import read_metrics
 
 ITERS = 2
 
@@ -165,7 +167,7 @@ def test_finished_run_by_checkpoint_and_of_another_config(cfg):
 
 
 def test_without_data_val_the_runs_train_and_nothing_is_aggregated(cfg, capsys):
-    cfg.data.val = None
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val=None))
     fake = FakeRuns()
     assert train_seeds(cfg, [0, 1], "never", fake) == 0
     assert fake.trained == [0, 1]

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import runs
-from tufl.train import checkpoint as ckpt
+from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import NonFiniteLossError, Trainer
-from tufl.train.objectives import SourceOnly, Stage1
-from tufl.train.run_log import read_metrics
+from tufl.objective.objective import Objective
+from tufl.runtime.run_log import read_metrics
 from tufl.train.step import DeviceSnapshot, NonFiniteCounters, OptimizerStep, grads_finite
 from tufl.train.timing import RunTiming, finish_time, format_duration
 
@@ -58,7 +58,7 @@ def _assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) ->
 
 
 def test_a_nan_step_leaves_weights_momentum_statistics_and_thresholds_untouched(scene_info, tmp_path, monkeypatch):
-    _nan_on_calls(monkeypatch, Stage1, {3})
+    _nan_on_calls(monkeypatch, Objective, {3})
     trainer = _trainer(scene_info, tmp_path)
     assert trainer.fused  # optim.fused: auto, and the CPU has fused SGD
     for _ in range(2):  # momentum buffers exist, thresholds and BatchNorm statistics have moved
@@ -67,7 +67,7 @@ def test_a_nan_step_leaves_weights_momentum_statistics_and_thresholds_untouched(
     before = _state(trainer)
     assert any(k.startswith("momentum.") for k in before)
     assert any(k.endswith("running_mean") for k in before) and any(k.endswith("thresholds") for k in before)
-    assert not torch.all(before["loss.unsupervised.0.thresholds"] == 0.8)
+    assert not torch.all(before["loss.consistency.losses.0.thresholds"] == 0.8)
     log = trainer.train_step()
     assert not bool(log.finite)
     _assert_identical(before, _state(trainer))
@@ -75,14 +75,14 @@ def test_a_nan_step_leaves_weights_momentum_statistics_and_thresholds_untouched(
     trainer.iteration += 1
     assert bool(trainer.train_step().finite)  # the next step trains again
     after = _state(trainer)
-    assert not torch.equal(after["loss.unsupervised.0.thresholds"], before["loss.unsupervised.0.thresholds"])
+    assert not torch.equal(after["loss.consistency.losses.0.thresholds"], before["loss.consistency.losses.0.thresholds"])
     assert trainer.counters == {"nonfinite_skipped": 1, "nonfinite_in_row": 0}
 
 
 def test_fused_and_foreach_sgd_train_alike_after_a_skipped_first_step(scene_info, tmp_path, monkeypatch):
     # torch's fused SGD allocates its momentum buffers uninitialised and fills them in the first
     # step: a first step skipped through found_inf must not leave that garbage behind.
-    _nan_on_calls(monkeypatch, SourceOnly, {1, 4})
+    _nan_on_calls(monkeypatch, Objective, {1, 4})
     trained = []
     for fused in (True, False):
         trainer = _trainer(scene_info, tmp_path / str(fused), mode="source_only",
@@ -105,7 +105,7 @@ def test_fused_and_foreach_sgd_train_alike_after_a_skipped_first_step(scene_info
 def test_max_nonfinite_stops_the_run_at_the_next_log_line(scene_info, tmp_path, monkeypatch, capsys):
     # Iterations 2 and 3 are non-finite, 4 is fine again: the limit of 2 in a row is still
     # found at the log line of iteration 4 (the longest run since the last check counts).
-    _nan_on_calls(monkeypatch, SourceOnly, {2, 3})
+    _nan_on_calls(monkeypatch, Objective, {2, 3})
     tree = runs.run_tree(scene_info, tmp_path / "nan", "source_only", iters=8,
                          train={"max_nonfinite": 2, "log_every": 4, "checkpoint_every": 100})
     trainer = Trainer(runs.config(tree))
@@ -175,7 +175,7 @@ def test_timing_estimates_the_run_from_iterations_after_the_warm_up():
 
 
 def test_a_run_prints_its_duration_logs_speed_and_counts_skipped_steps(scene_info, tmp_path, monkeypatch, capsys):
-    _nan_on_calls(monkeypatch, SourceOnly, {4})  # isolated: counted, the run goes on
+    _nan_on_calls(monkeypatch, Objective, {4})  # isolated: counted, the run goes on
     tree = runs.run_tree(scene_info, tmp_path / "timed", "source_only", iters=5,
                          train={"log_every": 5, "checkpoint_every": 100, "max_nonfinite": 2})
     trainer = Trainer(runs.config(tree))

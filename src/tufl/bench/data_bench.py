@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from tufl.data.factory import build_dataset
+from tufl.data.registry import build_dataset
 from tufl.data.io import Size
 from tufl.data.loader import InfiniteLoader
 from tufl.data.samples import SourceSamples, TargetPairs

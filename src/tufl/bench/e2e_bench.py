@@ -22,6 +22,7 @@ against an older ``tufl`` package, so it may import only what such a package has
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -37,6 +38,21 @@ import torch
 
 from tufl.bench.data_bench import STANDARD_PIPELINES, PipelineSpec, write_synthetic
 from tufl.bench.data_bench import _shrink as shrink_spec
+
+
+def _module(*names: str) -> Any:
+    """The first of ``names`` that imports: this package's module, else the path an older
+    package (``--before-src``) has it under."""
+    for name in names[:-1]:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+    return importlib.import_module(names[-1])
+
+
+def _atomic() -> Any:
+    return _module("tufl.runtime.atomic", "tufl.atomic")
 
 DEFAULT_CONFIG = "configs/gta5_cityscapes/deeplabv2_stage1.yaml"
 # A run is data-bound when the step waits for data longer than this share of the iteration.
@@ -66,8 +82,7 @@ def generate_data(root: Path, datasets: Sequence[str], images: int, size_divisor
     Data generated earlier with the same settings (``root/<name>/generated.json``) is kept
     as it is, so that a prepared copy written from it stays valid (``--out-dir`` reused).
     """
-    from tufl.atomic import atomic_write_json
-
+    atomic_write_json = _atomic().atomic_write_json
     roots = {}
     for k, name in enumerate(dict.fromkeys(datasets)):
         roots[name] = root / name
@@ -91,7 +106,9 @@ def benchmark_config(config: str, overrides: Sequence[str], data_root: Path, run
     """The config of one benchmark run: ``config`` + ``overrides``, data roots under ``data_root``,
     no validation/TensorBoard/progress bar/periodic checkpoints, ``iters`` iterations in ``run_dir``.
     ``size_divisor`` shrinks the resizes and crops like the generated files."""
-    from tufl.config.loader import load_config
+    from dataclasses import replace
+
+    from tufl.config import load_config
     from tufl.config.schema import Config
 
     fixed = [f"experiment.output_dir={run_dir}", f"experiment.device={device}", f"train.iters={iters}",
@@ -100,15 +117,17 @@ def benchmark_config(config: str, overrides: Sequence[str], data_root: Path, run
     if workers is not None:
         fixed.append(f"data.num_workers={workers}")
     cfg = load_config(Config, config, [*overrides, *fixed])
-    for ds in (cfg.data.source, cfg.data.target):
+    sets = {}
+    for key in ("source", "target"):
+        ds = getattr(cfg.data, key)
         _generated_spec(ds.name, size_divisor)  # a dataset we cannot generate is an error
-        ds.root, ds.split, ds.list_file = str(data_root / ds.name), "train", None
-        if size_divisor > 1:
-            ds.resize = _div(ds.resize, size_divisor)
+        resize = _div(ds.resize, size_divisor) if size_divisor > 1 else ds.resize
+        sets[key] = replace(ds, root=str(data_root / ds.name), split="train", list_file=None, resize=resize)
     if size_divisor > 1:
-        cfg.data.source_aug.crop_size = _div(cfg.data.source_aug.crop_size, size_divisor)
-        cfg.data.target_views.crop_size = _div(cfg.data.target_views.crop_size, size_divisor)
-    return cfg
+        sets["source_aug"] = replace(cfg.data.source_aug, crop_size=_div(cfg.data.source_aug.crop_size, size_divisor))
+        sets["target_views"] = replace(cfg.data.target_views,
+                                       crop_size=_div(cfg.data.target_views.crop_size, size_divisor))
+    return replace(cfg, data=replace(cfg.data, **sets))
 
 
 def write_random_weights(cfg: Any, path: Path) -> None:
@@ -116,13 +135,14 @@ def write_random_weights(cfg: Any, path: Path) -> None:
     stand-in for the stage-one/source-only checkpoint a config starts from)."""
     from dataclasses import asdict, replace
 
-    from tufl.atomic import atomic_path
     from tufl.models.build import build_model
-    from tufl.models.weights import CHECKPOINT_FORMAT
+
+    atomic_path = _atomic().atomic_path
+    checkpoint_format = _module("tufl.runtime.checkpoint_files", "tufl.models.weights").CHECKPOINT_FORMAT
 
     model_cfg = replace(cfg.model, pretrained=None, pretrained_format="auto", input_convention="auto")
     model = build_model(model_cfg, training=True).model
-    state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "model_config": asdict(model_cfg),
+    state = {"format": checkpoint_format, "model": model.state_dict(), "model_config": asdict(model_cfg),
              "input_convention": model.convention.name, "num_classes": cfg.model.num_classes}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -263,13 +283,15 @@ def time_trainer(cfg: Any, warmup: int, iters: int) -> dict[str, Any]:
 
 def run_single(args: argparse.Namespace) -> dict[str, Any]:
     """One benchmark run in this process (the child of :func:`run`); returns its row."""
+    from dataclasses import replace
+
     with tempfile.TemporaryDirectory(prefix="tufl-e2e-run-") as tmp:
         cfg = benchmark_config(args.config, args.overrides, Path(args.data_root), Path(tmp) / "run",
                                args.warmup + args.iters + 1, args.device, args.workers, args.size_divisor)
         if cfg.model.pretrained:
             weights = Path(tmp) / "random_init.pt"
             write_random_weights(cfg, weights)
-            cfg.model.pretrained = str(weights)
+            cfg = replace(cfg, model=replace(cfg.model, pretrained=str(weights)))
         row = {"pipeline": args.label, "config": args.config, "overrides": list(args.overrides),
                "workers": cfg.data.num_workers, "warmup": args.warmup, "iters": args.iters,
                "mode": cfg.experiment.mode, "arch": cfg.model.arch, "batch_size": cfg.data.batch_size,
@@ -351,7 +373,7 @@ def describe(row: dict[str, Any]) -> str:
 def default_warmup(workers: int | None, config: str, overrides: Sequence[str]) -> int:
     """Warm-up that drains the loaders' prefetched batches: 2 per worker, plus 2."""
     if workers is None:
-        from tufl.config.loader import load_config
+        from tufl.config import load_config
         from tufl.config.schema import Config
 
         workers = load_config(Config, config, overrides).data.num_workers
@@ -360,10 +382,11 @@ def default_warmup(workers: int | None, config: str, overrides: Sequence[str]) -
 
 def run(args: argparse.Namespace) -> int:
     """``tufl benchmark train --end-to-end`` from parsed arguments (see :func:`add_arguments`)."""
-    from tufl.atomic import atomic_write_json
-    from tufl.config.loader import load_config
+    from tufl.config import load_config
     from tufl.config.schema import Config
-    from tufl.errors import USER_ERRORS
+
+    atomic_write_json = _atomic().atomic_write_json
+    user_errors = _module("tufl.runtime.errors", "tufl.errors").USER_ERRORS
 
     if min(args.images, args.iters, args.size_divisor) < 1 or (args.workers is not None and args.workers < 0):
         print("error: --images, --iters and --size-divisor must be >= 1, --workers >= 0", file=sys.stderr)
@@ -398,7 +421,7 @@ def run(args: argparse.Namespace) -> int:
                 rows.append(_child(args, label, overrides, roots[cfg.data.source.name].parent,
                                    root / f"row{k}.json", src))
                 print(describe(rows[-1]), flush=True)
-        except (*USER_ERRORS, ValueError, RuntimeError) as exc:
+        except (*user_errors, ValueError, RuntimeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2 if not isinstance(exc, RuntimeError) else 1
     print(format_rows(rows))

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 import yaml
 
-from tufl.train import checkpoint as ckpt
-from tufl.train.preemption import PREEMPTED_EXIT_STATUS
-from tufl.train.run_log import read_metrics
+from tufl.runtime import checkpoint_files as ckpt
+from tufl.runtime.stop_signals import PREEMPTED_EXIT_STATUS
+from tufl.runtime.run_log import read_metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
           f"unreadable checkpoints: {results['unreadable_checkpoints']}; temporary files left: "
           f"{results['temporary_files']}: {'PASSED' if results['passed'] else 'FAILED'}")
     if args.json:
-        from tufl.atomic import atomic_write_json
+        from tufl.runtime.atomic import atomic_write_json
 
         atomic_write_json(args.json, results)
     return 0 if results["passed"] else 1

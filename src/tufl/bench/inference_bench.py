@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tufl.atomic import atomic_write_json
+from tufl.runtime.atomic import atomic_write_json
 from tufl.evaluation.inference import amp_dtype, eval_mode, forward_logits
 
 ModelBuilder = Callable[[], Mapping[str, nn.Module]]

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tufl.atomic import atomic_write_text
+from tufl.runtime.atomic import atomic_write_text
 from tufl.bench.loss_reference import ReferenceTUFL
 from tufl.losses.backends import BACKEND_NAMES
 from tufl.losses.tufl import TUFL

@@ -22,11 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from tufl.losses.thresholds import THRESHOLD_CAP
-from tufl.losses.validation import (
+from tufl.losses.arguments import (
     check_logit_pair,
     class_weight_tensor,
 )
-from tufl.problems import (
+from tufl.runtime.checks import (
     focal_problems,
     ratio_problems,
     threshold_problems,

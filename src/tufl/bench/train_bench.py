@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -48,31 +49,26 @@ def time_training_step(arch: str, mode: str, height: int, width: int, batch: int
     and ``optim.fused``, ``train.channels_last`` and ``train.compile`` (where the schema
     has it) apply as in training.
     """
-    from tufl.config.loader import apply_overrides, from_dict
-    from tufl.config.schema import Config
-    from tufl.losses import build_supervised_loss, build_unsupervised_loss
-    from tufl.mixing.mixer import CrossDomainMixer
+    from types import SimpleNamespace
+
+    from tufl.config import experiment_from_dict
     from tufl.models.build import build_model
+    from tufl.objective import BuildContext, build_objective
+    from tufl.objective.pseudo_labels import frozen_labeller
+    from tufl.runtime.typed_config import apply_overrides
     from tufl.train.engine import amp_settings, step_generator
-    from tufl.train.objectives import SourceOnly, Stage1, Stage2
     from tufl.train.optim import build_optimizer
 
     dev = torch.device(device)
     tree = {"model": {"arch": arch, "freeze_bn": "backbone" if arch == "deeplabv2" else "none"},
             "mix": {"p_longtail": 0.0}}
-    cfg = from_dict(Config, apply_overrides(tree, overrides, {}))
+    cfg = experiment_from_dict(apply_overrides(tree, overrides, {}))
+    # the mode set after validation: the networks here are random, where a stage-two run starts from a checkpoint
+    cfg = replace(cfg, experiment=replace(cfg.experiment, mode=mode))
     model = build_model(cfg.model).model.to(dev).train()
     n = cfg.model.num_classes
-    sup = build_supervised_loss(n, cfg.loss.supervised)
-    unsup = [build_unsupervised_loss("tufl", n, cfg.loss.tufl) for _ in range(model.net.num_heads)]
-    if mode == "source_only":
-        objective = SourceOnly(sup)
-    elif mode == "stage1":
-        objective = Stage1(sup, unsup, 0.08)
-    else:
-        labeller = build_model(cfg.model, training=False).model.to(dev).eval().requires_grad_(False)
-        objective = Stage2(sup, unsup, 0.08, CrossDomainMixer(cfg.mix, n), 0.5, labeller)
-    objective.to(dev)
+    data = SimpleNamespace(source=None, class_index=None)  # no long-tail pasting: no source index
+    objective = build_objective(BuildContext(cfg, model, data, None, dev), frozen_labeller(cfg, None, dev)).to(dev)
     channels_last = cfg.train.channels_last
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -175,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print(format_rows(rows))
     if args.json:
-        from tufl.atomic import atomic_write_json
+        from tufl.runtime.atomic import atomic_write_json
 
         atomic_write_json(args.json, rows)
     return 0

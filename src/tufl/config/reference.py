@@ -14,7 +14,7 @@ import re
 import typing
 from typing import Any
 
-from tufl.config.loader import _type_name, to_plain
+from tufl.runtime.typed_config import _type_name, to_plain
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:")
 _COMMENT = re.compile(r"^\s+#\s?(.*)$")
@@ -80,7 +80,9 @@ def reference_rows(cls: type, prefix: str = "", instance: Any = None) -> list[tu
                 rows.append((key, "section or null", "`null`" if default is None else "(section)", doc))
             rows.extend(reference_rows(nested, key + ".", default))
         else:
-            rows.append((key, _type_name(hints[f.name]), _format_default(default), doc))
+            choices = f.metadata.get("choices")  # a registry: its names now
+            kind = "one of " + ", ".join(repr(n) for n in choices.names()) if choices else _type_name(hints[f.name])
+            rows.append((key, kind, _format_default(default), doc))
     return rows
 
 

@@ -12,19 +12,12 @@ Typical use::
 from tufl.data.acdc import ACDCDataset
 from tufl.data.base import SampleFiles, SegDataset, read_name_list
 from tufl.data.bdd100k import BDD100KDataset
-from tufl.data.check import (
-    CheckReport,
-    Issue,
-    add_check_data_arguments,
-    check_dataset,
-    format_report,
-    run_check_data,
-)
+from tufl.data.check import CheckReport, Issue, check_dataset, format_report
 from tufl.data.cityscapes import CityscapesDataset
 from tufl.data.class_index import ClassIndex, dataset_fingerprint
 from tufl.data.crosscity import CrossCityDataset
 from tufl.data.dark_zurich import DarkZurichDataset
-from tufl.data.factory import DATASETS, build_dataset
+from tufl.data.registry import DATASETS, build_dataset
 from tufl.data.gta5 import GTA5Dataset
 from tufl.data.io import BadFileError, DataError, LayoutError
 from tufl.data.loader import InfiniteLoader, eval_loader
@@ -79,7 +72,6 @@ __all__ = [
     "TargetPair",
     "TargetPairs",
     "TargetViewConfig",
-    "add_check_data_arguments",
     "affine_theta",
     "apply_photometric",
     "augment_source",
@@ -93,7 +85,6 @@ __all__ = [
     "photometric",
     "photometric_batch",
     "read_name_list",
-    "run_check_data",
     "sample_affine",
     "sample_photometric",
     "warp_to_strong",

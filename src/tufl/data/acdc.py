@@ -70,6 +70,7 @@ class ACDCDataset(SegDataset):
     """ACDC images of one or more adverse conditions, Cityscapes label ids (see module docstring)."""
 
     name = "acdc"
+    check_split = "val"
     raw_label_ids = CITYSCAPES_LABEL_IDS
     root_title = "ACDC"
     image_example = f"{{images}}/<condition>/<split>/<sequence>/<name>{ANON_IMAGE_SUFFIX}.png"

@@ -138,6 +138,8 @@ class SegDataset:
     name: ClassVar[str] = ""
     supported_num_classes: ClassVar[tuple[int, ...]] = SUPPORTED_NUM_CLASSES
     default_split: ClassVar[str] = "train"
+    # The split `tufl check-data` checks when none is given (the one with labels); None: ask.
+    check_split: ClassVar[str | None] = "train"
     default_num_classes: ClassVar[int] = 19
     # Raw label values a valid label file may hold (checked by check-data).
     raw_label_ids: ClassVar[frozenset[int]] = frozenset()

@@ -66,6 +66,7 @@ class BDD100KDataset(SegDataset):
     """BDD100K 10K images with 19-class train-id masks (see module docstring)."""
 
     name = "bdd100k"
+    check_split = "val"
     default_split = "val"
     raw_label_ids = BDD100K_LABEL_VALUES
     root_title = "BDD100K"

@@ -1,4 +1,4 @@
-"""``tufl check-data``: verify a dataset on disk before training on it.
+"""The checks of ``tufl check-data``: verify a dataset on disk before training on it.
 
 Checks, in order: the folder layout; image/label pairing (missing labels, orphan
 labels); that every image and label decodes; that each label has its image's
@@ -10,7 +10,6 @@ dataset can hold; and the pixel share of each class. The result is a
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,16 +19,12 @@ import numpy as np
 
 from tufl.data.base import SegDataset
 from tufl.data.class_set import load_class_set
-from tufl.data.factory import DATASETS, build_dataset
+from tufl.data.registry import build_dataset
 from tufl.data.folder import FolderDataset
 from tufl.data.io import BadFileError, DataError, read_rgb
 from tufl.data.labels import IGNORE_INDEX, class_names
 from tufl.data.parallel import map_index_chunks
 
-DEFAULT_NUM_CLASSES = {"gta5": 19, "synthia": 16, "cityscapes": 19, "crosscity": 13, "acdc": 19, "dark_zurich": 19,
-                       "bdd100k": 19, "mapillary": 19}
-DEFAULT_SPLIT = {"gta5": "train", "synthia": "train", "cityscapes": "train", "crosscity": None, "acdc": "val",
-                 "dark_zurich": "val", "bdd100k": "val", "mapillary": "val"}
 _SHOWN_PER_KIND = 10
 
 
@@ -209,88 +204,3 @@ def format_report(report: CheckReport) -> str:
     lines.append("")
     lines.append("result: OK" if report.ok else f"result: FAILED ({len(report.errors)} errors)")
     return "\n".join(lines)
-
-
-def add_check_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``tufl check-data`` options to ``parser``."""
-    parser.add_argument("--dataset", choices=sorted(DATASETS), help="dataset name (or use --config)")
-    parser.add_argument("--root", help="dataset root folder")
-    parser.add_argument(
-        "--split", default=None,
-        help="split (default: train; val for acdc, dark_zurich, bdd100k and mapillary; Cross-City needs "
-             "<City>/train or <City>/test, e.g. Rome/test; ACDC takes <condition>/<split> too, e.g. night/val)",
-    )
-    parser.add_argument(
-        "--num-classes", type=int, default=None, choices=(19, 16, 13),
-        help="class set (default: 19; SYNTHIA 16; Cross-City 13)",
-    )
-    parser.add_argument("--list-file", default=None, help="text file of sample names to check "
-                        "(folder/images: lines 'image [label]' relative to --root)")
-    own = parser.add_argument_group("your own data (folder, images; see docs/own-data.md)")
-    own.add_argument("--images", nargs="+", default=(), metavar="PATH",
-                     help="image folders or globs relative to --root (default: the root)")
-    own.add_argument("--labels", default=None, help="folder: label folder relative to --root")
-    own.add_argument("--label-rule", default="stem", help="folder: 'stem' or 'OLD->NEW' (default: stem)")
-    own.add_argument("--classes", default=None,
-                     help="class definition file (folder: raw values -> classes; official datasets: from_source)")
-    parser.add_argument("--config", default=None,
-                        help="check the data sections of this training config instead of --dataset/--root")
-    parser.add_argument("--section", nargs="+", choices=("source", "target", "val"), default=None,
-                        help="with --config: the sections to check (default: all)")
-    parser.add_argument(
-        "--workers", type=int, default=min(8, os.cpu_count() or 1),
-        help="decoding processes (default: %(default)s)",
-    )
-
-
-def run_check_data(args: argparse.Namespace) -> int:
-    """Run check-data from parsed arguments, print the report; 0 when OK, 1 otherwise."""
-    if getattr(args, "config", None):
-        return _run_config_sections(args)
-    if not args.dataset or not args.root:
-        print("check-data: give --dataset and --root, or --config")
-        return 2
-    split = args.split or DEFAULT_SPLIT.get(args.dataset, "train")
-    if split is None:
-        print(f"check-data: --split is required for {args.dataset} (e.g. Rome/test)")
-        return 2
-    num_classes = args.num_classes or DEFAULT_NUM_CLASSES.get(args.dataset, 19)
-    own_data = None
-    if args.dataset in ("folder", "images"):
-        own_data = {"images": tuple(getattr(args, "images", ())), "label_rule": getattr(args, "label_rule", "stem")}
-        if args.dataset == "folder":
-            own_data["labels"] = getattr(args, "labels", None)
-    report = check_dataset(
-        args.dataset, args.root, split, num_classes, list_file=args.list_file, workers=args.workers, progress=True,
-        classes=getattr(args, "classes", None), own_data=own_data,
-    )
-    print(format_report(report))
-    return 0 if report.ok else 1
-
-
-def _run_config_sections(args: argparse.Namespace) -> int:
-    """check-data over the data sections of a training config (``--config``)."""
-    from tufl.config.loader import ConfigError, load_config
-    from tufl.config.schema import Config
-
-    try:
-        cfg = load_config(Config, args.config, [])
-    except (ConfigError, OSError) as exc:
-        print(f"error: {exc}")
-        return 2
-    status = 0
-    for section in args.section or ("source", "target", "val"):
-        ds = getattr(cfg.data, section)
-        if ds is None:
-            continue
-        own_data = None
-        if ds.name in ("folder", "images"):
-            own_data = {"images": tuple(ds.images), "label_rule": ds.label_rule}
-            if ds.name == "folder":
-                own_data["labels"] = ds.labels
-        report = check_dataset(ds.name, ds.root, ds.split, cfg.model.num_classes, list_file=ds.list_file,
-                               workers=args.workers, progress=True, classes=ds.classes, own_data=own_data)
-        print(f"[data.{section}]")
-        print(format_report(report))
-        status = status if report.ok else 1
-    return status

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tufl.data.base import SegDataset
-from tufl.atomic import atomic_write_text
+from tufl.runtime.atomic import atomic_write_text
 from tufl.data.io import BadFileError
 from tufl.data.parallel import map_index_chunks
 

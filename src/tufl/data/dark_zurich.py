@@ -46,6 +46,7 @@ class DarkZurichDataset(SegDataset):
     """Dark Zurich images; Cityscapes label ids on the val split (see module docstring)."""
 
     name = "dark_zurich"
+    check_split = "val"
     default_split = "val"
     raw_label_ids = CITYSCAPES_LABEL_IDS
     root_title = "Dark Zurich"

@@ -18,6 +18,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from tufl.runtime.errors import BadFileError, DataError, LayoutError  # noqa: F401 - the readers' errors
+
 Size = tuple[int, int]
 """An image size as ``(width, height)``."""
 
@@ -26,41 +28,6 @@ Interpolation = Literal["bilinear", "bicubic"]
 _PIL_INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 _RGB_CONVERTIBLE = ("RGB", "RGBA", "L", "P")
 _INDEX_MODES = ("P", "L")
-
-
-def _worker_message(message: str) -> str:
-    """The original message of an error re-raised from a DataLoader worker.
-
-    torch re-raises a worker's exception as ``type(message)``, ``message`` being
-    "Caught X in DataLoader worker process N. Original Traceback ...": the user
-    should see the error, not the worker's traceback, whose last line holds it.
-    """
-    if not message.startswith("Caught ") or "Original Traceback" not in message:
-        return message
-    last = message.rstrip().splitlines()[-1]
-    return last.split("Error: ", 1)[1] if "Error: " in last else last
-
-
-class DataError(Exception):
-    """A dataset cannot be used as it is on disk."""
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(_worker_message(str(message)))
-
-
-class LayoutError(DataError):
-    """A dataset root does not have the expected folder layout."""
-
-
-class BadFileError(DataError):
-    """One file of a dataset is missing, unreadable or not in the expected format."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str | None = None) -> None:
-        if problem is None:  # re-raised from a DataLoader worker with its message only
-            path, _, problem = _worker_message(str(path)).partition(": ")
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 def _open_loaded(path: str | os.PathLike[str]) -> Image.Image:

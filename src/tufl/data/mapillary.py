@@ -141,6 +141,7 @@ class MapillaryDataset(SegDataset):
     """Mapillary Vistas v1.2 mapped to the Cityscapes classes (see module docstring)."""
 
     name = "mapillary"
+    check_split = "val"
     default_split = "val"
     raw_label_ids = frozenset(range(len(VISTAS_V12_CLASSES)))
     root_title = "Mapillary Vistas"

@@ -14,7 +14,7 @@ images. T follows the authors' release; in this order, every draw per sample:
 5. histogram equalisation per channel (Pillow ``ImageOps.equalize``).
 
 :func:`sample_photometric` draws every random value of T from the ``torch.Generator``
-passed in (on its device, moved to the images' device, :mod:`tufl.mixing.draws`),
+passed in (on its device, moved to the images' device, :mod:`tufl.runtime.draws`),
 including one ``noise_seed`` per sample; :func:`apply_photometric` is then a pure
 function of the images and those parameters. Each sample's noise field comes from a
 generator on the images' device seeded with its ``noise_seed``, so a batch gives the
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tufl.problems import probability_fields_problems, range_problems
-from tufl.mixing.draws import integers, uniform
+from tufl.runtime.checks import probability_fields_problems, range_problems
+from tufl.runtime.draws import integers, uniform
 
 TEXTURE_SIZE = 512
 _TEXTURE_SEED = 7_2024
@@ -49,7 +49,7 @@ def _pair(value: tuple[float, float] | float) -> tuple[float, float]:
     return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
-@dataclass
+@dataclass(frozen=True)
 class PhotometricConfig:
     """Photometric transform T (authors' defaults): jitter, shadow, noise, blur, equalisation.
 
@@ -84,11 +84,11 @@ class PhotometricConfig:
     # Probability of histogram equalisation.
     equalize_p: float = 0.3
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # normalised at construction (the instance is frozen)
         for name in _FACTORS:
-            setattr(self, name, _pair(getattr(self, name)))
+            object.__setattr__(self, name, _pair(getattr(self, name)))
         if isinstance(self.noise_std, list):
-            self.noise_std = tuple(self.noise_std)
+            object.__setattr__(self, "noise_std", tuple(self.noise_std))
 
     def problems(self) -> list[str]:
         out = probability_fields_problems(self, ("jitter_p", "shadow_p", "noise_p", "blur_p", "equalize_p"))

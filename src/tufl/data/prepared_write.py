@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from tufl.atomic import atomic_write_text
+from tufl.runtime.atomic import atomic_write_text
 from tufl.data.io import BadFileError, DataError
 from tufl.data.prepared import (
     FORMATS,

@@ -45,7 +45,7 @@ CROP_TRIES = 11
 RCS_STREAM = 0x524353
 
 
-@dataclass
+@dataclass(frozen=True)
 class RareClassSamplingConfig:
     """Rare-class sampling of source images (DAFormer, Hoyer et al., CVPR 2022)."""
 

@@ -50,7 +50,7 @@ def check_key(key: SampleKey, size: int) -> int:
     return index
 
 
-_check_key = check_key  # old private name, still imported by tufl.train.pseudo_labels
+_check_key = check_key  # old private name, still imported by tufl.objective.pseudo_labels
 
 
 def skipped_text(base: SegDataset) -> str:

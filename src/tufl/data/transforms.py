@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tufl.problems import range_problems, size_problems
+from tufl.runtime.checks import range_problems, size_problems
 from tufl.data.io import Interpolation, Size
 from tufl.data.labels import IGNORE_INDEX
 from tufl.data.photometric import PhotometricConfig, PhotometricParams, apply_photometric, sample_photometric
@@ -31,7 +31,7 @@ def _source_jitter() -> PhotometricConfig:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class SourceAugConfig:
     """Augmentation of a labelled source sample: random scale, crop (padded), flip, jitter."""
 

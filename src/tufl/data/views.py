@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tufl.problems import probability_fields_problems, range_problems, size_problems
+from tufl.runtime.checks import probability_fields_problems, range_problems, size_problems
 from tufl.data.io import Interpolation, Size
 from tufl.data.photometric import PhotometricParams, apply_photometric, params_as_sample
 from tufl.data.transforms import (
@@ -50,7 +50,7 @@ StrongViewSetting = Literal["auto", "worker", "device"]
 StrongViewPlace = Literal["worker", "device"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class AffineConfig:
     """Random affine A of the strong view (PAPER.md defaults). Angles in degrees."""
 
@@ -71,7 +71,7 @@ class AffineConfig:
         return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class TargetViewConfig:
     """Weak view (crop, random scale, flip) and strong view (photometric T, affine A).
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tufl.atomic import atomic_path, atomic_write_text
+from tufl.runtime.atomic import atomic_path, atomic_write_text
 from tufl.demo.charts import save_png
 from tufl.demo.report_figures import report_figures
 from tufl.demo.report_html import gains, render_page

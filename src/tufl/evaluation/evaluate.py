@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from tqdm import tqdm
 from tufl.data.class_set import ClassSet
 from tufl.evaluation.inference import eval_mode, predict_probs
 from tufl.evaluation.metrics import ConfusionMatrix, EvalResult
+from tufl.evaluation.options import InferenceOptions
 from tufl.evaluation.report import Scalar, write_csv, write_json
 from tufl.evaluation.writers import save_color, save_train_ids
 
@@ -28,18 +28,15 @@ def evaluate(
     loader: Iterable[Mapping[str, Any]],
     num_classes: int,
     device: torch.device | str,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    window: tuple[int, int] | None = None,
-    stride: tuple[int, int] | None = None,
-    amp: bool = False,
+    options: InferenceOptions = InferenceOptions(),
     progress: bool = True,
     save_dir: str | os.PathLike[str] | None = None,
     class_set: ClassSet | None = None,
 ) -> EvalResult:
     """Predict every batch of ``loader`` and score it against its labels.
 
-    Batches are dicts with ``"image"`` (uint8 ``[B, 3, h, w]``), ``"label"`` (int
+    ``options``: scales, flip, sliding window and mixed precision (an
+    :class:`~tufl.evaluation.options.EvalConfig` is one). Batches are dicts with ``"image"`` (uint8 ``[B, 3, h, w]``), ``"label"`` (int
     ``[B, H, W]`` train ids at full resolution, 255 = ignore) and ``"index"``. When
     the dataset resized the image, the class probabilities are resized (bilinear)
     to the label size before the argmax; labels are never resized. The model is
@@ -69,9 +66,7 @@ def evaluate(
             label = _batch_tensor(batch, "label").to(device, non_blocking=True)
             if label.dim() != 3:
                 raise ValueError(f"expected labels of shape [B, H, W], got {tuple(label.shape)}")
-            probs = predict_probs(
-                model, _batch_tensor(batch, "image"), scales, flip, window, stride, num_classes, amp
-            )
+            probs = predict_probs(model, _batch_tensor(batch, "image"), options, num_classes)
             if probs.shape[-2:] != label.shape[-2:]:
                 probs = F.interpolate(probs, size=label.shape[-2:], mode="bilinear", align_corners=False)
             pred = probs.argmax(dim=1)
@@ -80,13 +75,7 @@ def evaluate(
             if save_dir is not None:
                 _save_predictions(Path(save_dir), batch, pred, num_classes, class_set)
     confusion.all_reduce()
-    settings = {
-        "scales": list(scales),
-        "flip": flip,
-        "window": list(window) if window else None,
-        "stride": list(stride or window) if window else None,
-        "amp": amp,
-    }
+    settings = InferenceOptions.settings(options)
     names = class_set.names if class_set is not None else None
     return EvalResult.from_confusion(confusion, _sum_over_ranks(num_images, device), settings, class_names=names)
 
@@ -120,32 +109,6 @@ def write_eval_report(
     csv_path = write_csv(result, folder / f"{stem}.csv", header)
     json_path = write_json(result, folder / f"{stem}.json", header)
     return csv_path, json_path
-
-
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the inference options of :func:`evaluate` (``--scales --flip --window ...``)."""
-    group = parser.add_argument_group("inference")
-    group.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales (default: 1.0)")
-    group.add_argument("--flip", action="store_true", help="average with the horizontally flipped input")
-    group.add_argument("--window", type=int, nargs=2, metavar=("H", "W"), help="sliding-window size")
-    group.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="sliding-window stride")
-    group.add_argument("--amp", action="store_true", help="mixed precision (bf16/fp16 on CUDA)")
-    group.add_argument("--save-dir", help="also write the predictions (train ids and colours) here")
-    group.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    return parser
-
-
-def evaluate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :func:`evaluate` from :func:`add_evaluate_arguments`' options."""
-    return {
-        "scales": tuple(args.scales),
-        "flip": args.flip,
-        "window": tuple(args.window) if args.window else None,
-        "stride": tuple(args.stride) if args.stride else None,
-        "amp": args.amp,
-        "progress": args.progress,
-        "save_dir": args.save_dir,
-    }
 
 
 def _batch_tensor(batch: Mapping[str, Any], key: str) -> Tensor:

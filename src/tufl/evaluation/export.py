@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tufl.atomic import atomic_path
+from tufl.runtime.atomic import atomic_path
 from tufl.evaluation.inference import eval_mode, forward_logits, model_device
 
 Exporter = Literal["dynamo", "torchscript"]

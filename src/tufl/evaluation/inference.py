@@ -8,11 +8,13 @@ Everything runs on the model's device. The model follows the contract of
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from tufl.evaluation.options import InferenceOptions
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -109,30 +111,25 @@ def sliding_window_logits(
 def predict_probs(
     model: nn.Module,
     images: Tensor,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    window: tuple[int, int] | None = None,
-    stride: tuple[int, int] | None = None,
+    options: InferenceOptions = InferenceOptions(),
     num_classes: int | None = None,
-    amp: bool = False,
 ) -> Tensor:
     """Class probabilities ``[B, C, H, W]`` (float32, on the model's device) for ``images``.
 
     ``images``: ``[B, 3, H, W]`` RGB in ``[0, 255]`` (uint8 or float), any device.
-    For each scale the input is resized (bilinear) and predicted; with ``flip`` its
-    mirror image is predicted in the same batch and the result mirrored back. Each
-    view's softmax is resized back to ``H x W`` and the views are averaged, so the
-    result is a probability map whose argmax is the prediction.
+    For each of ``options.scales`` the input is resized (bilinear) and predicted; with
+    ``options.flip`` its mirror image is predicted in the same batch and the result
+    mirrored back. Each view's softmax is resized back to ``H x W`` and the views are
+    averaged, so the result is a probability map whose argmax is the prediction.
 
-    ``window=(h, w)`` predicts each (scaled) input by sliding windows with
-    ``stride`` (default: the window, i.e. no overlap); overlapping logits are
+    ``options.window=(h, w)`` predicts each (scaled) input by sliding windows with
+    ``options.stride`` (default: the window, i.e. no overlap); overlapping logits are
     averaged. ``num_classes``, when given, is checked against the model output.
-    ``amp`` runs the network under :func:`autocast_context`. The model's mode is
+    ``options.amp`` runs the network under :func:`autocast_context`. The model's mode is
     left as it is: call ``model.eval()`` (or use :func:`eval_mode`) first.
     """
-    _check_arguments(images, scales, window, stride)
-    if window is not None and stride is None:
-        stride = window
+    _check_arguments(images, options)
+    scales, flip, window, stride, amp = options.scales, options.flip, options.window, options.window_stride, options.amp
     device = model_device(model)
     x = images.to(device, non_blocking=True).float()
     height, width = x.shape[-2:]
@@ -160,20 +157,9 @@ def predict_probs(
     return total / (len(scales) * (2 if flip else 1))
 
 
-def _check_arguments(
-    images: Tensor,
-    scales: Sequence[float],
-    window: tuple[int, int] | None,
-    stride: tuple[int, int] | None,
-) -> None:
+def _check_arguments(images: Tensor, options: InferenceOptions) -> None:
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape [B, 3, H, W], got {tuple(images.shape)}")
-    if len(scales) == 0 or any(s <= 0 for s in scales):
-        raise ValueError(f"scales must be a non-empty list of positive numbers, got {list(scales)}")
-    if window is not None and (len(window) != 2 or min(window) < 1):
-        raise ValueError(f"window must be two positive sizes (height, width), got {window}")
-    if stride is not None:
-        if window is None:
-            raise ValueError("stride is only used with a sliding window: give window as well")
-        if len(stride) != 2 or min(stride) < 1 or stride[0] > window[0] or stride[1] > window[1]:
-            raise ValueError(f"stride must be two positive sizes no larger than the window {window}, got {stride}")
+    problems = options.problems()
+    if problems:
+        raise ValueError("; ".join(problems))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from tufl.data.labels import SUPPORTED_NUM_CLASSES
 from tufl.evaluation.inference import eval_mode, model_device, predict_probs
+from tufl.evaluation.options import InferenceOptions
 from tufl.evaluation.writers import save_color, save_label_ids, save_overlay, save_train_ids
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -80,20 +80,6 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]], videos: bool = False
     return list(found)
 
 
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How the network runs on each image (see :func:`~tufl.evaluation.inference.predict_probs`):
-    test scales, horizontal flip, autocast, the network input size ``resize=(height, width)``
-    (outputs stay at each input's size) and a sliding ``window``/``stride``."""
-
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
-    amp: bool = False
-    resize: tuple[int, int] | None = None
-    window: tuple[int, int] | None = None
-    stride: tuple[int, int] | None = None
-
-
 def is_video(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` has a video suffix (:data:`VIDEO_SUFFIXES`)."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
@@ -107,6 +93,7 @@ def predict_files(
     device: torch.device | str,
     batch_size: int = 1,
     options: InferenceOptions = InferenceOptions(),
+    resize: tuple[int, int] | None = None,
     label_ids: bool = False,
     alpha: float = 0.5,
     progress: bool = True,
@@ -114,7 +101,7 @@ def predict_files(
 ) -> list[PredictionFiles]:
     """Predict each image file and write its colour, overlay and train-id PNGs.
 
-    ``options.resize=(height, width)`` feeds the network that size; the probabilities are
+    ``resize=(height, width)`` feeds the network that size; the probabilities are
     resized back, so every output has the size of its input image. Consecutive
     images of the same (network) size are predicted in batches of ``batch_size``.
     ``label_ids`` also writes Cityscapes label ids (19/16/13-class models). The
@@ -122,7 +109,7 @@ def predict_files(
     raises ``ValueError``, unless ``on_unreadable(path, message)`` is given: it is
     then told, and the other images are predicted.
     """
-    check_batching(batch_size, options.resize)
+    check_batching(batch_size, resize)
     if label_ids and num_classes not in SUPPORTED_NUM_CLASSES:
         raise ValueError(f"label ids need a 19-, 16- or 13-class model, got {num_classes} classes")
     sources = [Path(f) for f in files]
@@ -140,9 +127,9 @@ def predict_files(
             on_unreadable(source, message)
             bar.update(1)
 
-        for batch in _batches(sources, batch_size, options.resize, skip):
+        for batch in _batches(sources, batch_size, resize, skip):
             images = [image for _, image in batch]
-            preds = predict_train_ids(model, images, num_classes, options)
+            preds = predict_train_ids(model, images, num_classes, options, resize)
             for (source, image), pred in zip(batch, preds, strict=True):
                 written.append(_write(out, names[source], image, pred, num_classes, label_ids, alpha, source))
             bar.update(len(batch))
@@ -162,21 +149,21 @@ def predict_train_ids(
     images: Sequence[Tensor],
     num_classes: int,
     options: InferenceOptions = InferenceOptions(),
+    resize: tuple[int, int] | None = None,
 ) -> list[np.ndarray]:
     """Train-id maps (uint8 ``[H, W]`` numpy, at each image's size) of uint8 ``[3, H, W]``
     images, predicted in one forward batch on the model's device.
 
-    The images go to the device as uint8 and, with ``options.resize=(height, width)``, are
+    The images go to the device as uint8 and, with ``resize=(height, width)``, are
     resized there; without it they must share one size. The model's mode is left as
     it is (see :func:`~tufl.evaluation.inference.predict_probs` for the options).
     """
     device = model_device(model)
-    o = options
-    if o.resize is None:
+    if resize is None:
         network_input = torch.stack(list(images)).to(device, non_blocking=True)
     else:
-        network_input = torch.stack([_resize(image.to(device, non_blocking=True), o.resize) for image in images])
-    probs = predict_probs(model, network_input, o.scales, o.flip, o.window, o.stride, num_classes, o.amp)
+        network_input = torch.stack([_resize(image.to(device, non_blocking=True), resize) for image in images])
+    probs = predict_probs(model, network_input, options, num_classes)
     sizes = {tuple(image.shape[-2:]) for image in images}
     if len(sizes) == 1:  # one interpolation, one argmax and one copy for the whole batch
         size = sizes.pop()

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from tufl.atomic import atomic_write_json, atomic_write_text
+from tufl.runtime.atomic import atomic_write_json, atomic_write_text
 from tufl.evaluation.metrics import EvalResult
 
 Scalar = str | int | float | bool | None

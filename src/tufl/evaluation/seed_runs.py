@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from tufl.atomic import atomic_write_json, atomic_write_text
+from tufl.runtime.atomic import atomic_write_json, atomic_write_text
 from tufl.data.io import BadFileError
 from tufl.evaluation.seeds import RunResult, SeedTable, format_markdown, result_from_record, table_to_dict
-from tufl.train.run_log import read_metrics
+from tufl.runtime.run_log import read_metrics
 
 JSON_NAME = "seeds.json"
 MARKDOWN_NAME = "seeds.md"

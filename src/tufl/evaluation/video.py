@@ -46,10 +46,11 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from tufl.atomic import atomic_path, fsync_path
+from tufl.runtime.atomic import atomic_path, fsync_path
 from tufl.data.io import BadFileError
 from tufl.evaluation.inference import eval_mode
-from tufl.evaluation.predict import InferenceOptions, check_batching, predict_train_ids, relative_output_names
+from tufl.evaluation.options import InferenceOptions
+from tufl.evaluation.predict import check_batching, predict_train_ids, relative_output_names
 from tufl.evaluation.writers import as_train_id_map, overlay
 
 INSTALL_HINT = "pip install 'tufl[video]' (from a source checkout: pip install -e '.[video]')"
@@ -132,6 +133,7 @@ def predict_videos(
     device: torch.device | str,
     batch_size: int = 4,
     options: InferenceOptions = InferenceOptions(),
+    resize: tuple[int, int] | None = None,
     label_maps: bool = False,
     alpha: float = 0.5,
     progress: bool = True,
@@ -150,7 +152,7 @@ def predict_videos(
     video (e.g. to report its speed).
     """
     import_av()
-    check_batching(batch_size, options.resize)
+    check_batching(batch_size, resize)
     sources = [Path(f) for f in files]
     if not sources:
         raise ValueError("no input videos to predict")
@@ -162,7 +164,7 @@ def predict_videos(
         for source in sources:
             try:
                 done = _predict_video(model, source, Path(out_dir), names[source], num_classes, batch_size,
-                                      options, label_maps, alpha, progress)
+                                      options, resize, label_maps, alpha, progress)
             except BadFileError as error:
                 if on_unreadable is None:
                     raise
@@ -182,6 +184,7 @@ def _predict_video(
     num_classes: int,
     batch_size: int,
     options: InferenceOptions,
+    resize: tuple[int, int] | None,
     label_maps: bool,
     alpha: float,
     progress: bool,
@@ -200,7 +203,7 @@ def _predict_video(
     ):
         for batch in _chunks(frames, batch_size):
             images = [torch.from_numpy(frame).permute(2, 0, 1) for frame in batch]
-            for frame, pred in zip(batch, predict_train_ids(model, images, num_classes, options), strict=True):
+            for frame, pred in zip(batch, predict_train_ids(model, images, num_classes, options, resize), strict=True):
                 encoder.write(overlay(frame, pred, num_classes, alpha))
                 if maps_tmp is not None:
                     Image.fromarray(as_train_id_map(pred)).save(maps_tmp / f"frame_{count:06d}.png", format="PNG")

@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 
 from tufl.data import labels
-from tufl.atomic import atomic_save_png
+from tufl.runtime.atomic import atomic_save_png
 
 
 def as_train_id_map(pred: np.ndarray | Tensor) -> np.ndarray:

@@ -7,7 +7,7 @@
   :class:`ConfidenceEntropy`, :class:`FixedThresholdFocalLoss`, the neutral
   cross-entropy;
 * :class:`SupervisedCE` - pixel cross-entropy with ignore index 255;
-* :mod:`tufl.losses.config` - the registry of unsupervised losses, the ``loss`` config
+* :mod:`tufl.losses.registry` - the registry of unsupervised losses, the ``loss`` config
   section and :func:`build_unsupervised_loss` / :func:`build_supervised_loss`.
 """
 
@@ -24,7 +24,7 @@ from tufl.losses.baselines import (
     NeutralCrossEntropy,
     neutral_cross_entropy,
 )
-from tufl.losses.config import (
+from tufl.losses.registry import (
     UNSUPERVISED_LOSS_CONFIGS,
     UNSUPERVISED_LOSSES,
     LossConfig,

@@ -21,12 +21,12 @@ from torch import Tensor, nn
 from tufl.losses.backends import ReusedMemory, backend_problems
 from tufl.losses.selection import masked_mean, thresholded_mean, top_fraction_mask
 from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, Backend, pixel_terms
-from tufl.losses.validation import (
+from tufl.losses.arguments import (
     check_logit_pair,
     class_weight_tensor,
     config_arguments,
 )
-from tufl.problems import (
+from tufl.runtime.checks import (
     class_weight_problems,
     floor_problems,
     focal_problems,
@@ -48,7 +48,7 @@ def _raise_problems(owner: str, problems: list[str]) -> None:
         raise ValueError(f"{owner}: " + "; ".join(problems))
 
 
-@dataclass
+@dataclass(frozen=True)
 class SingleViewConfig:
     """A loss of one target view."""
 
@@ -60,7 +60,7 @@ class SingleViewConfig:
         return view_problems(self.view)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EntropyConfig(SingleViewConfig):
     """Entropy minimisation of one view (``view``): ``-sum_c lam_c p_c log p_c`` (divided by
     ``log C`` if ``normalize``), on pixels with confidence above ``threshold`` (0 = all),
@@ -86,12 +86,12 @@ class EntropyConfig(SingleViewConfig):
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class MaxSquaresConfig(SingleViewConfig):
     """Maximum squares loss of one view."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConfEntropyConfig(SingleViewConfig):
     """Confidence entropy (cross-entropy to the sharpened target ``p^2 / sum p``) of one view."""
 
@@ -222,7 +222,7 @@ class ConfidenceEntropy(_SingleViewLoss):
             return masked_mean(per_pixel, keep)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FixedFocalConfig:
     """TUFL's per-pixel loss with one fixed confidence threshold (no adaptation)."""
 
@@ -323,7 +323,7 @@ class FixedThresholdFocalLoss(nn.Module):
         return loss
 
 
-@dataclass
+@dataclass(frozen=True)
 class NCEConfig(AdaptiveThresholdConfig):
     """Neutral cross-entropy: TUFL's per-pixel loss with ``gamma = 0`` (``w_i = 1``).
 

@@ -11,18 +11,18 @@ from torch import Tensor, nn
 
 from tufl.data.labels import IGNORE_INDEX
 from tufl.losses.selection import masked_mean, top_fraction_mask
-from tufl.losses.validation import (
+from tufl.losses.arguments import (
     check_logits,
     class_weight_tensor,
     config_arguments,
 )
-from tufl.problems import (
+from tufl.runtime.checks import (
     class_weight_problems,
     ratio_problems,
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class SupervisedConfig:
     """Supervised cross-entropy: optional class weights (null = all ones) and OHEM ratio (1 = off)."""
 

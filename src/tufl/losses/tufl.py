@@ -47,12 +47,12 @@ from tufl.losses.thresholds import (
     history_weight,
     order_statistic_psi,
 )
-from tufl.losses.validation import (
+from tufl.losses.arguments import (
     check_logit_pair,
     class_weight_tensor,
     config_arguments,
 )
-from tufl.problems import (
+from tufl.runtime.checks import (
     class_weight_problems,
     floor_problems,
     focal_problems,
@@ -63,7 +63,7 @@ from tufl.problems import (
 Backend = Literal[BACKEND_NAMES]  # type: ignore[valid-type]
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdaptiveThresholdConfig:
     """Adaptive thresholds, the reduction and the backend: the options TUFL shares with the
     neutral cross-entropy baseline."""
@@ -104,7 +104,7 @@ class AdaptiveThresholdConfig:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class TUFLConfig(AdaptiveThresholdConfig):
     """TUFL (PAPER.md): focal gamma and type, thresholds theta0, a, b, d, a_decay, OHEM, class
     weights, the loss floor and the backend."""

@@ -1,7 +1,7 @@
 """Cross-domain image mixing (CIM) for stage two: ClassMix, long-tail pasting, dual_soft.
 
 All functions work on whole batches on the data's device; randomness comes from
-an explicit ``torch.Generator`` (see :mod:`tufl.mixing.draws`). The trainer
+an explicit ``torch.Generator`` (see :mod:`tufl.runtime.draws`). The trainer
 normally uses :class:`CrossDomainMixer` configured by :class:`MixConfig`.
 """
 

@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from tufl.mixing.draws import uniform
+from tufl.runtime.draws import uniform
 from tufl.mixing.relations import add_related_classes
 
 ClassCount = Callable[[Tensor], Tensor]
@@ -80,7 +80,7 @@ def select_random_classes(candidates: Tensor, counts: Tensor, generator: torch.G
     Args:
         candidates: ``[B, C]`` bool, the classes each sample may choose from.
         counts: ``[B]`` int, how many to pick per sample (capped by the candidates).
-        generator: source of randomness (see :mod:`tufl.mixing.draws`).
+        generator: source of randomness (see :mod:`tufl.runtime.draws`).
 
     Returns:
         ``[B, C]`` bool selection. Random scores rank the candidates of each row;

@@ -10,7 +10,7 @@ from tufl.data.labels import class_names
 MIX_MODES = ("single", "dual_soft")
 
 
-@dataclass
+@dataclass(frozen=True)
 class MixConfig:
     """Options of :class:`tufl.mixing.mixer.CrossDomainMixer`.
 

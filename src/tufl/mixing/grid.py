@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from tufl.atomic import atomic_write
+from tufl.runtime.atomic import atomic_write
 
 
 def _rgb(images: Tensor) -> np.ndarray:

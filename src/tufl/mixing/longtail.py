@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from tufl.data.labels import IGNORE_INDEX, class_names, is_cityscapes_set
-from tufl.mixing.draws import categorical, integers
+from tufl.runtime.draws import categorical, integers
 
 logger = logging.getLogger(__name__)
 

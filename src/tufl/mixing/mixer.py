@@ -32,7 +32,7 @@ from tufl.mixing.classmix import (
     select_random_classes,
 )
 from tufl.mixing.config import MixConfig
-from tufl.mixing.draws import uniform
+from tufl.runtime.draws import uniform
 from tufl.mixing.dual_soft import (
     class_vector,
     default_dual_longtail_classes,
@@ -118,7 +118,7 @@ class CrossDomainMixer:
             draw (e.g. those with at least one image in the source class index).
 
     Randomness comes only from the generator passed to each call; see
-    :mod:`tufl.mixing.draws` for where numbers are drawn.
+    :mod:`tufl.runtime.draws` for where numbers are drawn.
     """
 
     def __init__(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # annotations only: tufl.data imports tufl.mixing.draws
+if TYPE_CHECKING:  # annotations only: tufl.data imports tufl.runtime.draws
     from tufl.data.base import SegDataset
     from tufl.data.class_index import ClassIndex
 

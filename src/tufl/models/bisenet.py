@@ -17,12 +17,13 @@ per channel is undefined.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tufl.models.network import SegNetwork
 from tufl.models.resnet import ResNet
 
 
@@ -108,9 +109,11 @@ class SegHead(nn.Sequential):
         super().__init__(ConvBNReLU(cin, mid, 3), nn.Conv2d(mid, num_classes, 1))
 
 
-class BiSeNet(nn.Module):
+class BiSeNet(SegNetwork):
     """Returns ``[main]`` in eval mode, ``[main, aux16, aux32]`` in training mode
     (when built with ``aux_heads``); logits at 1/8, 1/8 and 1/16 of the input."""
+
+    arch: ClassVar[str] = "bisenet"
 
     def __init__(self, num_classes: int, aux_heads: bool = True) -> None:
         super().__init__()
@@ -126,9 +129,15 @@ class BiSeNet(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    @classmethod
+    def from_config(cls, cfg: Any, training: bool) -> BiSeNet:
+        return cls(cfg.num_classes, aux_heads=training)
+
+    def backbone_module(self) -> nn.Module:
+        return self.context_path.backbone
+
     @property
-    def num_heads(self) -> int:
-        """Logit maps returned in training mode."""
+    def num_outputs(self) -> int:
         return 3 if self.aux_head16 is not None else 1
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -138,10 +147,3 @@ class BiSeNet(nn.Module):
         if self.training and self.aux_head16 is not None and self.aux_head32 is not None:
             maps += [self.aux_head16(ctx16), self.aux_head32(ctx32)]
         return maps
-
-    def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        return self.context_path.backbone.parameters()
-
-    def head_parameters(self) -> Iterator[nn.Parameter]:
-        backbone = {id(p) for p in self.backbone_parameters()}
-        return (p for p in self.parameters() if id(p) not in backbone)

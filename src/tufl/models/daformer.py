@@ -19,13 +19,15 @@ encoders).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tufl.models.mit import build_mit
+from tufl.models.mit import MIT_VARIANTS, build_mit
+from tufl.models.network import SegNetwork
 
 EMBED_DIM = 256
 FUSION_DILATIONS = (1, 6, 12, 18)
@@ -87,10 +89,12 @@ class DAFormerHead(nn.Module):
         return self.classifier(self.dropout(self.fusion(torch.cat(embedded, dim=1))))
 
 
-class DAFormer(nn.Module):
+class DAFormer(SegNetwork):
     """MiT encoder + DAFormer decoder; returns ``[logits]`` at 1/4 resolution (one head)."""
 
-    num_heads = 1
+    arch: ClassVar[str] = "daformer"
+    weight_family: ClassVar[str] = "mit"
+    checkpoint_keys: ClassVar[tuple[str, ...]] = ("arch", "num_classes", "backbone")
 
     def __init__(self, num_classes: int, backbone: str = "mit_b5", drop_path_rate: float = 0.1) -> None:
         super().__init__()
@@ -100,8 +104,12 @@ class DAFormer(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         return [self.head(self.backbone(x))]
 
-    def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        return self.backbone.parameters()
+    @classmethod
+    def from_config(cls, cfg: Any, training: bool) -> DAFormer:
+        return cls(cfg.num_classes, cfg.backbone, cfg.drop_path_rate)
 
-    def head_parameters(self) -> Iterator[nn.Parameter]:
-        return self.head.parameters()
+    @classmethod
+    def weights_hint(cls, cfg: Any) -> str:
+        spec = MIT_VARIANTS[cfg.backbone]
+        return (f"the network is model.backbone={cfg.backbone} (stage widths {list(spec.embed_dims)}, "
+                f"depths {list(spec.depths)}); is the file another MiT variant?")

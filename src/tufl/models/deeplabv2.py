@@ -17,10 +17,12 @@ map (the multi-level setting of ADVENT/AdaptSegNet), returned in training mode.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from tufl.models.network import SegNetwork
 from tufl.models.resnet import ResNet
 
 
@@ -45,9 +47,11 @@ class SummedASPP(nn.Module):
         return out
 
 
-class DeepLabV2(nn.Module):
+class DeepLabV2(SegNetwork):
     """Returns ``[main]`` in eval mode and ``[main, aux_layer3]`` in training mode
     when ``multi_level`` is set; logits at 1/8 of the input resolution."""
+
+    arch: ClassVar[str] = "deeplabv2"
 
     def __init__(self, num_classes: int, dilations: Sequence[int] = (6, 12, 18, 24),
                  multi_level: bool = False, depth: int = 101) -> None:
@@ -58,9 +62,16 @@ class DeepLabV2(nn.Module):
         self.classifier = SummedASPP(c4, num_classes, dilations)
         self.aux_classifier = SummedASPP(c3, num_classes, dilations) if multi_level else None
 
+    @classmethod
+    def from_config(cls, cfg: Any, training: bool) -> DeepLabV2:
+        return cls(cfg.num_classes, cfg.aspp_dilations, multi_level=cfg.multi_level and training)
+
+    @classmethod
+    def config_problems(cls, cfg: Any) -> list[str]:
+        return []
+
     @property
-    def num_heads(self) -> int:
-        """Logit maps returned in training mode."""
+    def num_outputs(self) -> int:
         return 1 + (self.aux_classifier is not None)
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -69,11 +80,3 @@ class DeepLabV2(nn.Module):
         if self.training and self.aux_classifier is not None:
             maps.append(self.aux_classifier(f3))
         return maps
-
-    def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        return self.backbone.parameters()
-
-    def head_parameters(self) -> Iterator[nn.Parameter]:
-        yield from self.classifier.parameters()
-        if self.aux_classifier is not None:
-            yield from self.aux_classifier.parameters()

@@ -75,6 +75,11 @@ class Segmentor(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(convention.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(convention.std).view(1, 3, 1, 1), persistent=False)
 
+    @property
+    def num_outputs(self) -> int:
+        """Logit maps the network returns in training mode (main + auxiliary heads)."""
+        return self.net.num_outputs
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters split into the pretrained ``backbone`` and the ``head``
         (everything else), which usually gets a larger learning rate."""

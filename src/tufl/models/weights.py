@@ -30,16 +30,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from tufl.runtime.checkpoint_files import CHECKPOINT_FORMAT
+from tufl.runtime.errors import WeightsError
 from tufl.models.mit_weights import MIT_FORMATS, mit_layout, mit_state, unwrap
 
-CHECKPOINT_FORMAT = "tufl-checkpoint"
 WEIGHT_FORMATS = ("torchvision", "deeplab_init", *MIT_FORMATS, "tufl")
+# The encoder family each ImageNet layout initialises (tufl.models.network.WEIGHT_FAMILIES).
+WEIGHT_FAMILY_OF_FORMAT = {"torchvision": "resnet", "deeplab_init": "resnet", "mit_nvidia": "mit", "mit_hf": "mit"}
 CONVENTION_OF_FORMAT = {"torchvision": "imagenet_rgb", "deeplab_init": "caffe_bgr",
                         "mit_nvidia": "imagenet_rgb", "mit_hf": "imagenet_rgb"}
-
-
-class WeightsError(RuntimeError):
-    """A weight file cannot be read or does not fit the network."""
 
 
 @dataclass

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch.distributed as dist
 
-from tufl.atomic import atomic_write_json
+from tufl.runtime.atomic import atomic_write_json
 from tufl.data.io import DataError
-from tufl.train.distributed import DistContext
+from tufl.runtime.distributed import DistContext
 
 DOMAINS = ("source", "target")
 FILE_NAME = "bad_samples.json"

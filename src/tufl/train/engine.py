@@ -10,7 +10,7 @@ the first iterations are :mod:`tufl.train.timing`. ``resume="auto"`` restores th
 (model, optimiser, scaler, loss thresholds, RNG states, data positions, counters;
 see :mod:`tufl.train.run_state`), so an interrupted run ends with exactly the
 weights of an uninterrupted one. A stop signal (SIGTERM, SIGUSR1) ends the run at
-the end of the iteration with a checkpoint (:mod:`tufl.train.preemption`); bad
+the end of the iteration with a checkpoint (:mod:`tufl.runtime.stop_signals`); bad
 samples are accounted in :mod:`tufl.train.bad_samples`. The start-up summary is
 :mod:`tufl.train.run_summary`, validation :mod:`tufl.evaluation.validation`.
 """
@@ -18,6 +18,7 @@ samples are accounted in :mod:`tufl.train.bad_samples`. The start-up summary is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -29,20 +30,21 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from tufl.config.loader import ConfigError
-from tufl.config.schema import Config
 from tufl.data.device_views import finish_target_batch
 from tufl.data.loader import InfiniteLoader, KeyBatchesFactory, KeyedBatches
-from tufl.evaluation.validation import build_validation
 from tufl.models.build import build_model
 from tufl.models.segmentor import Segmentor
 from tufl.models.weights import read_weights
+from tufl.objective import BuildContext, build_objective
+from tufl.objective.pseudo_labels import frozen_labeller
+from tufl.runtime.distributed import DistContext, init_distributed, shutdown
+from tufl.runtime.errors import ConfigError
+from tufl.runtime.run_log import MetricsLog
+from tufl.runtime.stop_signals import Preempted, StopSignals
 from tufl.train.bad_samples import BadSamples
-from tufl.train.builders import build_objective, build_train_data
-from tufl.train.distributed import DistContext, init_distributed, shutdown
+from tufl.train.builders import build_train_data, build_validation
+from tufl.train.config import RunConfig
 from tufl.train.optim import build_optimizer, set_kernel, set_learning_rate
-from tufl.train.preemption import Preempted, StopSignals
-from tufl.train.run_log import MetricsLog
 from tufl.train.run_state import (
     STREAMS,
     Progress,
@@ -78,7 +80,7 @@ __all__ = ["NonFiniteLossError", "Trainer", "amp_settings", "step_generator", "t
 class Trainer:
     """Trains one run; see the module docstring."""
 
-    def __init__(self, cfg: Config, resume: ResumeMode | bool = False, ctx: DistContext | None = None,
+    def __init__(self, cfg: RunConfig, resume: ResumeMode | bool = False, ctx: DistContext | None = None,
                  stop: StopSignals | None = None) -> None:
         self.cfg = cfg
         self.stop = stop  # None: run() catches the stop signals itself, from its first iteration
@@ -102,7 +104,9 @@ class Trainer:
         self.model: Segmentor = built.model
         self.weights_format = built.weights_format
         self.load_report = built.load_report
-        cfg.model.input_convention = self.model.convention.name  # type: ignore[assignment]
+        # The run records its config with the input convention resolved (the caller's config is unchanged).
+        self.cfg = cfg = dataclasses.replace(  # type: ignore[type-var]
+            cfg, model=dataclasses.replace(cfg.model, input_convention=self.model.convention.name))
         if state is not None:
             check_same_config(state, resumed_from, cfg, force=resume == "force", ctx=self.ctx)
         if cfg.train.sync_bn and self.ctx.enabled and self.device.type != "cuda":
@@ -120,12 +124,10 @@ class Trainer:
         if cfg.train.compile:
             self.train_forward = torch.compile(self.train_forward)
 
-        pseudo_labeller = None
-        if cfg.experiment.mode == "stage2" and cfg.pseudo_labels.source == "online":
-            pseudo_labeller = build_model(cfg.model, training=False, weights=init_weights).model
-            pseudo_labeller.to(self.device).eval().requires_grad_(False)
+        labeller = frozen_labeller(cfg, init_weights, self.device)  # stage two, online pseudo-labels
         self.data = build_train_data(cfg, self.ctx, self.paths.root)
-        self.objective = build_objective(cfg, self.model, self.data, pseudo_labeller).to(self.device)
+        parts = BuildContext(cfg, self.model, self.data, init_weights, self.device)
+        self.objective = build_objective(parts, labeller).to(self.device)
         self.validation = build_validation(cfg, self.ctx)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.amp, self.amp_dtype = amp_settings(self.device, cfg.train.amp)
@@ -250,14 +252,14 @@ class Trainer:
         self.snapshot.restore_unless(finite)
         self.nonfinite.update(finite)
         grad_norm = self.update(finite)
-        self.objective.after_optimizer_step(self.model, finite, self.iteration + 1)  # EMA teacher
+        self.objective.after_step(self.model, finite, self.iteration + 1)  # EMA teacher
         if grad_norm is not None:
             keys, logs = (*keys, "grad_norm"), torch.cat([logs, grad_norm.detach().float().reshape(1)])
         return StepLog(keys, logs, finite, lr)
 
     def run(self) -> Path:
         """Train to ``train.iters``; returns the run directory. Raises :class:`Preempted` after
-        writing a checkpoint when a stop signal arrives (see :mod:`tufl.train.preemption`)."""
+        writing a checkpoint when a stop signal arrives (see :mod:`tufl.runtime.stop_signals`)."""
         cfg = self.cfg
         if self.ctx.is_main:
             self._announce()
@@ -394,7 +396,7 @@ class Trainer:
         save_run_state(path, state, self.ctx, keep)
 
 
-def train(cfg: Config, resume: ResumeMode | bool = False) -> Path:
+def train(cfg: RunConfig, resume: ResumeMode | bool = False) -> Path:
     """Build a :class:`Trainer` for ``cfg`` and run it; returns the run directory."""
     ctx = init_distributed(cfg.experiment.device)
     try:

@@ -15,7 +15,7 @@ table while the other seeds still run; the job's status is the worst of the runs
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -25,10 +25,10 @@ from typing import Any
 import torch
 import yaml
 
-from tufl.config.loader import ConfigError
-from tufl.config.schema import Config
-from tufl.train import checkpoint as ckpt
-from tufl.train.preemption import PREEMPTED_EXIT_STATUS
+from tufl.runtime.errors import ConfigError
+from tufl.train.config import RunConfig
+from tufl.runtime import checkpoint_files as ckpt
+from tufl.runtime.stop_signals import PREEMPTED_EXIT_STATUS
 from tufl.train.run_state import ResumeMode, config_differences
 
 # Statuses that end the job at once: a signal (resumable) and bad input (every seed would fail).
@@ -40,12 +40,11 @@ def seed_folder(run_dir: str | Path, seed: int) -> Path:
     return Path(run_dir) / f"seed_{seed}"
 
 
-def seed_config(cfg: Config, seed: int) -> Config:
+def seed_config(cfg: RunConfig, seed: int) -> RunConfig:
     """``cfg`` for one seed: its own ``experiment.seed`` and run folder."""
-    out = copy.deepcopy(cfg)
-    out.experiment.seed = seed
-    out.experiment.output_dir = str(seed_folder(cfg.experiment.run_dir, seed))
-    return out
+    experiment = dataclasses.replace(cfg.experiment, seed=seed,
+                                     output_dir=str(seed_folder(cfg.experiment.run_dir, seed)))
+    return dataclasses.replace(cfg, experiment=experiment)  # type: ignore[type-var]
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
@@ -57,7 +56,7 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     return list(seeds)
 
 
-def refuse_existing_runs(configs: Sequence[Config]) -> None:
+def refuse_existing_runs(configs: Sequence[RunConfig]) -> None:
     """Without --resume no seed folder may hold a run (checked before anything trains)."""
     for cfg in configs:
         versions = ckpt.checkpoint_versions(cfg.experiment.run_dir / ckpt.LAST_NAME)
@@ -67,7 +66,7 @@ def refuse_existing_runs(configs: Sequence[Config]) -> None:
                 "continue the seeds (finished ones are kept, not rerun) or choose another experiment.output_dir")
 
 
-def finished_run(cfg: Config, force: bool = False) -> int | None:
+def finished_run(cfg: RunConfig, force: bool = False) -> int | None:
     """The iteration the run of ``cfg`` (one seed's config) finished at, None when it has not.
 
     Finished: its ``run_info.json`` records ``last_iteration >= train.iters`` for the same
@@ -99,7 +98,7 @@ def finished_run(cfg: Config, force: bool = False) -> int | None:
     return int(last)
 
 
-def train_seeds(cfg: Config, seeds: Sequence[int], resume: ResumeMode, train_one: Callable[[Config], int],
+def train_seeds(cfg: RunConfig, seeds: Sequence[int], resume: ResumeMode, train_one: Callable[[RunConfig], int],
                 stop_requested: Callable[[], str | None] = lambda: None, is_main: bool = True) -> int:
     """Train ``cfg`` once per seed with ``train_one`` (a run -> its exit status), then write the
     table; returns the job's exit status (see the module docstring). ``stop_requested`` names a

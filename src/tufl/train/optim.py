@@ -24,7 +24,7 @@ from tufl.models.resnet import FrozenBatchNorm2d
 from tufl.models.segmentor import Segmentor
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimConfig:
     """The ``optim`` section: SGD or AdamW, poly decay, optional linear warm-up."""
 

@@ -7,7 +7,7 @@ non-finite counters and the best validation so far, plus the model description
 and the resolved config. :func:`restore_run_state` puts it back, refusing a
 checkpoint whose data stream would not continue exactly, and (unless forced) one
 written with a different config (:func:`check_same_config`). File I/O and RNG
-capture live in :mod:`tufl.train.checkpoint`.
+capture live in :mod:`tufl.runtime.checkpoint_files`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tufl.config.loader import ConfigError, to_plain
-from tufl.config.schema import Config
+from tufl.runtime.errors import ConfigError
+from tufl.runtime.typed_config import to_plain
+from tufl.train.config import RunConfig
 from tufl.data.loader import InfiniteLoader
 from tufl.models.segmentor import Segmentor
 from tufl.models.weights import WeightsError
-from tufl.train import checkpoint as ckpt
-from tufl.train.distributed import DistContext, all_true
+from tufl.runtime import checkpoint_files as ckpt
+from tufl.runtime.distributed import DistContext, all_true
 
 STREAMS = ("source", "target", "template")
 
@@ -145,7 +146,7 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
             for key in sorted(a.keys() & b.keys()) if key not in OPERATIONAL_KEYS and a[key] != b[key]]
 
 
-def check_same_config(state: dict[str, Any], path: Path, cfg: Config, force: bool, ctx: DistContext) -> None:
+def check_same_config(state: dict[str, Any], path: Path, cfg: RunConfig, force: bool, ctx: DistContext) -> None:
     """Refuse to resume from a checkpoint of a different config (``force``: only report it)."""
     differences = config_differences(state.get("config") or {}, to_plain(cfg))
     if not differences:
@@ -184,7 +185,7 @@ def restore_run_state(state: dict[str, Any], path: Path, ctx: DistContext, micro
     return progress
 
 
-def capture_run_state(cfg: Config, ctx: DistContext, progress: Progress, micro_batch: int, *,
+def capture_run_state(cfg: RunConfig, ctx: DistContext, progress: Progress, micro_batch: int, *,
                       model: Segmentor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                       objective: nn.Module) -> dict[str, Any]:
     """The checkpoint dict of the run; collective under DDP (every rank's RNG state is gathered)."""

@@ -15,15 +15,15 @@ from typing import Any
 
 import torch
 
-from tufl.atomic import atomic_write_json
-from tufl.config.loader import dump_config
-from tufl.config.schema import Config
+from tufl.runtime.atomic import atomic_write_json
+from tufl.runtime.typed_config import dump_config
+from tufl.train.config import RunConfig
 from tufl.evaluation.validation import Validation
 from tufl.models.weights import LoadReport
 from tufl.train.builders import TrainData
 
 
-def run_summary(cfg: Config, data: TrainData, optimizer: torch.optim.Optimizer, *, weights_format: str | None,
+def run_summary(cfg: RunConfig, data: TrainData, optimizer: torch.optim.Optimizer, *, weights_format: str | None,
                 input_convention: str, world_size: int, device: torch.device, amp_dtype: torch.dtype | None,
                 validation: Validation | None) -> dict[str, Any]:
     """What this run will do (``amp_dtype`` None: mixed precision off)."""
@@ -73,7 +73,7 @@ def _prepared_folder(samples: Any) -> str | None:
     return None if copy is None else str(copy.folder)
 
 
-def announce_run(run_dir: Path, cfg: Config, info: dict[str, Any], load_report: LoadReport | None) -> None:
+def announce_run(run_dir: Path, cfg: RunConfig, info: dict[str, Any], load_report: LoadReport | None) -> None:
     """Save ``run_info.json`` and ``config.yaml`` in ``run_dir`` and print the summary."""
     atomic_write_json(run_dir / "run_info.json", info)
     dump_config(cfg, run_dir / "config.yaml")

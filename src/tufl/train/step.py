@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from tufl.train.distributed import DistContext
+from tufl.runtime.distributed import DistContext
 from tufl.train.optim import is_fused
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from tufl.train.distributed import DistContext
+from tufl.runtime.distributed import DistContext
 
 # The exit status of a run stopped by a signal after writing its checkpoint:
 # "preempted, resume me" (`tufl train ... --resume auto` continues it).

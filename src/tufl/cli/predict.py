@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tufl.errors import USER_ERRORS
+from tufl.runtime.errors import USER_ERRORS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +36,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         from tqdm import tqdm
 
-        from tufl.evaluation.predict import InferenceOptions, collect_inputs, is_video, predict_files
+        from tufl.evaluation.options import InferenceOptions
+        from tufl.evaluation.predict import collect_inputs, is_video, predict_files
         from tufl.models.build import model_from_checkpoint
-        from tufl.train.distributed import pick_device
+        from tufl.runtime.distributed import pick_device
 
         inputs = collect_inputs(args.inputs, videos=True)
         videos = [path for path in inputs if is_video(path)]
@@ -50,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         model, _ = model_from_checkpoint(args.checkpoint)
         device = pick_device(args.device)
         resize = (args.resize[1], args.resize[0]) if args.resize else None  # predict_* take (H, W)
-        options = dict(batch_size=args.batch_size,
-                       options=InferenceOptions(scales=tuple(args.scales), flip=args.flip, amp=args.amp, resize=resize))
+        options = dict(batch_size=args.batch_size, resize=resize,
+                       options=InferenceOptions(scales=tuple(args.scales), flip=args.flip, amp=args.amp))
         unreadable: list[str] = []
 
         def report(path: object, message: str) -> None:

@@ -1,6 +1,6 @@
 """Checks of the losses' tensor arguments, and config sections turned into constructor arguments.
 
-The checks of configuration values (``*_problems``) are in :mod:`tufl.problems`.
+The checks of configuration values (``*_problems``) are in :mod:`tufl.runtime.checks`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from tufl.problems import class_weight_problems
+from tufl.runtime.checks import class_weight_problems
 
 
 def class_weight_tensor(class_weights: Sequence[float] | Tensor | None, num_classes: int) -> Tensor | None:

@@ -52,7 +52,7 @@ UNSUPERVISED_LOSSES: dict[str, type[UnsupervisedLoss]] = {
 UNSUPERVISED_LOSS_CONFIGS: dict[str, type] = {name: loss.Config for name, loss in UNSUPERVISED_LOSSES.items()}
 
 
-@dataclass
+@dataclass(frozen=True)
 class _LossSection:
     """Supervised loss, the unsupervised loss and its weight; each unsupervised loss has its own
     sub-section, and only the one named by ``unsupervised`` is used."""
@@ -79,6 +79,7 @@ LossConfig = dataclasses.make_dataclass(
     [("unsupervised", Literal[(*UNSUPERVISED_LOSSES, "none")], "tufl")]  # type: ignore[misc]
     + [(name, config, field(default_factory=config)) for name, config in UNSUPERVISED_LOSS_CONFIGS.items()],
     bases=(_LossSection,),
+    frozen=True,
     namespace={"__doc__": _LossSection.__doc__, "__module__": __name__},
 )
 

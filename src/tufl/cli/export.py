@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from tufl.errors import USER_ERRORS
+from tufl.runtime.errors import USER_ERRORS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

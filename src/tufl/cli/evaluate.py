@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from tufl.config.command import add_config_arguments
-from tufl.config.loader import ConfigError
-from tufl.errors import USER_ERRORS
+from tufl.cli.arguments import add_config_arguments
+from tufl.runtime.errors import USER_ERRORS, ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,28 +68,28 @@ def evaluation_part(stored: dict) -> dict:
 
 def run_config(args: argparse.Namespace, state: dict):  # noqa: ANN201 - returns Config
     """The config named by --config, else the evaluation part of the one stored in the checkpoint."""
-    from tufl.config.loader import apply_overrides, from_dict, load_config
-    from tufl.config.schema import Config
+    from tufl.config import experiment_from_dict, load_experiment
+    from tufl.runtime.typed_config import apply_overrides
 
     if args.config:
-        return load_config(Config, args.config, args.overrides)
+        return load_experiment(args.config, args.overrides)
     if "config" not in state:
         raise FileNotFoundError(f"{args.checkpoint} stores no config; pass --config")
     origins: dict[str, str] = {}
     tree = apply_overrides(evaluation_part(dict(state["config"])), args.overrides, origins)
-    return from_dict(Config, tree, origins, default_origin=f"{args.checkpoint} (stored config)")
+    return experiment_from_dict(tree, origins, default_origin=f"{args.checkpoint} (stored config)")
 
 
 def evaluate_checkpoint(args: argparse.Namespace, checkpoint: str):  # noqa: ANN201
     """Evaluate ``checkpoint`` as the command's options say; returns (result, config, state,
     dataset, checkpoint kind)."""
-    from tufl.data.factory import open_dataset
+    from tufl.data.registry import open_dataset
     from tufl.data.loader import eval_loader
     from tufl.data.samples import EvalSamples
     from tufl.evaluation.evaluate import evaluate
     from tufl.models.build import model_from_checkpoint
-    from tufl.train.checkpoint import BEST_NAME
-    from tufl.train.distributed import pick_device
+    from tufl.runtime.checkpoint_files import BEST_NAME
+    from tufl.runtime.distributed import pick_device
 
     model, state = model_from_checkpoint(checkpoint)
     cfg = run_config(argparse.Namespace(**{**vars(args), "checkpoint": checkpoint}), state)
@@ -96,7 +97,7 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: str):  # noqa: ANN
     if cfg.data.val is None:
         raise ConfigError([f"{origin}: data.val: no validation split, nothing to evaluate on"])
     if args.split:
-        cfg.data.val.split = args.split
+        cfg = replace(cfg, data=replace(cfg.data, val=replace(cfg.data.val, split=args.split)))
     if cfg.model.num_classes != model.num_classes:
         raise ConfigError([f"{origin}: model.num_classes: {cfg.model.num_classes}, but {checkpoint} "
                            f"was trained with {model.num_classes} classes"])
@@ -104,23 +105,28 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: str):  # noqa: ANN
     dataset = EvalSamples(open_dataset(cfg.data.val, model.num_classes, False), skip_bad=skip_bad)
     for path, problem in dataset.skipped:
         print(f"skipped: {path}: {problem}", file=sys.stderr)
-    e = cfg.eval
-    window = tuple(args.window) if args.window else e.window
-    stride = tuple(args.stride) if args.stride else (e.stride if not args.window else window)
+    options = inference_options(args, cfg.eval)
     device = pick_device(args.device or cfg.experiment.device)
-    result = evaluate(model, eval_loader(dataset, e.batch_size, e.num_workers), model.num_classes, device,
-                      scales=tuple(args.scales or e.scales), flip=e.flip if args.flip is None else True,
-                      window=window, stride=stride, amp=e.amp if args.amp is None else False,
-                      save_dir=args.save_dir)
+    loader = eval_loader(dataset, options.batch_size, options.num_workers)
+    result = evaluate(model, loader, model.num_classes, device, options, save_dir=args.save_dir)
     kind = "best" if Path(checkpoint).name == BEST_NAME else "last"
     return result, cfg, state, dataset, kind
+
+
+def inference_options(args: argparse.Namespace, options: Any) -> Any:
+    """The config's ``eval`` section (an :class:`~tufl.evaluation.options.EvalConfig`) with the
+    command's inference options applied; a window without a stride slides by the window."""
+    window = tuple(args.window) if args.window else options.window
+    stride = tuple(args.stride) if args.stride else (options.stride if not args.window else window)
+    return replace(options, scales=tuple(args.scales or options.scales), flip=options.flip if args.flip is None else True,
+                   window=window, stride=stride, amp=options.amp if args.amp is None else False)
 
 
 def aggregate_runs(args: argparse.Namespace) -> int:
     """``--aggregate``: the seed table of existing run folders."""
     from tufl.evaluation.seed_runs import common_folder, read_run_result, run_labels, run_seed, write_seed_table
     from tufl.evaluation.seeds import RunResult, aggregate
-    from tufl.train.checkpoint import LAST_NAME
+    from tufl.runtime.checkpoint_files import LAST_NAME
 
     if args.save_dir:
         raise ConfigError(["--save-dir goes with --checkpoint (one checkpoint's predictions), not --aggregate"])

@@ -1,4 +1,4 @@
-"""``tufl demo``: the whole method on built-in data, from generation to report.
+"""The demo pipeline (``tufl demo``): the whole method on built-in data, from generation to report.
 
 1. Generate (or reuse, when the cached manifest matches) GTA5-like source and
    Cityscapes-like target scenes.
@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
 import platform
 import shutil
 import sys
@@ -22,8 +21,7 @@ from typing import Any
 
 import torch
 
-from tufl.atomic import atomic_write_json
-from tufl.errors import USER_ERRORS
+from tufl.runtime.atomic import atomic_write_json
 
 STAGES = (("source-only", "source_only"), ("stage one (TUFL)", "stage1"), ("stage two (TUFL + CIM)", "stage2"))
 STAGE_NAMES = tuple(stage for _, stage in STAGES)
@@ -84,8 +82,7 @@ def stage_overrides(extra: list[str], stage: str) -> list[str]:
 
 def _stage_config(stage: str, data_info: Any, run_dir: Path, init: Path | None, seed: int,
                   iters: int | None, settings: DemoSettings, extra: list[str]):
-    from tufl.config.loader import load_config
-    from tufl.config.schema import Config
+    from tufl.config import load_experiment
 
     overrides = [
         f"data.source.root={data_info.source_root}",
@@ -98,7 +95,7 @@ def _stage_config(stage: str, data_info: Any, run_dir: Path, init: Path | None, 
     ]
     if init is not None:
         overrides.append(f"model.pretrained={init}")
-    return load_config(Config, config_path(stage), overrides)
+    return load_experiment(config_path(stage), overrides)
 
 
 def _prepare(data_info: Any, prepared_dir: Path, seed: int, settings: DemoSettings, extra: list[str],
@@ -116,7 +113,7 @@ def _prepare(data_info: Any, prepared_dir: Path, seed: int, settings: DemoSettin
 
 
 def _evaluate(checkpoint: Path, target_root: Path, device: torch.device):
-    from tufl.data.factory import build_dataset
+    from tufl.data.registry import build_dataset
     from tufl.data.loader import eval_loader
     from tufl.data.samples import EvalSamples
     from tufl.evaluation.evaluate import evaluate
@@ -151,7 +148,7 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
     from tufl.demo.scenes import ensure_demo_data
     from tufl.evaluation.report import format_table
     from tufl.train.engine import train
-    from tufl.train.run_log import read_metrics
+    from tufl.runtime.run_log import read_metrics
 
     started = time.time()
     print(f"[demo] data: {data_dir} ({settings.size[0]}x{settings.size[1]}, {settings.n_source} source, "
@@ -218,36 +215,6 @@ def comparison_table(reports: list) -> str:
         lines.append(f"{r.name:<25}  {100 * r.miou:>10.2f}  {gain:>6}  {r.train_seconds:>8.0f} s")
         previous = r.miou
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_output", help="output folder (default: ./demo_output)")
-    parser.add_argument("--data-dir", default=None,
-                        help="where the generated scenes are cached (default: <out>/data)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training (default: 0)")
-    parser.add_argument("--quick", action="store_true", help="tiny data and schedule (about a minute; for tests)")
-    parser.add_argument("--workers", type=int, default=2, help="processes generating the data (default: 2)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[STAGE:]KEY=VALUE",
-                        help="override a value of the demo configs for all three stages, or with a STAGE prefix "
-                        "(source_only, stage1, stage2) for that stage only, e.g. stage2:pseudo_labels.source=ema")
-
-
-def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    data_dir = Path(args.data_dir) if args.data_dir else out / "data"
-    settings = QUICK if args.quick else DEFAULT
-    try:
-        for stage in STAGE_NAMES:  # a bad stage prefix is reported before anything runs
-            stage_overrides(args.overrides, stage)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        run_demo(out, data_dir, args.seed, settings, args.workers, args.overrides)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 __all__ = ["DEFAULT", "QUICK", "DemoSettings", "run_demo"]

@@ -1,8 +1,14 @@
-"""One entry point that builds any dataset by name."""
+"""The dataset registry: every dataset layout by the name configs give it, and the builders.
+
+Adding a layout is one :class:`~tufl.data.base.SegDataset` subclass (its folders,
+file patterns and label decoding as class attributes, see ``docs/extending.md``) and
+one entry of :data:`DATASETS`; ``data.*.name``, ``tufl check-data --dataset`` and the
+per-dataset defaults (split, class count) are read from it.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from tufl.data.acdc import ACDCDataset
 from tufl.data.base import SegDataset
@@ -16,22 +22,15 @@ from tufl.data.gta5 import GTA5Dataset
 from tufl.data.io import Interpolation, Size
 from tufl.data.mapillary import MapillaryDataset
 from tufl.data.synthia import SynthiaDataset
+from tufl.runtime.registry import Registry
 
-if TYPE_CHECKING:  # the config schema imports tufl.data
-    from tufl.config.schema import DatasetConfig
-
-DATASETS: dict[str, type[SegDataset]] = {
-    "gta5": GTA5Dataset,
-    "synthia": SynthiaDataset,
-    "cityscapes": CityscapesDataset,
-    "crosscity": CrossCityDataset,
-    "acdc": ACDCDataset,
-    "dark_zurich": DarkZurichDataset,
-    "bdd100k": BDD100KDataset,
-    "mapillary": MapillaryDataset,
-    "folder": FolderDataset,
-    "images": ImagesDataset,
-}
+# data.*.name -> the dataset; the order is the order of docs and help texts.
+DATASETS: Registry[type[SegDataset]] = Registry("dataset")
+for _dataset in (GTA5Dataset, SynthiaDataset, CityscapesDataset, CrossCityDataset, ACDCDataset, DarkZurichDataset,
+                 BDD100KDataset, MapillaryDataset, FolderDataset, ImagesDataset):
+    DATASETS.register(_dataset.name, _dataset)
+# The datasets of your own data, which take the images/labels/label_rule options.
+OWN_DATA = (FolderDataset.name, ImagesDataset.name)
 
 
 def build_dataset(
@@ -54,9 +53,7 @@ def build_dataset(
     an official dataset the ``from_source`` mapping of its classes to yours.
     ``own_data`` (folder/images only): ``images``, ``labels``, ``label_rule``.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
-    cls = DATASETS[name]
+    cls = DATASETS.get(name)
     if issubclass(cls, FolderDataset):
         return cls(root, split=split, num_classes=num_classes, list_file=list_file, resize=resize,
                    interpolation=interpolation, skip_bad_files=skip_bad_files, classes=classes,
@@ -84,10 +81,11 @@ def build_dataset(
     )
 
 
-def open_dataset(ds: DatasetConfig, num_classes: int, skip_bad_files: bool) -> SegDataset:
-    """Build the dataset a config section (``data.source``, ``data.target``, ``data.val``) names."""
+def open_dataset(ds: Any, num_classes: int, skip_bad_files: bool) -> SegDataset:
+    """Build the dataset a config section (a :class:`~tufl.data.config.DatasetConfig`:
+    ``data.source``, ``data.target``, ``data.val``) names."""
     own = {"images": tuple(ds.images), "labels": ds.labels, "label_rule": ds.label_rule}
-    own_data = own if ds.name in ("folder", "images") else {}
+    own_data = own if ds.name in OWN_DATA else {}
     return build_dataset(ds.name, ds.root, ds.split, num_classes, list_file=ds.list_file,
                          resize=ds.resize, skip_bad_files=skip_bad_files, interpolation=ds.interpolation,
                          classes=ds.classes, **own_data)

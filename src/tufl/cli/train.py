@@ -19,8 +19,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from tufl.config.command import add_config_arguments, load_run_config
-from tufl.errors import USER_ERRORS
+from tufl.cli.arguments import add_config_arguments, load_run_config
+from tufl.runtime.errors import USER_ERRORS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def train_status(start: Callable[[], object]) -> int:
     """Run ``start`` (one training run) and map how it ended to the command's exit status."""
     from tufl.train.bad_samples import TooManyBadSamples
     from tufl.train.engine import NonFiniteLossError
-    from tufl.train.preemption import Preempted, report_preempted
+    from tufl.runtime.stop_signals import Preempted, report_preempted
     from tufl.train.run_state import CheckpointWriteError
 
     try:
@@ -64,10 +64,10 @@ def train_status(start: Callable[[], object]) -> int:
 
 def run_seeds(cfg, args: argparse.Namespace) -> int:  # noqa: ANN001 - cfg: tufl.config.schema.Config
     """``--seeds``: every run shares one process group and one stop-signal handler."""
-    from tufl.train.distributed import init_distributed, shutdown
+    from tufl.runtime.distributed import init_distributed, shutdown
     from tufl.train.engine import Trainer
     from tufl.train.multi_seed import train_seeds
-    from tufl.train.preemption import StopSignals
+    from tufl.runtime.stop_signals import StopSignals
     from tufl.train.run_state import resume_mode
 
     resume = resume_mode(args.resume, cfg.train.auto_resume)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from tufl.config.command import add_config_arguments, load_run_config
-from tufl.errors import USER_ERRORS
+from tufl.cli.arguments import add_config_arguments, load_run_config
+from tufl.runtime.errors import USER_ERRORS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,14 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_run_config(args)
-        from tufl.data.factory import open_dataset
+        from tufl.data.registry import open_dataset
         from tufl.models.build import build_model
-        from tufl.train.distributed import pick_device
-        from tufl.train.pseudo_labels import write_pseudo_labels
+        from tufl.runtime.distributed import pick_device
+        from tufl.objective.pseudo_labels import write_pseudo_labels
 
-        cfg.model.pretrained = args.checkpoint
-        cfg.model.pretrained_format = "tufl"
-        model = build_model(cfg.model, training=False).model
+        model_cfg = replace(cfg.model, pretrained=args.checkpoint, pretrained_format="tufl")
+        model = build_model(model_cfg, training=False).model
         dataset = open_dataset(cfg.data.target, cfg.model.num_classes, cfg.data.skip_bad_files)
         out = Path(args.out or cfg.pseudo_labels.dir or Path(args.checkpoint).parent / "pseudo_labels")
         device = pick_device(args.device or cfg.experiment.device)

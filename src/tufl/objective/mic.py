@@ -1,4 +1,4 @@
-"""Masked image consistency (MIC, Hoyer et al., CVPR 2023) as a plug-in loss term.
+"""Masked image consistency (MIC, Hoyer et al., CVPR 2023): an objective term in one file.
 
 The student sees a copy of each target image (the weak view) with random square
 patches hidden, and is trained with cross-entropy towards the teacher's
@@ -19,23 +19,30 @@ pseudo-labels of the whole image: to predict what it cannot see from the context
   (:func:`tufl.mixing.weights.confident_fraction`, ``mix.confidence_threshold``, 0.968
   as DACS/DAFormer; MIC uses its host's threshold), the loss normalised by the
   non-ignored pixels (:func:`tufl.mixing.weights.mixed_loss`), on the main head.
+
+:class:`MicTerm` is the term (registry name ``mic``, config section ``mic``); it joins
+stage one and stage two when ``mic.weight > 0``. Its teacher is the run's pseudo-label
+source (:mod:`tufl.objective.pseudo_labels`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from tufl.mixing.draws import uniform
+from tufl.data.photometric import photometric_batch
 from tufl.mixing.weights import confident_fraction, mixed_loss
+from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss
+from tufl.runtime.draws import uniform
 
 Photometric = Callable[[Tensor, torch.Generator], Tensor]
 
 
-@dataclass
+@dataclass(frozen=True)
 class MicConfig:
     """Masked image consistency (MIC, Hoyer et al. 2023): a term on masked target images."""
 
@@ -119,3 +126,42 @@ class MaskedConsistency:
         weights = confident_fraction(confidences, self.confidence_threshold)
         pixel_weights = weights.to(logits.device).view(-1, 1, 1).expand_as(pseudo_labels)
         return mixed_loss(logits.float(), pseudo_labels, pixel_weights)
+
+
+class MicTerm(Term):
+    """``mic.weight`` x the MIC loss of the masked weak view, towards the pseudo-labels."""
+
+    name: ClassVar[str] = "mic"
+    section: ClassVar[str | None] = "mic"
+    Config: ClassVar[type | None] = MicConfig
+    stages: ClassVar[tuple[str, ...]] = ("stage1", "stage2")
+    reads: ClassVar[tuple[str, ...]] = ("masked",)
+    needs_pseudo_labels: ClassVar[bool] = True
+
+    def __init__(self, masking: MaskedConsistency) -> None:
+        super().__init__()
+        self.masking = masking
+
+    @classmethod
+    def enabled(cls, cfg: Any) -> bool:
+        return cfg.mic.enabled
+
+    @classmethod
+    def build(cls, ctx: BuildContext) -> MicTerm:
+        """Hidden pixels take the network's input mean colour."""
+        cfg: Any = ctx.cfg
+        convention = ctx.model.convention
+        fill = tuple(reversed(convention.mean)) if convention.bgr else convention.mean
+        photometric = cfg.data.target_views.photometric
+        return cls(MaskedConsistency(cfg.mic, fill, cfg.mix.confidence_threshold,  # type: ignore[arg-type]
+                                     photometric=lambda images, g: photometric_batch(images, photometric, g)))
+
+    def inputs(self, step: Step) -> dict[str, Tensor]:
+        assert step.target is not None
+        return {"masked": self.masking.masked_images(step.target["weak"], step.generator)}
+
+    def loss(self, step: Step, out: Outputs) -> TermLoss:
+        assert step.pseudo_labels is not None
+        labels, conf = step.pseudo_labels
+        term = self.masking.loss(out.main("masked"), labels, conf)
+        return TermLoss(self.masking.weight * term, {"loss_mic": term.detach()})

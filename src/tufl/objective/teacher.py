@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
-from tufl.train.pseudo_labels import predict_pseudo_labels
+from tufl.objective.pseudo_labels import predict_pseudo_labels
 
 
 def ema_alpha(momentum: float, steps: int) -> float:

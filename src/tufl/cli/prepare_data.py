@@ -16,8 +16,8 @@ import argparse
 import os
 import sys
 
-from tufl.config.command import add_config_arguments, load_run_config
-from tufl.errors import USER_ERRORS
+from tufl.cli.arguments import add_config_arguments, load_run_config
+from tufl.runtime.errors import USER_ERRORS
 
 _SHOWN_BAD = 10
 

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tufl.atomic import atomic_path
-from tufl.models.weights import CHECKPOINT_FORMAT, WeightsError
+from tufl.runtime.atomic import atomic_path
+from tufl.runtime.errors import WeightsError
 
+CHECKPOINT_FORMAT = "tufl-checkpoint"
 CHECKPOINT_VERSION = 1
 LAST_NAME = "checkpoint_last.pt"
 BEST_NAME = "checkpoint_best.pt"

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tufl.atomic import atomic_write_text, json_safe
+from tufl.runtime.atomic import atomic_write_text, json_safe
 
 
 class MetricsLog:

@@ -21,19 +21,12 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from tufl.atomic import atomic_write_text
+from tufl.runtime.atomic import atomic_write_text
+from tufl.runtime.errors import ConfigError
 
 T = TypeVar("T")
 BASE_KEY = "_base_"
 OVERRIDE_ORIGIN = "--set"
-
-
-class ConfigError(ValueError):
-    """One or more problems in a configuration, each naming its key and origin."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
 # ----------------------------------------------------------------------------- files

@@ -1,4 +1,9 @@
-"""Stage-two pseudo-labels: prediction, files on disk, and training from those files.
+"""Pseudo-labels of the target images: where a run gets them, files on disk, training from files.
+
+:class:`PseudoLabelSource` gives the terms that need them (the mixing, MIC) the weak
+view's hard labels and confidences: from the target batch (``offline`` files), an EMA
+teacher (``ema``; in stage one always, as MIC's teacher), or a frozen copy of the
+stage-one model (``online``).
 
 ``tufl pseudo-label`` writes, for every image of a target split (at the dataset's
 resize), ``<name>_pseudo.png`` (8-bit train ids) and ``<name>_conf.png`` (16-bit
@@ -10,7 +15,9 @@ sample is applied to them exactly as to the image (nearest neighbour).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,15 +26,46 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from tufl.atomic import atomic_path
+from tufl.runtime.atomic import atomic_path
 from tufl.data.base import SegDataset
 from tufl.data.io import BadFileError
 from tufl.data.labels import IGNORE_INDEX
 from tufl.data.samples import SampleKey, TargetPairs, check_key, key_rng, skipped_text
 from tufl.data.transforms import image_to_tensor
 from tufl.data.views import make_target_pair
+from tufl.models.build import build_model
 
 CONF_SCALE = 65535
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    """Where stage two gets target pseudo-labels from."""
+
+    # "online": the frozen stage-one model predicts them every step;
+    # "offline": read files written by `tufl pseudo-label` from `dir`;
+    # "ema": a mean teacher (DACS, Tranheden et al. 2021; DAFormer, Hoyer et al. 2022):
+    # an exponential moving average of the student, starting from the stage-one
+    # checkpoint and updated after every optimiser step. It runs in training mode with
+    # dropout/DropPath off, as theirs: frozen BatchNorm layers use their running
+    # statistics, others the batch's. Its pixels are weighted by the confidence rule of
+    # mix.confidence_threshold (0.968, as theirs). Checkpointed and restored exactly.
+    source: Literal["online", "offline", "ema"] = "online"
+    # Folder of <name>_pseudo.png / <name>_conf.png files (offline source).
+    dir: str | None = None
+    # EMA teacher momentum alpha (source ema, and the stage-one MIC teacher): after step k,
+    # teacher = a * teacher + (1 - a) * student with a = min(1 - 1 / (k + 1), alpha), a
+    # plain average of the weights seen until the moving average is the better one.
+    # DAFormer and MIC: 0.999; DACS: 0.99.
+    ema_momentum: float = 0.999
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.source == "offline" and not self.dir:
+            out.append("dir: offline pseudo-labels need the folder written by `tufl pseudo-label`")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            out.append(f"ema_momentum: must be in [0, 1), got {self.ema_momentum}")
+        return out
 
 
 @torch.no_grad()
@@ -129,3 +167,35 @@ class OfflinePseudoLabels(Dataset):
             "confidence": torch.where(padding, 0, packed_view % 2).float(),
             "skipped": skipped_text(self.base),
         }
+
+
+class PseudoLabelSource:
+    """The weak target view's pseudo-labels in a training step (see the module docstring).
+
+    ``teacher``: the EMA teacher (a submodule of the objective, so it is checkpointed);
+    ``labeller``: the frozen starting model (not state: rebuilt from the start weights).
+    """
+
+    def __init__(self, teacher: nn.Module | None = None, labeller: nn.Module | None = None) -> None:
+        self.teacher = teacher
+        self.labeller = labeller
+
+    @torch.no_grad()
+    def __call__(self, target: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Hard pseudo-labels ``[B, H, W]`` and confidences of ``target["weak"]``."""
+        if "pseudo_label" in target:  # offline: read from files with the batch
+            return target["pseudo_label"].long(), target["confidence"].float()
+        if self.teacher is not None:
+            return self.teacher.predict(target["weak"])
+        if self.labeller is None:
+            raise RuntimeError("pseudo-labels need a frozen labeller, an EMA teacher or offline files")
+        return predict_pseudo_labels(self.labeller, target["weak"])
+
+
+def frozen_labeller(cfg: Any, start_weights: dict[str, Any] | None, device: torch.device) -> nn.Module | None:
+    """The frozen copy of the starting model that labels the target in stage two with
+    ``pseudo_labels.source: online`` (None otherwise): an inference network, no gradients."""
+    if cfg.experiment.mode != "stage2" or cfg.pseudo_labels.source != "online":
+        return None
+    labeller = build_model(cfg.model, training=False, weights=start_weights).model
+    return labeller.to(device).eval().requires_grad_(False)

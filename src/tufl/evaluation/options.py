@@ -1,0 +1,74 @@
+"""How a network runs on images at test time: :class:`InferenceOptions`, and the ``eval``
+config section built on it (:class:`EvalConfig`).
+
+Evaluation, validation during training, prediction of files and videos all take one
+:class:`InferenceOptions` (see :func:`tufl.evaluation.inference.predict_probs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """Test scales, horizontal flip, a sliding window and mixed precision."""
+
+    # Test scales; several = multi-scale inference (e.g. 0.5 ... 1.75).
+    scales: tuple[float, ...] = (1.0,)
+    # Average with the horizontally flipped input.
+    flip: bool = False
+    # Sliding-window size (height, width) and stride; null = whole image at once.
+    window: tuple[int, int] | None = None
+    # Sliding-window stride (height, width); null with a window = the window (no overlap).
+    stride: tuple[int, int] | None = None
+    # Mixed precision (autocast: bfloat16 where supported, else float16).
+    amp: bool = False
+
+    def problems(self) -> list[str]:
+        """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
+        out = []
+        if len(self.scales) == 0 or any(s <= 0 for s in self.scales):
+            out.append(f"scales: must be a non-empty list of positive numbers, got {list(self.scales)}")
+        if self.window is not None and (len(self.window) != 2 or min(self.window) < 1):
+            out.append(f"window: must be two positive sizes (height, width), got {self.window}")
+        elif self.stride is not None:
+            if self.window is None:
+                out.append("stride: is only used with a sliding window: give window as well")
+            elif len(self.stride) != 2 or min(self.stride) < 1 or any(s > w for s, w in zip(self.stride, self.window)):
+                out.append(f"stride: must be two positive sizes no larger than the window {self.window}, "
+                           f"got {self.stride}")
+        return out
+
+    @property
+    def window_stride(self) -> tuple[int, int] | None:
+        """The stride of the sliding window (the window itself when no stride is given)."""
+        return self.stride or self.window
+
+    def settings(self) -> dict[str, object]:
+        """The options as plain values, as evaluation reports record them."""
+        return {"scales": list(self.scales), "flip": self.flip,
+                "window": list(self.window) if self.window else None,
+                "stride": list(self.window_stride) if self.window else None, "amp": self.amp}
+
+
+@dataclass(frozen=True)
+class EvalConfig(InferenceOptions):
+    """Inference settings for validation and `tufl evaluate`."""
+
+    # Mixed precision (autocast: bfloat16 where supported, else float16).
+    amp: bool = True
+    # Evaluation images per forward pass and loader workers.
+    batch_size: int = 1
+    num_workers: int = 2
+    # Leave unreadable validation samples out (each named, the count reported) instead of
+    # stopping with an error naming the file; the mIoU is then over fewer images.
+    skip_bad_files: bool = False
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if (self.window is None) != (self.stride is None):
+            out.append("window: window and stride go together")
+        if self.batch_size < 1:
+            out.append("batch_size: must be >= 1")
+        return out

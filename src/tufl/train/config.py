@@ -1,0 +1,125 @@
+"""The engine's config sections, ``experiment`` (what run this is) and ``train`` (the loop),
+and :class:`RunConfig`, the sections of the experiment config the engine reads.
+
+The experiment config itself is assembled above the engine (:mod:`tufl.config.schema`);
+the engine takes any object with these sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tufl.data.config import DataConfig
+from tufl.evaluation.options import EvalConfig
+from tufl.mixing.config import MixConfig
+from tufl.models.build import ModelConfig
+from tufl.objective.mic import MicConfig
+from tufl.objective.pseudo_labels import PseudoLabelConfig
+from tufl.objective.registry import Mode
+from tufl.runtime.stop_signals import signal_number
+from tufl.train.optim import OptimConfig
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Run identity: name, output folder, seed, training mode, device."""
+
+    # Name of the run (default output folder runs/<name>).
+    name: str = "experiment"
+    # Folder of checkpoints, logs and the resolved config; null = runs/<name>.
+    output_dir: str | None = None
+    # Seed of model initialisation, data order and augmentation, and mixing draws.
+    seed: int = 0
+    # source_only: supervised only; stage1: + TUFL; stage2: + cross-domain mixing.
+    mode: Mode = "stage1"
+    # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop."""
+
+    # Optimiser steps of the run (the poly schedule ends here).
+    iters: int = 40000
+    # Micro-batches per optimiser step (gradient accumulation).
+    accumulate: int = 1
+    # Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
+    amp: bool = True
+    # channels_last memory format (faster convolutions on recent GPUs).
+    channels_last: bool = False
+    # Clip the global gradient norm to this value; null = off.
+    grad_clip: float | None = None
+    # Source, weak and strong views through the network in one forward pass.
+    concat_forward: bool = True
+    # torch.compile the segmentor's training forward (checkpoints, validation and inference
+    # use the plain module). Off by default until measured faster and stable on a GPU: the
+    # first iterations then compile for minutes, and a new input shape compiles again.
+    compile: bool = False
+    # Convert BatchNorm to SyncBatchNorm under multi-GPU training.
+    sync_bn: bool = False
+    # torch.use_deterministic_algorithms (bitwise reproducible on CPU; slower on GPU).
+    deterministic: bool = False
+    # Log averaged losses every N iterations (JSONL, TensorBoard, progress bar).
+    log_every: int = 10
+    # Write checkpoint_last.pt every N iterations (and at the end).
+    checkpoint_every: int = 1000
+    # Checkpoints kept: checkpoint_last.pt and its keep_checkpoints - 1 previous versions
+    # (checkpoint_last.1.pt the newest); --resume falls back to them when the last one is damaged.
+    keep_checkpoints: int = 2
+    # Signals that stop the run cleanly: finish the iteration, write checkpoint_last.pt,
+    # exit with status 3 (a second signal exits at once); [] = default signal handling.
+    stop_signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1")
+    # Resume from the run folder's checkpoint when it holds one of the same config (as
+    # `--resume auto`); a checkpoint of another config is refused, naming the differing keys.
+    auto_resume: bool = False
+    # Validate on data.val every N iterations (0 = only at the end).
+    val_every: int = 2000
+    # Stop after this many non-finite steps in a row (loss on any rank, or gradients; each is
+    # skipped without a trace). Checked when a log line is written (no host read per step):
+    # the run stops at the first log line after max_nonfinite skipped steps in a row.
+    max_nonfinite: int = 20
+    # Save a PNG grid of the mixed stage-two inputs every N iterations (0 = off).
+    inspect_every: int = 0
+    # Show a progress bar (rank 0).
+    progress: bool = True
+    # Also write TensorBoard scalars when the tensorboard package is installed.
+    tensorboard: bool = True
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("iters", "accumulate", "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                out.append(f"{name}: must be >= 1")
+        for name in ("val_every", "inspect_every"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: must be >= 0")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            out.append("grad_clip: must be > 0 or null")
+        for name in self.stop_signals:
+            try:
+                signal_number(name)
+            except ValueError as error:
+                out.append(f"stop_signals: {error}")
+        return out
+
+
+class RunConfig(Protocol):
+    """The sections of an experiment config (:mod:`tufl.config.schema`) the engine reads."""
+
+    experiment: ExperimentConfig
+    model: ModelConfig
+    data: DataConfig
+    loss: Any  # tufl.losses.registry.LossConfig, made from the loss registry
+    mix: MixConfig
+    mic: MicConfig
+    pseudo_labels: PseudoLabelConfig
+    optim: OptimConfig
+    train: TrainConfig
+    eval: EvalConfig
