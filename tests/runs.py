@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tufl.runtime.typed_config import from_dict
@@ -57,3 +59,27 @@ def config(tree: dict) -> Config:
 def write_yaml(tree: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(tree))
     return path
+
+
+class Crash(Exception):
+    """Stands in for a killed process."""
+
+
+def run_killed(monkeypatch: pytest.MonkeyPatch, at_iteration: int, run: Callable[[], object]) -> None:
+    """``run()`` a training whose process is killed as it reaches ``at_iteration`` (after the
+    checkpoints written before it): ``Trainer.train_step`` raises :class:`Crash` there."""
+    from tufl.train.engine import Trainer
+
+    original = Trainer.train_step
+
+    def crash_at(self):
+        if self.iteration == at_iteration:
+            raise Crash
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at)
+    try:
+        with pytest.raises(Crash):
+            run()
+    finally:
+        monkeypatch.setattr(Trainer, "train_step", original)

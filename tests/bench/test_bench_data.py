@@ -11,12 +11,12 @@ from tufl.bench.data_bench import (
     VARIANTS,
     ThroughputResult,
     _make_samples,
-    _shrink,
     format_results,
     format_side_by_side,
-    main,
     measure_throughput,
+    shrink,
 )
+from tufl.cli import main
 from tufl.data.device_views import finish_target_batch
 
 
@@ -30,12 +30,12 @@ def test_shrunken_benchmark_runs_every_pipeline(tmp_path):
 
 
 def test_command_line_entry_point(tmp_path, capsys):
-    code = main(["--out-dir", str(tmp_path), "--images", "2", "--batches", "1", "--workers", "0",
-                 "--size-divisor", "32"])
+    code = main(["benchmark", "data", "--out-dir", str(tmp_path), "--images", "2", "--batches", "1", "--workers",
+                 "0", "--size-divisor", "32"])
     out = capsys.readouterr().out
     assert code == 0 and "torch" in out and "cityscapes target pair" in out
     assert "prepared copy (npy), worker part only" in out and "new/old" in out  # both variants by default
-    assert main(["--batches", "0"]) == 2
+    assert main(["benchmark", "data", "--batches", "0"]) == 2
 
 
 def test_tufl_benchmark_data_runs_this_benchmark(tmp_path, capsys):
@@ -72,7 +72,7 @@ def test_side_by_side_rows_and_the_prepared_pipeline_gives_the_original_samples(
     # same keys, same samples: the copy is lossless, and the strong view built from the
     # worker's draws on the (CPU) device equals the one the worker built itself
     for spec in pipelines:
-        spec = _shrink(spec, 32)
+        spec = shrink(spec, 32)
         root = tmp_path / spec.dataset
         old = _make_samples(spec, root)
         new = _make_samples(spec, root, "prepared", tmp_path / "prepared")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tufl.bench import e2e_bench
+from tufl.bench import e2e_bench, e2e_run
 from tufl.cli import benchmark as command
 from tufl.data.samples import SourceSamples
 
@@ -42,9 +42,7 @@ def test_slow_loading_is_measured_as_data_wait_and_bounds_the_run(tmp_path, monk
         return original(self, key)
 
     monkeypatch.setattr(SourceSamples, "__getitem__", slow)  # workers 0: loading runs in this process
-    args = argparse.Namespace(label="slow source", config=CONFIG, overrides=[], data_root=str(data), device="cpu",
-                              warmup=1, iters=2, workers=0, size_divisor=32)
-    row = e2e_bench.run_single(args)
+    row = e2e_run.run_single("slow source", CONFIG, [], data, "cpu", warmup=1, iters=2, workers=0, size_divisor=32)
     # batch 2 per domain: two delayed source samples per iteration, all inside next(loader)
     assert row["data_wait_per_iter"] >= 2 * DELAY
     assert row["seconds_per_iter"] > row["data_wait_per_iter"]
@@ -78,3 +76,16 @@ def test_a_config_with_data_it_cannot_generate_is_refused(capsys):
     code = _benchmark(["--config", crosscity, "--size-divisor", "32", "--images", "2", "--workers", "0",
                        "--device", "cpu"])
     assert code == 2 and "generates" in capsys.readouterr().err
+
+
+def test_before_src_runs_the_child_file_by_path_against_that_package(tmp_path, capsys):
+    # the package here stands in for an older checkout: the run file is loaded by path, its tufl from --before-src
+    rows_file = tmp_path / "rows.json"
+    code = _benchmark([*SMALL, "--compare", "--before-src", str(REPO / "src"), "--warmup", "1", "--iters", "1",
+                       "--out-dir", str(tmp_path), "--json", str(rows_file)])
+    assert code == 0, capsys.readouterr().err
+    before, after = json.loads(rows_file.read_text())
+    assert before["pipeline"] == f"before: original files, worker views (code in {REPO / 'src'})"
+    assert before["config"] == CONFIG  # the tree holding that src has the same config file
+    assert before["prepared_used"] == {"source": False, "target": False}
+    assert after["prepared_used"] == {"source": True, "target": True}

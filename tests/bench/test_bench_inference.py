@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from torch import Tensor, nn
 
-from tufl.bench.inference_bench import format_benchmark, load_builder, main, run_inference_benchmark
+from tufl.bench.inference_bench import format_benchmark, load_builder, run_inference_benchmark
+from tufl.cli import main
 from tufl.models.segmentor import INPUT_CONVENTIONS, Segmentor
 
 
@@ -50,12 +51,10 @@ def test_rows_per_model_and_precision() -> None:
 
 def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    rows = main(
-        ["--device", "cpu", "--height", "8", "--width", "8", "--warmup", "0", "--repeats", "2", "--json", str(out)],
-        build_models=build_models,
-    )
-    assert json.loads(out.read_text())["rows"] == rows
-    assert [r["precision"] for r in rows] == ["fp32", "fp32"]
+    code = main(["benchmark", "inference", "--builder", f"{__name__}:build_models", "--device", "cpu", "--height", "8",
+                 "--width", "8", "--warmup", "0", "--repeats", "2", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert code == 0 and [(r["model"], r["precision"]) for r in rows] == [("tiny", "fp32"), ("small", "fp32")]
     assert "tiny" in capsys.readouterr().out
 
 
@@ -66,4 +65,4 @@ def test_builder_specification() -> None:
     with pytest.raises(ValueError, match="not a callable"):
         load_builder("tufl.data.labels:IGNORE_INDEX")
     with pytest.raises(SystemExit):
-        main(["--device", "cpu"])
+        main(["benchmark", "inference", "--builder", "no_colon"])

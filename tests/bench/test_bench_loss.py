@@ -7,8 +7,15 @@ import json
 import pytest
 import torch
 
-from tufl.bench.loss_bench import main, run_loss_benchmark
+from tufl.bench.loss_bench import run_loss_benchmark
 from tufl.bench.loss_reference import ReferenceTUFL
+from tufl.cli import main
+
+
+def _loss_command(argv: list[str], capsys) -> dict:
+    """`tufl benchmark loss ARGV`: its exit status must be 0; returns the JSON it printed."""
+    assert main(["benchmark", "loss", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
 
 
 def test_benchmark_reports_agreement_on_tiny_inputs():
@@ -24,10 +31,11 @@ def test_benchmark_reports_agreement_on_tiny_inputs():
 
 def test_benchmark_command_line_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    main(["--classes", "3", "--height", "4", "--width", "6", "--repeats", "1", "--json", str(out)])
+    printed = _loss_command(["--classes", "3", "--height", "4", "--width", "6", "--repeats", "1", "--json", str(out)],
+                            capsys)
     saved = json.loads(out.read_text())
     assert saved["shape"] == [2, 3, 4, 6] and saved["fused_agree"] is True and saved["torch_agree"] is True
-    assert json.loads(capsys.readouterr().out) == saved
+    assert printed == saved
 
 
 def test_benchmark_rejects_bad_sizes():
@@ -50,9 +58,19 @@ def test_reference_literal_hand_example():
     assert ref.last_pass_fraction.item() == 1.0
 
 
-def test_benchmark_profile_writes_operator_tables(tmp_path):
+def test_benchmark_command_line_rejects_bad_values(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "loss", "--height", "0"])
+    assert exit_info.value.code == 2 and "positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["benchmark", "loss", "--threads", "0"])
+    assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+def test_benchmark_profile_writes_operator_tables(tmp_path, capsys):
     out = tmp_path / "profile.txt"
-    result = main(["--classes", "3", "--height", "4", "--width", "6", "--repeats", "1", "--profile", str(out)])
+    result = _loss_command(["--classes", "3", "--height", "4", "--width", "6", "--repeats", "1", "--profile",
+                            str(out)], capsys)
     text = out.read_text()
     assert text.startswith("== torch (") and "== fused (" in text and "aten::" in text
     counts = result["profile"]["fused"]

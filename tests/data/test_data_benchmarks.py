@@ -7,6 +7,8 @@ look-up tables under test.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from benchmark_layouts import write_acdc, write_bdd100k, write_dark_zurich, write_mapillary
@@ -84,12 +86,15 @@ def test_dark_zurich_train_is_night_and_val_maps_cityscapes_ids(tmp_path):
         build_dataset("dark_zurich", str(tmp_path), "val/day", 19)
 
 
-def test_dark_zurich_val_without_gt_names_the_folder(tmp_path):
-    write_dark_zurich(tmp_path)
-    for path in sorted((tmp_path / "gt").rglob("*"), reverse=True):
-        path.unlink() if path.is_file() else path.rmdir()
-    with pytest.raises(LayoutError, match=r"missing gt/val/night/"):
-        build_dataset("dark_zurich", str(tmp_path), "val", 19)
+@pytest.mark.parametrize(("name", "write", "labels"), [
+    ("dark_zurich", write_dark_zurich, "gt/val/night"),
+    ("bdd100k", write_bdd100k, "labels/sem_seg/masks/val"),
+])
+def test_val_without_its_label_folder_names_it(tmp_path, name, write, labels):
+    write(tmp_path)
+    shutil.rmtree(tmp_path / labels)
+    with pytest.raises(LayoutError, match=f"missing {labels}/"):
+        build_dataset(name, str(tmp_path), "val", 19)
 
 
 # ---------------------------------------------------------------------------------- BDD100K
@@ -114,14 +119,6 @@ def test_bdd100k_masks_are_train_ids(tmp_path, legacy):
     np.testing.assert_array_equal(val16.read_label(0), _expected(written["val"][0][1], expected16))
     test = build_dataset("bdd100k", str(root), "test", 19)
     assert len(test) == 2 and not test.has_labels
-
-
-def test_bdd100k_missing_masks_are_named(tmp_path):
-    write_bdd100k(tmp_path)
-    for path in sorted((tmp_path / "labels").rglob("*"), reverse=True):
-        path.unlink() if path.is_file() else path.rmdir()
-    with pytest.raises(LayoutError, match=r"missing labels/sem_seg/masks/val/"):
-        build_dataset("bdd100k", str(tmp_path), "val", 19)
 
 
 # ------------------------------------------------------------------------------- Mapillary

@@ -129,10 +129,6 @@ def test_batched_warp_of_logits_and_masks_equals_each_sample_alone(mode):
         assert torch.equal(warped[i], alone[0]) and torch.equal(valid[i], alone_valid[0])
 
 
-class _Crash(Exception):
-    """Stands in for a killed process."""
-
-
 def _stage1_tree(scene_info, out, strong_view: str) -> dict:
     return runs.run_tree(scene_info, out, "stage1", iters=4, train={"checkpoint_every": 2},
                          data={"val": None, "target_views": {"strong_view": strong_view}})
@@ -152,18 +148,9 @@ def test_trainer_micro_batches_get_the_same_strong_view_from_either_place(scene_
 
 def test_training_with_device_views_resumes_bit_for_bit(scene_info, tmp_path, monkeypatch):
     Trainer(runs.config(_stage1_tree(scene_info, tmp_path / "straight", "device"))).run()
-    original = Trainer.train_step
-
-    def crash_after_checkpoint(self):
-        if self.iteration == 3:
-            raise _Crash
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_after_checkpoint)
-    with pytest.raises(_Crash):
-        Trainer(runs.config(_stage1_tree(scene_info, tmp_path / "killed", "device"))).run()
-    monkeypatch.setattr(Trainer, "train_step", original)
-    Trainer(runs.config(_stage1_tree(scene_info, tmp_path / "killed", "device")), resume=True).run()
+    killed = _stage1_tree(scene_info, tmp_path / "killed", "device")
+    runs.run_killed(monkeypatch, 3, lambda: Trainer(runs.config(killed)).run())
+    Trainer(runs.config(killed), resume=True).run()
     a, resumed = (ckpt.load_checkpoint(tmp_path / name / "checkpoint_last.pt") for name in ("straight", "killed"))
     assert a["iteration"] == resumed["iteration"] == 4 and resumed["data"] == a["data"]
     for group in ("model", "losses", "optimizer"):

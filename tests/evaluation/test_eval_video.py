@@ -18,25 +18,16 @@ from tufl.evaluation.options import InferenceOptions
 from tufl.evaluation.predict import collect_inputs, predict_files
 from tufl.evaluation.video import MissingVideoExtraError, predict_videos
 from tufl.evaluation.writers import overlay
-from tufl.models.segmentor import INPUT_CONVENTIONS, Segmentor
+from tiny_models import conv_segmentor
+from tufl.models.segmentor import Segmentor
 
 av = pytest.importorskip("av")
 
 C = 19
 
 
-class _Head(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, C, 3, padding=1)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        return [self.conv(x)]
-
-
 def _model() -> Segmentor:
-    return Segmentor(_Head(), C, INPUT_CONVENTIONS["imagenet_rgb"])
+    return conv_segmentor(C)
 
 
 def _frames(count: int, height: int, width: int) -> list[np.ndarray]:

@@ -127,7 +127,7 @@ def test_fixed_threshold_focal_loss(focal_type, ohem_ratio):
     z1, z2, valid = pair(4)
     weights = [1.0, 0.5, 2.0, 1.5]
     loss_fn = FixedThresholdFocalLoss(
-        C, threshold=0.5, focal_type=focal_type, ohem_ratio=ohem_ratio, class_weights=weights
+        C, threshold=0.5, focal_type=focal_type, ohem_ratio=ohem_ratio, class_weights=weights, loss_floor=0.0
     )
     got = grads_of(lambda: loss_fn(z1, z2, valid), z1, z2)
     pass_fraction = loss_fn.last_pass_fraction.item()
@@ -161,7 +161,7 @@ def test_fixed_threshold_focal_loss(focal_type, ohem_ratio):
 
 def test_neutral_cross_entropy_is_tufl_without_focal_factor():
     z1, z2, valid = pair(5)
-    nce = neutral_cross_entropy(C, theta0=0.3).eval()
+    nce = neutral_cross_entropy(C, theta0=0.3, loss_floor=0.0).eval()
     assert isinstance(nce, TUFL) and nce.gamma == 0.0
     got = grads_of(lambda: nce(z1, z2, valid), z1, z2)
 

@@ -20,6 +20,7 @@ from tufl.losses import (
     MaxSquares,
     MaxSquaresConfig,
     NCEConfig,
+    NeutralCrossEntropy,
     SupervisedCE,
     SupervisedConfig,
     TUFLConfig,
@@ -150,6 +151,77 @@ def test_configs_round_trip_through_the_config_loader():
         from_dict(TUFLConfig, {"b": 3})
 
 
+# ----------------------------------------------------------------- one constructor path: the config
+
+# Each loss built from its config, with one field to override.
+CONFIGURED_LOSSES = {
+    TUFL: {"theta0": 0.7},
+    FixedThresholdFocalLoss: {"threshold": 0.6},
+    EntropyMinimization: {"normalize": True},
+    MaxSquares: {"view": "strong"},
+    ConfidenceEntropy: {"view": "strong"},
+    SupervisedCE: {"ohem_ratio": 0.5},
+}
+
+
+@pytest.mark.parametrize("loss_cls", CONFIGURED_LOSSES)
+def test_a_bare_loss_has_its_config_defaults(loss_cls):
+    loss = loss_cls(5)
+    assert loss.config == loss_cls.Config()
+    for field in dataclasses.fields(loss_cls.Config):
+        if field.name != "class_weights" and hasattr(loss, field.name):
+            assert getattr(loss, field.name) == field.default, field.name
+
+
+def test_a_bare_tufl_gets_the_config_floor():
+    # The constructor restates no default: a bare TUFL clamps at the config's 1e-8 (it once used 0).
+    assert TUFL(19).loss_floor == TUFLConfig().loss_floor == 1e-8
+    assert FixedThresholdFocalLoss(19).loss_floor == FixedFocalConfig().loss_floor
+
+
+@pytest.mark.parametrize("loss_cls", CONFIGURED_LOSSES)
+def test_overrides_and_from_config_are_one_path(loss_cls):
+    cfg = loss_cls.Config()
+    overrides = CONFIGURED_LOSSES[loss_cls]
+    built = loss_cls(5, cfg, **overrides)
+    assert built.config == dataclasses.replace(cfg, **overrides) != cfg
+    for name, value in overrides.items():
+        assert getattr(built, name, value) == value
+    assert loss_cls.from_config(5, cfg).config == loss_cls(5, cfg).config == cfg
+    with pytest.raises(TypeError, match="colour"):
+        loss_cls(5, colour=1)
+    with pytest.raises(TypeError, match=loss_cls.Config.__name__):
+        loss_cls(5, object())
+
+
+def test_keyword_calls_keep_working():
+    loss = TUFL(19, gamma=1.0, theta0=0.7)
+    assert loss.config == TUFLConfig(gamma=1.0, theta0=0.7) and loss.gamma == 1.0
+    assert loss.thresholds.tolist() == pytest.approx([0.7] * 19)
+    weighted = TUFL(3, TUFLConfig(a=0.5), class_weights=torch.tensor([1.0, 2.0, 3.0]))
+    assert weighted.config == TUFLConfig(a=0.5, class_weights=(1.0, 2.0, 3.0)) and weighted.a == 0.5
+    assert weighted.class_weights.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_configs_are_frozen():
+    for config_cls in ALL_CONFIGS:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            config_cls().x = 1
+
+
+def test_constructor_errors_list_every_problem_after_the_class_name():
+    with pytest.raises(ValueError, match=r"^TUFL: theta0: .*; gamma: must be"):
+        TUFL(19, theta0=2.0, gamma=-1.0)
+    with pytest.raises(ValueError, match=r"^FixedThresholdFocalLoss: num_classes: must be >= 1"):
+        FixedThresholdFocalLoss(0)
+    with pytest.raises(ValueError, match=r"^EntropyMinimization: class_weights: expected 4 weights"):
+        EntropyMinimization(4, class_weights=[1.0])
+    with pytest.raises(ValueError, match=r"^NeutralCrossEntropy: threshold: must be in"):
+        NeutralCrossEntropy.from_config(5, NCEConfig(threshold=2.0))
+    with pytest.raises(ValueError, match=r"^SupervisedCE: ohem_ratio: must be in"):
+        SupervisedCE(5, ohem_ratio=2.0)
+
+
 # ----------------------------------------------------------------- defaults of the authors' release
 
 
@@ -177,17 +249,17 @@ def _top_mean(values, ratio):
     return sum(kept) / len(kept)
 
 
-# weak, strong logits, valid. Seven pixels confident on one class in both views (cross-entropy
-# ~1e-12, below the floor), two ordinary passing pixels, failing ones (max p <= 0.8) and an
-# invalid pixel with a large loss.
-NCE_PIXELS = [
-    ([30.0, 0.0, 0.0], [30.0, 0.0, 0.0], True),
-    ([0.0, 31.0, 0.0], [0.0, 30.0, 0.0], True),
-    ([0.0, 0.0, 32.0], [0.0, 0.0, 33.0], True),
-    ([30.0, 1.0, 0.0], [29.0, 0.0, 0.0], True),
-    ([0.0, 35.0, 0.0], [0.0, 34.0, 0.0], True),
-    ([0.0, 0.0, 30.0], [0.0, 0.0, 31.0], True),
-    ([33.0, 0.0, 0.0], [30.0, 0.0, 0.0], True),
+def _peaked(k: int, logit: float) -> list[float]:
+    """Logits of three classes: ``logit`` for class ``k``, 0 for the others."""
+    return [logit if c == k else 0.0 for c in range(3)]
+
+
+# weak, strong logits, valid. Seven pixels confident on one class in both views (class, weak and
+# strong logit of it; cross-entropy ~1e-12, below the floor), two ordinary passing pixels, failing
+# ones (max p <= 0.8) and an invalid pixel with a large loss.
+CONFIDENT = [(0, 30.0, 30.0), (1, 31.0, 30.0), (2, 32.0, 33.0), (0, 30.0, 29.0), (1, 35.0, 34.0), (2, 30.0, 31.0),
+             (0, 33.0, 30.0)]
+NCE_PIXELS = [(_peaked(k, weak), _peaked(k, strong), True) for k, weak, strong in CONFIDENT] + [
     ([3.0, 0.0, 0.0], [0.0, 1.0, 0.0], True),
     ([0.0, 0.0, 2.5], [1.0, 0.0, 1.0], True),
     ([1.0, 0.0, 0.0], [0.0, 3.0, 0.0], True),

@@ -72,7 +72,7 @@ def per_pixel(grad: torch.Tensor) -> torch.Tensor:
 LOSSES = {
     "fused": lambda **kw: TUFL(C, theta0=THRESHOLD, backend="fused", **kw).eval(),
     "torch": lambda **kw: TUFL(C, theta0=THRESHOLD, backend="torch", **kw).eval(),
-    "fixed_threshold": lambda **kw: FixedThresholdFocalLoss(C, threshold=THRESHOLD, **kw),
+    "fixed_threshold": lambda **kw: FixedThresholdFocalLoss(C, threshold=THRESHOLD, focal_type=1, **kw),
 }
 
 

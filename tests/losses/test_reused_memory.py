@@ -140,9 +140,9 @@ def test_kept_cpu_memory_is_released_when_the_loss_moves_to_another_device():
     """The meta device stands in for a GPU here: the same code path, without kept memory."""
     memory = ReusedMemory()
     z1, z2 = logits(11)
-    focal_consistency_terms(z1, z2, memory=memory)[0].sum().backward()
+    focal_consistency_terms(z1, z2, 2.0, 1, None, False, memory)[0].sum().backward()
     assert memory._flat
     m1 = torch.empty(2, C, 6, 7, device="meta", requires_grad=True)
     m2 = torch.empty(2, C, 6, 7, device="meta", requires_grad=True)
-    focal_consistency_terms(m1, m2, memory=memory)[0].sum().backward()
+    focal_consistency_terms(m1, m2, 2.0, 1, None, False, memory)[0].sum().backward()
     assert m1.grad.shape == m1.shape and not memory._flat

@@ -9,7 +9,7 @@ import torch
 
 import runs
 from tufl.runtime import checkpoint_files as ckpt
-from tufl.train.engine import Trainer, train
+from tufl.train.engine import train
 from tufl.runtime.run_log import read_metrics
 
 pytestmark = pytest.mark.cuda
@@ -40,10 +40,6 @@ def test_stage1_and_stage2_train_on_cuda_with_mixed_precision(amp_dtype, scene_i
         assert thresholds and all(not torch.all(t == 0.8) for t in thresholds)
 
 
-class _Crash(Exception):
-    """Stands in for a killed process."""
-
-
 def test_resume_on_cuda_matches_an_uninterrupted_run(scene_info, source_only_run, tmp_path, monkeypatch):
     def run_dir(name: str, resume: bool = False):
         tree = runs.run_tree(scene_info, tmp_path / name, "stage2", iters=6,
@@ -54,17 +50,7 @@ def test_resume_on_cuda_matches_an_uninterrupted_run(scene_info, source_only_run
 
     run_dir("straight")
     run_dir("straight_again")  # run-to-run spread of the CUDA kernels that stay non-deterministic
-    original = Trainer.train_step
-
-    def crash_after_checkpoint(self):
-        if self.iteration == 4:
-            raise _Crash
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_after_checkpoint)
-    with pytest.raises(_Crash):
-        run_dir("killed")
-    monkeypatch.setattr(Trainer, "train_step", original)
+    runs.run_killed(monkeypatch, 4, lambda: run_dir("killed"))
     run_dir("killed", resume=True)
     a, b, resumed = (ckpt.load_checkpoint(tmp_path / name / "checkpoint_last.pt")
                      for name in ("straight", "straight_again", "killed"))

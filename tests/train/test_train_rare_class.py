@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 import runs
@@ -10,10 +9,6 @@ from tufl.runtime import checkpoint_files as ckpt
 from tufl.train.engine import Trainer, train
 
 ITERS = 4
-
-
-class _Crash(Exception):
-    """Stands in for a killed process."""
 
 
 def _tree(scene_info, out, **extra):
@@ -27,17 +22,7 @@ def _tree(scene_info, out, **extra):
 def test_rare_class_run_resumes_bit_for_bit(scene_info, tmp_path, monkeypatch, capsys):
     train(runs.config(_tree(scene_info, tmp_path / "straight")))
     assert "[tufl] rare-class sampling (T=0.01, min_pixels=40)" in capsys.readouterr().out
-    original = Trainer.train_step
-
-    def crash_after_checkpoint(self):
-        if self.iteration == 3:
-            raise _Crash
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_after_checkpoint)
-    with pytest.raises(_Crash):
-        train(runs.config(_tree(scene_info, tmp_path / "killed")))
-    monkeypatch.setattr(Trainer, "train_step", original)
+    runs.run_killed(monkeypatch, 3, lambda: train(runs.config(_tree(scene_info, tmp_path / "killed"))))
     assert ckpt.load_checkpoint(tmp_path / "killed" / ckpt.LAST_NAME)["iteration"] < ITERS
     train(runs.config(_tree(scene_info, tmp_path / "killed")), resume=True)
     straight, resumed = (ckpt.load_checkpoint(tmp_path / name / ckpt.LAST_NAME) for name in ("straight", "killed"))

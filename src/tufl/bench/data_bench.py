@@ -9,8 +9,7 @@ Pipelines measured (batch of 2, like the DeepLabV2 protocol):
 
 The generated images are smooth random fields plus noise, so that their PNG
 decoding cost is closer to photographs than pure noise would be. Run it with
-``tufl benchmark data [--out-dir DIR] [--workers 0 2] ...`` (or
-``python -m tufl.bench.data_bench ...``).
+``tufl benchmark data [--out-dir DIR] [--workers 0 2] ...``.
 
 Variants of each pipeline, side by side (``--variants``):
 
@@ -26,11 +25,9 @@ Rates are also given per core: workers 0 is one core, ``w`` workers ``w`` cores.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,9 +39,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from tufl.data.registry import build_dataset
+from tufl.bench.tables import markdown_table
 from tufl.data.io import Size
 from tufl.data.loader import InfiniteLoader
+from tufl.data.registry import build_dataset
 from tufl.data.samples import SourceSamples, TargetPairs
 from tufl.data.transforms import SourceAugConfig
 from tufl.data.views import TargetViewConfig
@@ -191,7 +189,8 @@ def time_device_views(batches: Sequence[dict], cfg: TargetViewConfig, device: st
     return float(np.median(times))
 
 
-def _shrink(spec: PipelineSpec, divisor: int) -> PipelineSpec:
+def shrink(spec: PipelineSpec, divisor: int) -> PipelineSpec:
+    """``spec`` with every size divided by ``divisor`` (at least 8 pixels; smoke runs)."""
     def div(size: Size | None) -> Size | None:
         return None if size is None else (max(8, size[0] // divisor), max(8, size[1] // divisor))
 
@@ -220,7 +219,7 @@ def measure_throughput(
     """
     results = []
     for spec in pipelines:
-        spec = _shrink(spec, size_divisor) if size_divisor > 1 else spec
+        spec = shrink(spec, size_divisor) if size_divisor > 1 else spec
         if spec.dataset == "synthia" and importlib.util.find_spec("cv2") is None:
             print(f"skipping {spec.name}: OpenCV (tufl[synthia]) is not installed", file=sys.stderr)
             continue
@@ -251,28 +250,24 @@ def measure_throughput(
 
 def format_results(results: Sequence[ThroughputResult]) -> str:
     """Markdown table of the results."""
-    lines = [
-        "| pipeline | variant | workers | images/s | images/s per core | batches x batch size | seconds |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.pipeline} | {VARIANT_NAMES.get(r.variant, r.variant)} | {r.num_workers} "
-            f"| {r.images_per_second:.2f} | {r.images_per_second_per_core:.2f} | {r.batches} x {r.batch_size} "
-            f"| {r.seconds:.2f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(
+        ["pipeline", "variant", "workers", "images/s", "images/s per core", "batches x batch size", "seconds"],
+        ([r.pipeline, VARIANT_NAMES.get(r.variant, r.variant), r.num_workers, f"{r.images_per_second:.2f}",
+          f"{r.images_per_second_per_core:.2f}", f"{r.batches} x {r.batch_size}", f"{r.seconds:.2f}"]
+         for r in results),
+        right_aligned={"workers", "images/s", "images/s per core", "batches x batch size", "seconds"})
+
+
+SIDE_BY_SIDE_COLUMNS = (
+    "pipeline", "workers", f"{VARIANT_NAMES['original']}: images/s per core",
+    f"{VARIANT_NAMES['prepared']}: images/s per core", "new/old", "strong view on device, ms per batch",
+    "new incl. device part on the same core: images/s per core", "new/old")
 
 
 def format_side_by_side(results: Sequence[ThroughputResult]) -> str:
     """Markdown table: per pipeline and worker count, the original and the prepared
     variant per core, their ratio, and the target pair's device time per batch."""
-    lines = [
-        f"| pipeline | workers | {VARIANT_NAMES['original']}: images/s per core "
-        f"| {VARIANT_NAMES['prepared']}: images/s per core | new/old | strong view on device, ms per batch "
-        "| new incl. device part on the same core: images/s per core | new/old |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    rows = []
     by_key = {(r.pipeline, r.num_workers, r.variant): r for r in results}
     for (pipeline, workers, variant), old in by_key.items():
         new = by_key.get((pipeline, workers, "prepared"))
@@ -282,56 +277,13 @@ def format_side_by_side(results: Sequence[ThroughputResult]) -> str:
         if new.device_seconds_per_batch is not None:
             device = f"{1000 * new.device_seconds_per_batch:.1f} ({new.device})"
             whole = 1.0 / (1.0 / whole + new.device_seconds_per_batch / new.batch_size)
-        lines.append(f"| {pipeline} | {workers} | {old.images_per_second_per_core:.2f} "
-                     f"| {new.images_per_second_per_core:.2f} "
-                     f"| {new.images_per_second / old.images_per_second:.2f}x | {device} | {whole:.2f} "
-                     f"| {whole / old.images_per_second_per_core:.2f}x |")
-    return "\n".join(lines)
+        rows.append([pipeline, workers, f"{old.images_per_second_per_core:.2f}",
+                     f"{new.images_per_second_per_core:.2f}", f"{new.images_per_second / old.images_per_second:.2f}x",
+                     device, f"{whole:.2f}", f"{whole / old.images_per_second_per_core:.2f}x"])
+    return markdown_table(SIDE_BY_SIDE_COLUMNS, rows, right_aligned=SIDE_BY_SIDE_COLUMNS[1:])
 
 
-def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the throughput benchmark options to ``parser``."""
-    parser.add_argument(
-        "--out-dir", default=None, help="where to write the generated data (default: a temporary folder)"
-    )
-    parser.add_argument("--images", type=int, default=8, help="generated images per dataset (default: %(default)s)")
-    parser.add_argument("--batches", type=int, default=20, help="timed batches per run (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=2, help="batch size (default: %(default)s)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts (default: 0 2)")
-    parser.add_argument("--size-divisor", type=int, default=1, help="shrink all sizes by this factor (smoke runs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of generated data and augmentation")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
-                        help="original: original files, views on the workers; prepared: prepared copy, the target "
-                             "strong view's device part timed apart (default: both, side by side)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="device of the strong view's device part (default: %(default)s)")
-
-
-def run_throughput(args: argparse.Namespace) -> int:
-    """Run the benchmark from parsed arguments and print a markdown table; returns 0."""
-    if min(args.images, args.batches, args.batch_size, args.size_divisor) < 1 or min(args.workers) < 0:
-        print("throughput: --images, --batches, --batch-size, --size-divisor must be >= 1, --workers >= 0")
-        return 2
-    with tempfile.TemporaryDirectory(prefix="tufl-throughput-") as tmp:
-        work_dir = Path(args.out_dir) if args.out_dir else Path(tmp)
-        results = measure_throughput(
-            work_dir, args.images, args.batches, args.batch_size, args.workers, args.size_divisor, args.seed,
-            variants=args.variants, device=args.device,
-        )
+def environment() -> str:
+    """Python, torch and the machine, in one line (printed above the tables)."""
     machine = platform.processor() or platform.machine()
-    print(f"python {platform.python_version()}, torch {torch.__version__}, {machine}")
-    print(format_results(results))
-    if "original" in args.variants and "prepared" in args.variants:
-        print()
-        print(format_side_by_side(results))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tufl.bench.data_bench", description=__doc__.splitlines()[0])
-    add_throughput_arguments(parser)
-    return run_throughput(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return f"python {platform.python_version()}, torch {torch.__version__}, {machine}"

@@ -20,15 +20,14 @@ SIGKILL during a write leaves one; the next start removes it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,8 @@ import torch
 import yaml
 
 from tufl.runtime import checkpoint_files as ckpt
-from tufl.runtime.stop_signals import PREEMPTED_EXIT_STATUS
 from tufl.runtime.run_log import read_metrics
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iters", type=int, default=24, help="iterations of the run (default: 24)")
-    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs at random iterations (default: 3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the kill iterations (default: 0)")
-    parser.add_argument("--out", help="working folder (default: a temporary folder, removed afterwards)")
-    parser.add_argument("--json", help="also write the results to this JSON file")
+from tufl.runtime.stop_signals import PREEMPTED_EXIT_STATUS
 
 
 def run_config(data: Path, out: Path, iters: int) -> dict[str, Any]:
@@ -141,7 +132,79 @@ def compare_states(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return differ
 
 
-def run_faults(work: Path, iters: int, kills: int, seed: int, say=print) -> dict[str, Any]:
+def _fault_plan(kills: int) -> tuple[list[str], int]:
+    """The faults in order (a full disk second, SIGTERM last) and the index of the kill after
+    which the last checkpoint is truncated (-1: none)."""
+    plan = ["SIGKILL"] * kills
+    plan.insert(min(1, len(plan)), "disk full")
+    plan.append("SIGTERM")
+    truncate_after = plan.index("SIGKILL", plan.index("disk full")) if plan.count("SIGKILL") > 1 else -1
+    return plan, truncate_after
+
+
+def _disk_full(config: Path, run_dir: Path) -> dict[str, Any]:
+    """A segment whose checkpoint writes fail as on a full disk: it must stop naming the file."""
+    size = max(p.stat().st_size for p in ckpt.checkpoint_versions(run_dir / ckpt.LAST_NAME))
+    status, err = Segment(config, run_dir, file_size_limit=size // 2).finish()
+    message = next((line for line in err.splitlines() if line.startswith("error:")), "")
+    return {"exit_status": status, "message": message[:160],
+            "stopped_cleanly": status == 1 and str(run_dir / ckpt.LAST_NAME) in message}
+
+
+def _signalled(config: Path, run_dir: Path, at: int, signum: int, expected_status: int) -> dict[str, Any]:
+    """A segment sent ``signum`` once it has logged iteration ``at``."""
+    status, _ = Segment(config, run_dir).signal_at(at, signum)
+    return {"signal_at": at, "exit_status": status, "checkpoint": _checkpoint_iteration(run_dir),
+            "stopped_cleanly": status == expected_status}
+
+
+def _truncate_last(run_dir: Path, planted: set[int]) -> dict[str, Any]:
+    """Cut the last checkpoint short, as a write stopped midway (resume must use the one before);
+    its inode joins ``planted``. Returns what the event records."""
+    last = run_dir / ckpt.LAST_NAME
+    damage = _damage_report(run_dir, planted)
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
+    planted.add(last.stat().st_ino)
+    return {"damage_found": damage, "truncated_last_checkpoint": True}
+
+
+def _faulted_segments(config: Path, run_dir: Path, iters: int, kills: int, seed: int,
+                      say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Train the faulted run in segments, each ended by the next fault of the plan; returns
+    one event per fault (it stops early when the run has reached its end)."""
+    rng = np.random.default_rng(seed)
+    plan, truncate_after = _fault_plan(kills)
+    planted: set[int] = set()
+    events = []
+    for number, fault in enumerate(plan):
+        start = _checkpoint_iteration(run_dir)
+        if start + 1 >= iters:
+            break
+        at = int(rng.integers(start + 1, min(iters, start + 8)))  # within two checkpoint intervals
+        event: dict[str, Any] = {"fault": fault, "resumed_from": start}
+        if fault == "disk full":
+            event.update(_disk_full(config, run_dir))
+        elif fault == "SIGTERM":
+            event.update(_signalled(config, run_dir, at, signal.SIGTERM, PREEMPTED_EXIT_STATUS))
+        else:
+            event.update(_signalled(config, run_dir, at, signal.SIGKILL, -signal.SIGKILL))
+            if number == truncate_after and len(ckpt.checkpoint_versions(run_dir / ckpt.LAST_NAME)) > 1:
+                event.update(_truncate_last(run_dir, planted))
+        if not event.get("truncated_last_checkpoint"):
+            event["damage_found"] = _damage_report(run_dir, planted)
+        say(f"[faults] {fault:<9} {json.dumps({k: v for k, v in event.items() if k != 'fault'})}")
+        events.append(event)
+    return events
+
+
+def _train_through(config: Path, run_dir: Path, what: str) -> None:
+    status, err = Segment(config, run_dir).finish()
+    if status != 0:
+        raise RuntimeError(f"{what} failed:\n{err[-3000:]}")
+
+
+def run_faults(work: Path, iters: int, kills: int, seed: int,
+               say: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole check in ``work``; returns the results (``passed`` among them)."""
     from tufl.demo.scenes import ensure_demo_data
 
@@ -152,51 +215,10 @@ def run_faults(work: Path, iters: int, kills: int, seed: int, say=print) -> dict
         configs[name] = work / f"{name}.yaml"
         configs[name].write_text(yaml.safe_dump(run_config(data, work / name, iters)))
     say(f"[faults] reference: {iters} iterations straight through")
-    status, err = Segment(configs["reference"], work / "reference").finish()
-    if status != 0:
-        raise RuntimeError(f"the reference run failed:\n{err[-3000:]}")
-
-    rng = np.random.default_rng(seed)
+    _train_through(configs["reference"], work / "reference", "the reference run")
     run_dir = work / "faulted"
-    plan = ["SIGKILL"] * kills
-    plan.insert(min(1, len(plan)), "disk full")
-    plan.append("SIGTERM")
-    truncate_after = plan.index("SIGKILL", plan.index("disk full")) if plan.count("SIGKILL") > 1 else -1
-    planted: set[int] = set()
-    events = []
-    for number, fault in enumerate(plan):
-        start = _checkpoint_iteration(run_dir)
-        if start + 1 >= iters:
-            break
-        at = int(rng.integers(start + 1, min(iters, start + 8)))  # within two checkpoint intervals
-        event: dict[str, Any] = {"fault": fault, "resumed_from": start}
-        if fault == "disk full":
-            size = max(p.stat().st_size for p in ckpt.checkpoint_versions(run_dir / ckpt.LAST_NAME))
-            status, err = Segment(configs["faulted"], run_dir, file_size_limit=size // 2).finish()
-            message = next((line for line in err.splitlines() if line.startswith("error:")), "")
-            event.update(exit_status=status, message=message[:160],
-                         stopped_cleanly=status == 1 and str(run_dir / ckpt.LAST_NAME) in message)
-        elif fault == "SIGTERM":
-            status, err = Segment(configs["faulted"], run_dir).signal_at(at, signal.SIGTERM)
-            event.update(signal_at=at, exit_status=status, checkpoint=_checkpoint_iteration(run_dir),
-                         stopped_cleanly=status == PREEMPTED_EXIT_STATUS)
-        else:
-            status, _ = Segment(configs["faulted"], run_dir).signal_at(at, signal.SIGKILL)
-            event.update(signal_at=at, exit_status=status, checkpoint=_checkpoint_iteration(run_dir),
-                         stopped_cleanly=status == -signal.SIGKILL)
-            if number == truncate_after and len(ckpt.checkpoint_versions(run_dir / ckpt.LAST_NAME)) > 1:
-                last = run_dir / ckpt.LAST_NAME  # a write cut short: resume must use the one before
-                event["damage_found"] = _damage_report(run_dir, planted)
-                last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
-                planted.add(last.stat().st_ino)
-                event["truncated_last_checkpoint"] = True
-        if not event.get("truncated_last_checkpoint"):
-            event["damage_found"] = _damage_report(run_dir, planted)
-        say(f"[faults] {fault:<9} {json.dumps({k: v for k, v in event.items() if k != 'fault'})}")
-        events.append(event)
-    status, err = Segment(configs["faulted"], run_dir).finish()
-    if status != 0:
-        raise RuntimeError(f"the final resumed segment failed:\n{err[-3000:]}")
+    events = _faulted_segments(configs["faulted"], run_dir, iters, kills, seed, say)
+    _train_through(configs["faulted"], run_dir, "the final resumed segment")
     differ = compare_states(ckpt.load_checkpoint(work / "reference" / ckpt.LAST_NAME),
                             ckpt.load_checkpoint(run_dir / ckpt.LAST_NAME))
     damage = _damage_report(run_dir)
@@ -208,20 +230,9 @@ def run_faults(work: Path, iters: int, kills: int, seed: int, say=print) -> dict
             "passed": passed}
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.out:
-        work = Path(args.out)
-        work.mkdir(parents=True, exist_ok=True)
-        results = run_faults(work, args.iters, args.kills, args.seed)
-    else:
-        with tempfile.TemporaryDirectory(prefix="tufl-faults-") as tmp:
-            results = run_faults(Path(tmp), args.iters, args.kills, args.seed)
-    print(f"[faults] faults survived: {results['faults_survived']} of {results['faults']}; final state "
-          f"{'bit-identical to' if results['bit_identical'] else 'DIFFERENT from'} the uninterrupted run; "
-          f"unreadable checkpoints: {results['unreadable_checkpoints']}; temporary files left: "
-          f"{results['temporary_files']}: {'PASSED' if results['passed'] else 'FAILED'}")
-    if args.json:
-        from tufl.runtime.atomic import atomic_write_json
-
-        atomic_write_json(args.json, results)
-    return 0 if results["passed"] else 1
+def summary_line(results: dict[str, Any]) -> str:
+    """The verdict of :func:`run_faults` in one line."""
+    return (f"[faults] faults survived: {results['faults_survived']} of {results['faults']}; final state "
+            f"{'bit-identical to' if results['bit_identical'] else 'DIFFERENT from'} the uninterrupted run; "
+            f"unreadable checkpoints: {results['unreadable_checkpoints']}; temporary files left: "
+            f"{results['temporary_files']}: {'PASSED' if results['passed'] else 'FAILED'}")

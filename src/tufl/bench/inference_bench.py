@@ -5,17 +5,12 @@ Segmentor (normalisation, network, upsampling to the input size) followed by the
 argmax, on a random uint8 batch already on the device. Each model is timed in
 float32 and, with ``amp``, under mixed precision (bf16 where supported, else fp16
 on CUDA; bf16 autocast on the CPU). On CUDA every step is synchronised so that a
-latency is the full time of that step.
-
-Command line (the builder returns ``{name: model}``)::
-
-    python -m tufl.bench.inference_bench --builder my_pkg.my_mod:build_models \\
-        --device cuda --amp --height 1024 --width 2048 --repeats 50 --json bench.json
+latency is the full time of that step. Run it with ``tufl benchmark inference``
+(``--builder package.module:function`` times the networks that function returns).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from tufl.runtime.atomic import atomic_write_json
 from tufl.evaluation.inference import amp_dtype, eval_mode, forward_logits
 
 ModelBuilder = Callable[[], Mapping[str, nn.Module]]
@@ -109,38 +103,6 @@ def load_builder(spec: str) -> ModelBuilder:
     return builder
 
 
-def main(
-    argv: Sequence[str] | None = None,
-    build_models: ModelBuilder | None = None,
-    prog: str = "python -m tufl.bench.inference_bench",
-) -> list[dict[str, Any]]:
-    """Command-line entry; ``build_models`` replaces ``--builder`` when given."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n", 1)[0])
-    if build_models is None:
-        parser.add_argument("--builder", help="'package.module:function' returning {name: model}")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="default: cuda when available, else cpu")
-    parser.add_argument("--height", type=int, default=1024, help="input height (default: 1024)")
-    parser.add_argument("--width", type=int, default=2048, help="input width (default: 2048)")
-    parser.add_argument("--batch", type=int, default=1, help="images per forward pass (default: 1)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default: 5)")
-    parser.add_argument("--repeats", type=int, default=20, help="timed steps (default: 20)")
-    parser.add_argument("--amp", action="store_true", help="also time mixed precision")
-    parser.add_argument("--json", help="write the rows to this JSON file")
-    args = parser.parse_args(argv)
-    if build_models is None:
-        if not args.builder:
-            parser.error("give --builder package.module:function (a callable returning {name: model})")
-        build_models = load_builder(args.builder)
-    rows = run_inference_benchmark(
-        build_models(), args.height, args.width, args.device, args.amp, args.batch, args.warmup, args.repeats
-    )
-    print(format_benchmark(rows))
-    if args.json:
-        atomic_write_json(args.json, {"rows": rows})
-    return rows
-
-
 def _time_steps(model: nn.Module, images: torch.Tensor, amp: bool, warmup: int, repeats: int) -> list[float]:
     """Seconds taken by each of ``repeats`` timed steps, after ``warmup`` untimed ones."""
     cuda = images.device.type == "cuda"
@@ -164,5 +126,11 @@ def _device_name(device: torch.device) -> str:
     return str(device)
 
 
-if __name__ == "__main__":
-    main()
+def default_models() -> dict[str, nn.Module]:
+    """The two inference networks at 19 classes (random weights: speed only)."""
+    from tufl.models.build import ModelConfig, build_model
+
+    return {
+        "deeplabv2": build_model(ModelConfig(arch="deeplabv2"), training=False).model,
+        "bisenet": build_model(ModelConfig(arch="bisenet"), training=False).model,
+    }

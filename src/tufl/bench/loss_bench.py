@@ -5,17 +5,11 @@ included) on random ``[B, C, H, W]`` logit pairs that require gradients. The
 implementations run alternately, so that both see the same machine conditions;
 each starts from the initial thresholds and both update them at every step, so
 their states stay in step and the last step's losses, gradients and thresholds
-can be compared. On CUDA every step is synchronised.
-
-Command line::
-
-    python -m tufl.bench.loss_bench --device cpu --height 512 --width 1024 --batch 2 --repeats 5
+can be compared. On CUDA every step is synchronised. Run it with ``tufl benchmark loss``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import statistics
 import time
@@ -25,12 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tufl.runtime.atomic import atomic_write_text
 from tufl.bench.loss_reference import ReferenceTUFL
 from tufl.losses.backends import BACKEND_NAMES
 from tufl.losses.tufl import TUFL
+from tufl.runtime.atomic import atomic_write_text
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -91,6 +85,84 @@ def _max_abs_diff(a: Tensor, b: Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
 
 
+def _backends_for(device: torch.device, backends: Sequence[str] | None) -> Sequence[str]:
+    """``backends``, checked; None: ``torch`` and ``fused``, plus ``triton`` on CUDA."""
+    if backends is None:
+        backends = ("torch", "fused", "triton") if device.type == "cuda" else ("torch", "fused")
+    unknown = [b for b in backends if b not in BACKEND_NAMES]
+    if unknown or not backends:
+        raise ValueError(f"backends must be some of {BACKEND_NAMES}, got {list(backends)}")
+    return backends
+
+
+def _time_alternately(losses: dict[str, nn.Module], weak: Tensor, strong: Tensor, warmup: int,
+                      repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Any]]:
+    """Time the losses in turn at every step: milliseconds of each timed step, of its host
+    part, and the last step's (loss, weak gradient, strong gradient) of each."""
+    times: dict[str, list[float]] = {name: [] for name in losses}
+    host_times: dict[str, list[float]] = {name: [] for name in losses}
+    last: dict[str, Any] = {}
+    for step in range(warmup + repeats):
+        for name, loss_fn in losses.items():
+            seconds, host_seconds, *outputs = _timed_step(loss_fn.to(weak.device), weak, strong)
+            if step >= warmup:
+                times[name].append(seconds * 1e3)
+                host_times[name].append(host_seconds * 1e3)
+            if step == warmup + repeats - 1:  # keep only the last step's results, as training would
+                last[name] = outputs
+            del outputs
+    weak.grad = strong.grad = None
+    return times, host_times, last
+
+
+def _profile_all(losses: dict[str, nn.Module], weak: Tensor, strong: Tensor, heading: str,
+                 path: str) -> dict[str, dict[str, float]]:
+    """Profile every loss but the reference (:func:`profile_loss`), write their tables to
+    ``path`` under ``heading``; returns their counts."""
+    sections, counts_by_name = [], {}
+    for name in [n for n in losses if n != "reference"]:
+        table, counts = profile_loss(losses[name], weak, strong)
+        counts_by_name[name] = counts
+        summary = ", ".join(f"{key} {value:g}" for key, value in counts.items())
+        sections.append(f"== {name} ({heading}): {summary}\n{table}")
+    weak.grad = strong.grad = None
+    atomic_write_text(path, "\n".join(sections))
+    return counts_by_name
+
+
+def _conditions(device: torch.device, shape: tuple[int, ...], dtype: torch.dtype, repeats: int) -> dict[str, Any]:
+    """The run conditions of a result."""
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "shape": list(shape),
+        "dtype": str(dtype).removeprefix("torch."),
+        "repeats": repeats,
+    }
+
+
+def _timings(times: dict[str, list[float]], host_times: dict[str, list[float]], cuda: bool) -> dict[str, float]:
+    """Median and minimum milliseconds of each loss (on CUDA also the median host time)."""
+    out = {}
+    for name, values in times.items():
+        out[f"{name}_ms"] = statistics.median(values)
+        out[f"{name}_min_ms"] = min(values)
+        if cuda:
+            out[f"{name}_host_ms"] = statistics.median(host_times[name])
+    return out
+
+
+def _against_reference(name: str, times: dict[str, list[float]], last: dict[str, Any],
+                       losses: dict[str, nn.Module]) -> dict[str, Any]:
+    """Backend ``name`` against the reference: speed-ups and agreement, keys prefixed ``<name>_``."""
+    result = {"speedup": statistics.median(times["reference"]) / statistics.median(times[name]),
+              "speedup_min": min(times["reference"]) / min(times[name]),
+              **_agreement(last[name], last["reference"], losses[name], losses["reference"])}
+    return {f"{name}_{key}": value for key, value in result.items()}
+
+
 def run_loss_benchmark(
     device: torch.device | str = "cpu",
     num_classes: int = 19,
@@ -124,62 +196,23 @@ def run_loss_benchmark(
     if min(num_classes, height, width, batch, repeats) < 1 or warmup < 0:
         raise ValueError("num_classes, height, width, batch and repeats must be positive and warmup non-negative")
     device = torch.device(device)
-    if backends is None:
-        backends = ("torch", "fused", "triton") if device.type == "cuda" else ("torch", "fused")
-    unknown = [b for b in backends if b not in BACKEND_NAMES]
-    if unknown or not backends:
-        raise ValueError(f"backends must be some of {BACKEND_NAMES}, got {list(backends)}")
+    backends = _backends_for(device, backends)
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, num_classes, height, width)
     weak = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
     strong = (torch.randn(shape, generator=generator) * logit_scale).to(device, dtype).requires_grad_()
     losses: dict[str, nn.Module] = {name: TUFL(num_classes, backend=name) for name in backends}
     losses["reference"] = ReferenceTUFL(num_classes)
-    times: dict[str, list[float]] = {name: [] for name in losses}
-    host_times: dict[str, list[float]] = {name: [] for name in losses}
-    last: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
-    for step in range(warmup + repeats):
-        for name, loss_fn in losses.items():
-            seconds, host_seconds, *outputs = _timed_step(loss_fn.to(device), weak, strong)
-            if step >= warmup:
-                times[name].append(seconds * 1e3)
-                host_times[name].append(host_seconds * 1e3)
-            if step == warmup + repeats - 1:  # keep only the last step's results, as training would
-                last[name] = outputs
-            del outputs
-    weak.grad = strong.grad = None
+    times, host_times, last = _time_alternately(losses, weak, strong, warmup, repeats)
 
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    result: dict[str, Any] = {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "shape": list(shape),
-        "dtype": str(dtype).removeprefix("torch."),
-        "repeats": repeats,
-    }
-    for name in losses:
-        result[f"{name}_ms"] = medians[name]
-        result[f"{name}_min_ms"] = min(times[name])
-        if device.type == "cuda":
-            result[f"{name}_host_ms"] = statistics.median(host_times[name])
+    result = _conditions(device, shape, dtype, repeats)
+    result.update(_timings(times, host_times, device.type == "cuda"))
     for name in backends:
-        prefix = f"{name}_"
-        result[f"{prefix}speedup"] = medians["reference"] / medians[name]
-        result[f"{prefix}speedup_min"] = min(times["reference"]) / min(times[name])
-        diffs = _agreement(last[name], last["reference"], losses[name], losses["reference"])
-        result.update({f"{prefix}{key}": value for key, value in diffs.items()})
+        result.update(_against_reference(name, times, last, losses))
     result["pass_fraction"] = float(losses[backends[0]].last_pass_fraction)
     if profile_path is not None:
-        sections, result["profile"] = [], {}
-        for name in [n for n in losses if n != "reference"]:
-            table, counts = profile_loss(losses[name], weak, strong)
-            result["profile"][name] = counts
-            summary = ", ".join(f"{key} {value:g}" for key, value in counts.items())
-            sections.append(f"== {name} ({result['device_name']}, shape {list(shape)}): {summary}\n{table}")
-        weak.grad = strong.grad = None
-        atomic_write_text(profile_path, "\n".join(sections))
+        heading = f"{result['device_name']}, shape {list(shape)}"
+        result["profile"] = _profile_all(losses, weak, strong, heading, profile_path)
     return result
 
 
@@ -209,51 +242,3 @@ def _agreement(fast: Sequence[Tensor], slow: Sequence[Tensor], fast_fn: nn.Modul
         and diffs["max_threshold_diff"] <= 1e-5
     )
     return diffs
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line entry point: run the benchmark and print (and optionally save) its JSON."""
-    parser = argparse.ArgumentParser(description="Time TUFL's backends against the literal reference.")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    parser.add_argument("--classes", type=int, default=19, help="number of classes (default: 19)")
-    parser.add_argument("--height", type=int, default=512, help="logit map height (default: 512)")
-    parser.add_argument("--width", type=int, default=1024, help="logit map width (default: 1024)")
-    parser.add_argument("--batch", type=int, default=2, help="batch size (default: 2)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps (default: 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
-    parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="logit dtype (default: float32)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--backends", nargs="+", choices=BACKEND_NAMES[1:], default=None,
-                        help="TUFL backends to time (default: torch fused, and triton on CUDA)")
-    parser.add_argument("--json", default=None, help="also write the result to this file")
-    parser.add_argument("--profile", default=None, metavar="FILE",
-                        help="also profile the fast implementations and write their operator tables to FILE")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
-    try:
-        result = run_loss_benchmark(
-            device=args.device,
-            num_classes=args.classes,
-            height=args.height,
-            width=args.width,
-            batch=args.batch,
-            repeats=args.repeats,
-            dtype=_DTYPES[args.dtype],
-            warmup=args.warmup,
-            backends=args.backends,
-            profile_path=args.profile,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        atomic_write_text(args.json, text + "\n")
-    return result
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,8 @@ optimised and uses host synchronisation freely; train with :class:`tufl.losses.T
 
 It keeps the same state (``thresholds``, ``step``) and follows the same
 conventions as :class:`tufl.losses.TUFL` (threshold update only in training mode,
-OHEM keeps ``ceil(r * n)`` pixels), but knows nothing of ``torch.distributed``.
+counted losses clamped at ``loss_floor``, OHEM keeps ``ceil(r * n)`` pixels), but
+knows nothing of ``torch.distributed``.
 With saturated logits ``log(softmax)`` can produce ``0 * -inf = nan``; keep
 benchmark and test logits moderate.
 """
@@ -16,57 +17,31 @@ benchmark and test logits moderate.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from tufl.losses.arguments import ConfiguredLoss, check_logit_pair
 from tufl.losses.thresholds import THRESHOLD_CAP
-from tufl.losses.arguments import (
-    check_logit_pair,
-    class_weight_tensor,
-)
-from tufl.runtime.checks import (
-    focal_problems,
-    ratio_problems,
-    threshold_problems,
-)
+from tufl.losses.tufl import TUFLConfig
 
 
-class ReferenceTUFL(nn.Module):
-    """Literal transcription of PAPER.md's TUFL (same arguments as ``TUFL``)."""
+class ReferenceTUFL(ConfiguredLoss):
+    """Literal transcription of PAPER.md's TUFL, built like ``TUFL`` (from :class:`TUFLConfig`;
+    ``backend`` is ignored)."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        gamma: float = 2.0,
-        focal_type: int = 1,
-        theta0: float = 0.8,
-        a: float = 0.9,
-        b: float = 0.8,
-        d: float = 8.0,
-        a_decay: float = 0.0,
-        ohem_ratio: float = 1.0,
-        class_weights: Sequence[float] | Tensor | None = None,
-        detach_focal: bool = False,
-    ) -> None:
-        super().__init__()
-        problems = (
-            focal_problems(gamma, focal_type)
-            + threshold_problems(theta0, a, b, d, a_decay)
-            + ratio_problems("ohem_ratio", ohem_ratio)
-        )
-        if problems:
-            raise ValueError("ReferenceTUFL: " + "; ".join(problems))
-        self.num_classes = num_classes
-        self.gamma = float(gamma)
-        self.focal_type = focal_type
-        self.a, self.b, self.d, self.a_decay = float(a), float(b), float(d), float(a_decay)
-        self.ohem_ratio = float(ohem_ratio)
-        self.detach_focal = detach_focal
-        weights = class_weight_tensor(class_weights, num_classes)
-        self.register_buffer("class_weights", torch.ones(num_classes) if weights is None else weights, persistent=False)
-        self.register_buffer("thresholds", torch.full((num_classes,), float(theta0), dtype=torch.float32))
+    Config: ClassVar[type] = TUFLConfig
+
+    def __init__(self, num_classes: int, cfg: TUFLConfig | None = None, **overrides: Any) -> None:
+        super().__init__(num_classes, cfg, **overrides)
+        cfg = self.config
+        self.gamma, self.focal_type, self.detach_focal = float(cfg.gamma), cfg.focal_type, cfg.detach_focal
+        self.a, self.b, self.d, self.a_decay = float(cfg.a), float(cfg.b), float(cfg.d), float(cfg.a_decay)
+        self.ohem_ratio, self.loss_floor = float(cfg.ohem_ratio), float(cfg.loss_floor)
+        if self.class_weights is None:
+            self.class_weights = torch.ones(num_classes)
+        self.register_buffer("thresholds", torch.full((num_classes,), float(cfg.theta0), dtype=torch.float32))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.last_pass_fraction = torch.zeros(())
 
@@ -116,6 +91,8 @@ class ReferenceTUFL(nn.Module):
         per_pixel = per_class.sum(dim=1)
 
         selected = per_pixel[passing]
+        if self.loss_floor > 0:
+            selected = selected.clamp(min=self.loss_floor)
         if selected.numel() == 0:
             return per_pixel.sum() * 0.0
         if self.ohem_ratio < 1.0:

@@ -34,23 +34,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tufl.data.base import SegDataset, SplitLayout, read_name_list, scan_images
-from tufl.data.cityscapes import CITYSCAPES_LABEL_IDS
-from tufl.data.io import LayoutError, read_index_png
-from tufl.data.labels import cityscapes_id_lut
+from tufl.data.base import SplitLayout, read_name_list, scan_images
+from tufl.data.cityscapes import CityscapesIdDataset
+from tufl.data.io import LayoutError
 
 ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
 ACDC_PARTS = ("train", "val", "test")
 ANON_IMAGE_SUFFIX = "_rgb_anon"
 ANON_LABEL_SUFFIX = "_gt_labelIds.png"
-
-
-def anon_label_name(image_name: str) -> str:
-    """``seq/x_rgb_anon.png`` -> ``seq/x_gt_labelIds.png`` (ACDC and Dark Zurich naming)."""
-    stem = image_name.rsplit(".", 1)[0]
-    if stem.endswith(ANON_IMAGE_SUFFIX):
-        stem = stem[: -len(ANON_IMAGE_SUFFIX)]
-    return stem + ANON_LABEL_SUFFIX
 
 
 def parse_acdc_split(split: str) -> tuple[tuple[str, ...], str]:
@@ -66,17 +57,15 @@ def parse_acdc_split(split: str) -> tuple[tuple[str, ...], str]:
     return tuple(dict.fromkeys(conditions)), part
 
 
-class ACDCDataset(SegDataset):
+class ACDCDataset(CityscapesIdDataset):
     """ACDC images of one or more adverse conditions, Cityscapes label ids (see module docstring)."""
 
     name = "acdc"
     check_split = "val"
-    raw_label_ids = CITYSCAPES_LABEL_IDS
     root_title = "ACDC"
+    image_suffix = ANON_IMAGE_SUFFIX  # seq/x_rgb_anon.png -> seq/x_gt_labelIds.png, as in Dark Zurich
+    label_suffix = ANON_LABEL_SUFFIX
     image_example = f"{{images}}/<condition>/<split>/<sequence>/<name>{ANON_IMAGE_SUFFIX}.png"
-    label_name = staticmethod(anon_label_name)
-    read_raw_label = staticmethod(read_index_png)
-    train_id_lut = staticmethod(cityscapes_id_lut)
 
     def __init__(self, root: str | os.PathLike[str], split: str | None = None, *args: Any,
                  **kwargs: Any) -> None:

@@ -18,7 +18,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -34,9 +34,6 @@ from tufl.data.io import (
     resize_label,
 )
 from tufl.data.labels import SUPPORTED_NUM_CLASSES
-
-if TYPE_CHECKING:
-    from tufl.data.prepared import PreparedCopy
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -124,6 +121,19 @@ class SplitLayout:
     split: str  # the split as the dataset names it
 
 
+class SampleStore(Protocol):
+    """Stored samples that :meth:`SegDataset.load` reads instead of the original files: a
+    prepared copy (:class:`tufl.data.prepared.PreparedCopy`)."""
+
+    folder: Path
+
+    def __len__(self) -> int: ...
+
+    def load(self, base: SegDataset, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Sample ``index`` of ``base`` as ``base._load_original(index)`` gives it."""
+        ...
+
+
 class SegDataset:
     """Base class of the segmentation datasets (see the module docstring).
 
@@ -146,7 +156,7 @@ class SegDataset:
     # GTA5 ships a few labels whose size differs from their image: resized, with a warning.
     resize_mismatched_labels: ClassVar[bool] = False
     # Training loads come from this prepared copy when set (see use_prepared).
-    _prepared: PreparedCopy | None = None
+    _prepared: SampleStore | None = None
 
     # --- layout, declared by each dataset ------------------------------------------
     # The root as layout errors name it ("not a GTA5 root").
@@ -157,6 +167,11 @@ class SegDataset:
     # Images found under the image folder, label files under the label folder.
     image_pattern: ClassVar[str] = "*"
     label_pattern: ClassVar[str] = "*.png"
+    # The label file of an image: its name without the extension and ``image_suffix``, plus
+    # ``label_suffix`` (``city/x_leftImg8bit.png`` -> ``city/x_gtFine_labelIds.png``);
+    # without a label suffix, the image's name.
+    image_suffix: ClassVar[str] = ""
+    label_suffix: ClassVar[str] = ""
     # Shown when no image is found, ``{images}`` being the image folder.
     image_example: ClassVar[str] = ""
     # List-file entries may omit the image extension (the one on disk is used).
@@ -230,10 +245,14 @@ class SegDataset:
             )
         return SplitLayout(root, cls.image_folder, cls.label_folder, labels_required=True, split=split)
 
-    @staticmethod
-    def label_name(image_name: str) -> str:
-        """The label file of an image, relative to the label folder (default: the same name)."""
-        return image_name
+    def label_name(self, image_name: str) -> str:
+        """The label file of an image, relative to the label folder (see :attr:`label_suffix`)."""
+        if not self.label_suffix:
+            return image_name
+        stem = image_name.rsplit(".", 1)[0]
+        if self.image_suffix and stem.endswith(self.image_suffix):
+            stem = stem[: -len(self.image_suffix)]
+        return stem + self.label_suffix
 
     def read_raw_label(self, path: str) -> np.ndarray:
         """The label file as stored (raw ids, ``uint8`` or ``uint16`` ``[H, W]``)."""
@@ -330,7 +349,7 @@ class SegDataset:
             image = resize_image(image, self.resize, self.interpolation)
         return image
 
-    def use_prepared(self, copy: PreparedCopy | None) -> None:
+    def use_prepared(self, copy: SampleStore | None) -> None:
         """Let :meth:`load` read ``copy`` (:mod:`tufl.data.prepared`, found by ``find_prepared``);
         ``None``: the original files. ``read_image``/``read_label`` always read the originals."""
         if copy is not None and len(copy) != len(self.samples):

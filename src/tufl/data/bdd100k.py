@@ -90,6 +90,3 @@ class BDD100KDataset(SegDataset):
             f"images/10k/{split}", f"labels/sem_seg/masks/{split}")
         return SplitLayout(base, images, None if split == "test" else labels, labels_required=split == "val",
                            split=split)
-
-    def label_name(self, image_name: str) -> str:
-        return image_name.rsplit(".", 1)[0] + self.label_suffix

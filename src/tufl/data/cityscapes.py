@@ -4,6 +4,10 @@
 Labels are required for ``val``. For other splits they are used when
 ``gtFine/{split}`` exists (the target domain of training is unlabelled, but its
 labels, when present, let the trainer monitor pseudo-label quality).
+
+:class:`CityscapesIdDataset` is the label decoding shared by every dataset whose label
+files are 8-bit PNGs of Cityscapes label ids (GTA5, Cityscapes, ACDC, Dark Zurich,
+Cross-City).
 """
 
 from __future__ import annotations
@@ -20,26 +24,24 @@ IMAGE_SUFFIX = "_leftImg8bit"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 
 
-def cityscapes_label_name(image_name: str) -> str:
-    """``city/x_leftImg8bit.png`` -> ``city/x_gtFine_labelIds.png``."""
-    stem = image_name.rsplit(".", 1)[0]
-    if stem.endswith(IMAGE_SUFFIX):
-        stem = stem[: -len(IMAGE_SUFFIX)]
-    return stem + LABEL_SUFFIX
+class CityscapesIdDataset(SegDataset):
+    """A dataset whose labels are 8-bit (grey or palette-index) PNGs of Cityscapes label ids."""
+
+    raw_label_ids = CITYSCAPES_LABEL_IDS
+    read_raw_label = staticmethod(read_index_png)
+    train_id_lut = staticmethod(cityscapes_id_lut)
 
 
-class CityscapesDataset(SegDataset):
+class CityscapesDataset(CityscapesIdDataset):
     """Cityscapes images with label-id annotations (see module docstring)."""
 
     name = "cityscapes"
-    raw_label_ids = CITYSCAPES_LABEL_IDS
     root_title = "Cityscapes"
+    image_suffix = IMAGE_SUFFIX
+    label_suffix = LABEL_SUFFIX
     image_pattern = f"*/*{IMAGE_SUFFIX}.*"
     label_pattern = f"*/*{LABEL_SUFFIX}"
     image_example = f"{{images}}/<city>/<name>{IMAGE_SUFFIX}.png"
-    label_name = staticmethod(cityscapes_label_name)
-    read_raw_label = staticmethod(read_index_png)
-    train_id_lut = staticmethod(cityscapes_id_lut)
 
     @classmethod
     def locate(cls, root: Path, split: str) -> SplitLayout:

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from tufl.data.io import BadFileError
-from tufl.data.labels import IGNORE_INDEX
+from tufl.data.labels import IGNORE_INDEX, class_names, generic_palette
 
 MAX_RAW_VALUE = 65535
 # Marks a raw value the class file does not mention in :meth:`ClassSet.value_lut`.
@@ -57,17 +57,6 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def generic_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
-    """Distinct, deterministic colours for classes without one (golden-angle hues)."""
-    import colorsys
-
-    colours = []
-    for i in range(num_classes):
-        r, g, b = colorsys.hsv_to_rgb((i * 0.381966) % 1.0, 0.75, 0.95 if i % 2 == 0 else 0.7)
-        colours.append((round(r * 255), round(g * 255), round(b * 255)))
-    return tuple(colours)
 
 
 @dataclass(frozen=True)
@@ -257,8 +246,6 @@ class _LookUp:
 def apply_class_set(dataset: Any, class_set: ClassSet, num_classes: int | None = None) -> Any:
     """Make an official dataset (read with its own 19/16/13 classes) give the train ids of
     ``class_set`` through its ``from_source`` section; returns the dataset."""
-    from tufl.data.labels import class_names
-
     if num_classes is not None and num_classes != class_set.num_classes:
         raise ValueError(
             f"{dataset.name}: the class file {class_set.path} defines {class_set.num_classes} classes "

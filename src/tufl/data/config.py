@@ -9,6 +9,7 @@ from tufl.data.rare_class import RareClassSamplingConfig
 from tufl.data.registry import DATASETS, OWN_DATA
 from tufl.data.transforms import SourceAugConfig
 from tufl.data.views import TargetViewConfig
+from tufl.runtime.checks import at_least, within
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,5 @@ class DataConfig:
     prepared_dir: str | None = "data/prepared"
 
     def problems(self) -> list[str]:
-        out = []
-        if self.batch_size < 1:
-            out.append("batch_size: must be >= 1")
-        if self.num_workers < 0:
-            out.append("num_workers: must be >= 0")
-        if not 0 <= self.max_bad_fraction <= 1:
-            out.append("max_bad_fraction: must be in [0, 1]")
-        return out
+        return (at_least("batch_size", self.batch_size, 1) + at_least("num_workers", self.num_workers, 0)
+                + within("max_bad_fraction", self.max_bad_fraction, 0, 1))

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tufl.data.base import SegDataset, SplitLayout
-from tufl.data.io import LayoutError, read_index_png
-from tufl.data.labels import cityscapes_id_lut
+from tufl.data.base import SplitLayout
+from tufl.data.cityscapes import CityscapesIdDataset
+from tufl.data.io import LayoutError
 
 CROSSCITY_CITIES = ("Rome", "Rio", "Tokyo", "Taipei")
 CROSSCITY_LABEL_VALUES = frozenset(range(34)) | {255}
@@ -53,7 +53,7 @@ def _city_folder(root: Path, split: str) -> tuple[Path, str]:
     return city_root, part
 
 
-class CrossCityDataset(SegDataset):
+class CrossCityDataset(CityscapesIdDataset):
     """One city of the NTHU Cross-City dataset, 13 classes (see module docstring)."""
 
     name = "crosscity"
@@ -63,10 +63,9 @@ class CrossCityDataset(SegDataset):
     default_num_classes = 13
     raw_label_ids = CROSSCITY_LABEL_VALUES
     root_title = "Cross-City city"
+    label_suffix = LABEL_SUFFIX
     label_pattern = f"*{LABEL_SUFFIX}"
     listed_names_need_extension = True  # MaxSquare's lists name images without one
-    read_raw_label = staticmethod(read_index_png)
-    train_id_lut = staticmethod(cityscapes_id_lut)
 
     @classmethod
     def locate(cls, root: Path, split: str) -> SplitLayout:
@@ -74,10 +73,6 @@ class CrossCityDataset(SegDataset):
         test = part == "test"
         return SplitLayout(city_root, f"Images/{part.capitalize()}", "Labels/Test" if test else None,
                            labels_required=test, split=part)
-
-    @staticmethod
-    def label_name(image_name: str) -> str:
-        return image_name.rsplit(".", 1)[0] + LABEL_SUFFIX
 
     @property
     def city(self) -> str:

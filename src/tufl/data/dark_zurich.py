@@ -32,30 +32,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tufl.data.acdc import ANON_IMAGE_SUFFIX, ANON_LABEL_SUFFIX, anon_label_name
-from tufl.data.base import SegDataset, SplitLayout
-from tufl.data.cityscapes import CITYSCAPES_LABEL_IDS
-from tufl.data.io import read_index_png
-from tufl.data.labels import cityscapes_id_lut
+from tufl.data.acdc import ANON_IMAGE_SUFFIX, ANON_LABEL_SUFFIX
+from tufl.data.base import SplitLayout
+from tufl.data.cityscapes import CityscapesIdDataset
 
 DARK_ZURICH_SPLITS = ("train/night", "train/twilight", "train/day", "val/night", "test/night")
 _SHORT_SPLITS = {"train": "train/night", "val": "val/night", "test": "test/night"}
 
 
-class DarkZurichDataset(SegDataset):
+class DarkZurichDataset(CityscapesIdDataset):
     """Dark Zurich images; Cityscapes label ids on the val split (see module docstring)."""
 
     name = "dark_zurich"
     check_split = "val"
     default_split = "val"
-    raw_label_ids = CITYSCAPES_LABEL_IDS
     root_title = "Dark Zurich"
+    image_suffix = ANON_IMAGE_SUFFIX
+    label_suffix = ANON_LABEL_SUFFIX
     image_pattern = f"*/*{ANON_IMAGE_SUFFIX}.*"
     label_pattern = f"*/*{ANON_LABEL_SUFFIX}"
     image_example = f"{{images}}/<sequence>/<name>{ANON_IMAGE_SUFFIX}.png"
-    label_name = staticmethod(anon_label_name)
-    read_raw_label = staticmethod(read_index_png)
-    train_id_lut = staticmethod(cityscapes_id_lut)
 
     @classmethod
     def locate(cls, root: Path, split: str) -> SplitLayout:

@@ -23,12 +23,13 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
 from tufl.data.base import IMAGE_EXTENSIONS, SampleFiles, SegDataset, SplitLayout
 from tufl.data.class_set import UNMAPPED, ClassSet, load_class_set
-from tufl.data.io import BadFileError, Interpolation, LayoutError, Size, _open_loaded
+from tufl.data.io import BadFileError, LayoutError, _open_loaded
 
 _WILDCARDS = set("*?[")
 _LABEL_MODES_8BIT = ("L", "P")
@@ -102,15 +103,17 @@ class FolderDataset(SegDataset):
         split: str | None = None,
         num_classes: int | None = None,
         list_file: str | None = None,
-        resize: Size | None = None,
-        interpolation: Interpolation = "bilinear",
-        skip_bad_files: bool = False,
+        *args: Any,
         images: tuple[str, ...] | list[str] = (),
         labels: str | None = None,
         label_rule: str = "stem",
         classes: str | None = None,
         require_label_files: bool | None = None,
+        **kwargs: Any,
     ) -> None:
+        """``resize``, ``interpolation`` and ``skip_bad_files`` (``args``, ``kwargs``) as for
+        :class:`SegDataset`; ``require_label_files`` (default: unless skipping bad files)
+        makes a missing label file an error now."""
         if labels is not None and not self.labels_allowed:
             raise ValueError(f"{self.name}: an images dataset has no labels; use name: folder for labelled data")
         if images and list_file:
@@ -135,8 +138,7 @@ class FolderDataset(SegDataset):
         if self._has_labels() and self.class_set is None:
             raise ValueError(f"{self.name}: label maps need a class definition file (classes) that maps "
                              "their values to classes")
-        super().__init__(root, split=split or "train", num_classes=num_classes, list_file=list_file,
-                         resize=resize, interpolation=interpolation, skip_bad_files=skip_bad_files)
+        super().__init__(root, split or "train", num_classes, list_file, *args, **kwargs)
         if self._listed is not None and self._has_labels():
             # List-file labels are relative to the root (the base class names label folders).
             self.samples = [SampleFiles(s.name, s.image, str(Path(self.root) / self._label_of[s.name]))
@@ -144,7 +146,7 @@ class FolderDataset(SegDataset):
             self.has_labels = True
         self._lut = None if self.class_set is None else self.class_set.value_lut()
         self._lut8 = None if self._lut is None else np.minimum(self._lut, 255).astype(np.uint8)
-        require = (not skip_bad_files) if require_label_files is None else require_label_files
+        require = (not self.skip_bad_files) if require_label_files is None else require_label_files
         if require and self._has_labels():
             self._require_label_files()
 
@@ -247,7 +249,7 @@ class FolderDataset(SegDataset):
             return relative + f" (name does not end with {old!r})"
         return relative[: -len(old)] + new
 
-    def label_name(self, image_name: str) -> str:  # type: ignore[override]
+    def label_name(self, image_name: str) -> str:
         return self._label_of[image_name]
 
     def _require_label_files(self) -> None:

@@ -11,21 +11,15 @@ named in ``list_file``).
 
 from __future__ import annotations
 
-from tufl.data.base import SegDataset
-from tufl.data.cityscapes import CITYSCAPES_LABEL_IDS
-from tufl.data.io import read_index_png
-from tufl.data.labels import cityscapes_id_lut
+from tufl.data.cityscapes import CityscapesIdDataset
 
 
-class GTA5Dataset(SegDataset):
+class GTA5Dataset(CityscapesIdDataset):
     """GTA5 images with Cityscapes-id palette labels (see module docstring)."""
 
     name = "gta5"
-    raw_label_ids = CITYSCAPES_LABEL_IDS
     resize_mismatched_labels = True
     root_title = "GTA5"
     image_folder = "images"
     label_folder = "labels"
     image_example = "{images}/00001.png, ..."
-    read_raw_label = staticmethod(read_index_png)
-    train_id_lut = staticmethod(cityscapes_id_lut)

@@ -14,6 +14,7 @@ operation.
 
 from __future__ import annotations
 
+import colorsys
 from functools import lru_cache
 
 import numpy as np
@@ -102,8 +103,6 @@ def palette(num_classes: int) -> np.ndarray:
     """
     table = np.zeros((256, 3), dtype=np.uint8)
     if not is_cityscapes_set(num_classes):
-        from tufl.data.class_set import generic_palette
-
         if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
             raise ValueError(f"num_classes must be {MIN_CLASSES}..{MAX_CLASSES}, got {num_classes}")
         table[:num_classes] = np.asarray(generic_palette(num_classes), dtype=np.uint8)
@@ -112,6 +111,15 @@ def palette(num_classes: int) -> np.ndarray:
     for train_id, name in enumerate(class_names(num_classes)):
         table[train_id] = colours[name]
     return table
+
+
+def generic_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """Distinct, deterministic colours for classes without one (golden-angle hues)."""
+    colours = []
+    for i in range(num_classes):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.381966) % 1.0, 0.75, 0.95 if i % 2 == 0 else 0.7)
+        colours.append((round(r * 255), round(g * 255), round(b * 255)))
+    return tuple(colours)
 
 
 def train_id(name: str, num_classes: int) -> int:

@@ -19,6 +19,7 @@ import random
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -52,19 +53,30 @@ def full_batches_per_epoch(size: int, batch_size: int, world_size: int) -> int:
     return batches
 
 
-class KeyedBatches:
-    """Infinite iterable of batches of sample keys, starting at batch ``start_batch``."""
+def check_rank(rank: int, world_size: int) -> None:
+    """ValueError unless ``0 <= rank < world_size``."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
 
-    def __init__(
-        self, size: int, batch_size: int, seed: int, rank: int, world_size: int, start_batch: int
-    ) -> None:
-        self.size = size
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.start_batch = start_batch
-        self.batches_per_epoch = full_batches_per_epoch(size, batch_size, world_size)
+
+@dataclass(eq=False)
+class KeyStream:
+    """What every stream of key batches is built from (see :data:`KeyBatchesFactory`);
+    ``batches_per_epoch`` counts the full batches of a shuffled epoch on one rank."""
+
+    size: int
+    batch_size: int
+    seed: int
+    rank: int
+    world_size: int
+    start_batch: int
+
+    def __post_init__(self) -> None:
+        self.batches_per_epoch = full_batches_per_epoch(self.size, self.batch_size, self.world_size)
+
+
+class KeyedBatches(KeyStream):
+    """Infinite iterable of batches of sample keys, starting at batch ``start_batch``."""
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         batch = self.start_batch
@@ -147,8 +159,7 @@ class InfiniteLoader:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        check_rank(rank, world_size)
         if num_workers < 0 or start_batch < 0:
             raise ValueError(f"num_workers and start_batch must be >= 0, got {num_workers}, {start_batch}")
         self.dataset = dataset
@@ -160,14 +171,17 @@ class InfiniteLoader:
         self.pin_memory = pin_memory
         self.batches_consumed = start_batch
         self.key_batches = key_batches
-        # Validates the sizes now rather than at the first batch.
-        self._batches = key_batches(len(dataset), batch_size, seed, rank, world_size, start_batch)
+        self._batches = self._key_stream()  # validates the sizes now rather than at the first batch
         self._iterator: Iterator[Any] | None = None
 
-    def _start(self) -> Iterator[Any]:
-        self._batches = self.key_batches(
+    def _key_stream(self) -> Iterable[list[Any]]:
+        """The key batches from the next batch on."""
+        return self.key_batches(
             len(self.dataset), self.batch_size, self.seed, self.rank, self.world_size, self.batches_consumed
         )
+
+    def _start(self) -> Iterator[Any]:
+        self._batches = self._key_stream()
         loader = DataLoader(
             self.dataset,
             batch_sampler=self._batches,
@@ -235,8 +249,7 @@ def eval_loader(
     pin_memory: bool = False,
 ) -> DataLoader:
     """Finite loader over this rank's samples ``rank, rank + world_size, ...`` in order."""
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    check_rank(rank, world_size)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -145,6 +145,7 @@ class MapillaryDataset(SegDataset):
     default_split = "val"
     raw_label_ids = frozenset(range(len(VISTAS_V12_CLASSES)))
     root_title = "Mapillary Vistas"
+    label_suffix = ".png"
     image_example = "{images}/<key>.jpg"
     read_raw_label = staticmethod(read_index_png)
     train_id_lut = staticmethod(vistas_lut)
@@ -159,7 +160,3 @@ class MapillaryDataset(SegDataset):
             labels = f"{part}/v1.2/labels" if (root / part / "v1.2" / "labels").is_dir() else f"{part}/labels"
         return SplitLayout(root, f"{part}/images", labels, labels_required=part == "validation",
                            split=part)
-
-    @staticmethod
-    def label_name(image_name: str) -> str:
-        return image_name.rsplit(".", 1)[0] + ".png"

@@ -14,123 +14,42 @@ folder. Each file is written under a temporary name and renamed; ``manifest.json
 comes last, after every file was read back and its CRC-32 checked. It records the
 originals' size and mtime, which :func:`find_prepared` compares (``stat`` only)
 before training uses the copy (:func:`attach_prepared`). Writing a copy,
-:func:`prepare`, lives in :mod:`tufl.data.prepared_write` and is importable from here.
+:func:`prepare`, lives in :mod:`tufl.data.prepared_write`; the layout shared by both in
+:mod:`tufl.data.prepared_layout`. Their public names are importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from tufl.data.base import SegDataset
 from tufl.data.io import BadFileError
+from tufl.data.prepared_layout import (
+    FORMATS,
+    JOURNAL,
+    LAYOUT_VERSION,
+    MANIFEST,
+    PNG_COMPRESS_LEVEL,
+    SAMPLES,
+    Record,
+    copy_folder,
+    copy_identity,
+    decode,
+    encode,
+    file_stat,
+    label_mapping_digest,
+    original_stats,
+    read_manifest,
+    sample_file,
+)
+from tufl.data.prepared_write import PrepareResult, prepare
 
-if TYPE_CHECKING:
-    from tufl.data.base import SegDataset
-
-FORMATS = ("npy", "png")
-MANIFEST = "manifest.json"
-JOURNAL = "progress.jsonl"
-SAMPLES = "samples"
-LAYOUT_VERSION = 1
-# Pillow's default level 6 wrote 2x slower for 15 % less disk (generated 1024x512 images).
-PNG_COMPRESS_LEVEL = 1
 _READ_ERRORS = (OSError, ValueError, EOFError, SyntaxError)
-
-Record = dict[str, Any]
-
-
-# --- identity ---------------------------------------------------------------------------
-def label_mapping_digest(base: SegDataset) -> str:
-    """SHA-256 of the tables that turn raw label values into train ids (class files included)."""
-    tables = [getattr(base.map_label, "lut", None), getattr(base, "_lut", None)]
-    try:
-        tables.append(base.label_lut)
-    except (ValueError, NotImplementedError):  # unlabelled own data
-        tables.append(None)
-    digest = hashlib.sha256()
-    for table in tables:
-        if table is None:
-            digest.update(b"none;")
-            continue
-        array = np.ascontiguousarray(table)
-        digest.update(f"{array.dtype.str}{array.shape};".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def copy_identity(base: SegDataset) -> dict[str, Any]:
-    """What a prepared copy of ``base`` depends on (compared with its manifest)."""
-    root = os.path.abspath(base.root)
-    listing = hashlib.sha256()
-    for s in base.samples:
-        label = "-" if s.label is None else os.path.relpath(s.label, root)
-        listing.update(f"{s.name}\t{os.path.relpath(s.image, root)}\t{label}\n".encode())
-    return {
-        "dataset": type(base).__name__,
-        "root": root,
-        "split": base.split,
-        "samples": len(base),
-        "sample_list": listing.hexdigest(),
-        "resize": None if base.resize is None else list(base.resize),
-        "interpolation": base.interpolation,
-        "num_classes": base.num_classes,
-        "label_mapping": label_mapping_digest(base),
-    }
-
-
-def copy_folder(base: SegDataset, prepared_dir: str | os.PathLike[str]) -> Path:
-    """``<prepared_dir>/<dataset>-<split>-<W>x<H or native>-<hash12>`` of ``base``."""
-    size = "native" if base.resize is None else f"{base.resize[0]}x{base.resize[1]}"
-    split = re.sub(r"[^A-Za-z0-9._-]+", "_", base.split)
-    digest = hashlib.sha256(json.dumps(copy_identity(base), sort_keys=True).encode()).hexdigest()[:12]
-    return Path(prepared_dir) / f"{base.name}-{split}-{size}-{digest}"
-
-
-def sample_file(index: int, part: str, fmt: str) -> str:
-    """Relative path of one prepared file (``samples/0001/001234.image.npy``)."""
-    return f"{SAMPLES}/{index // 1000:04d}/{index:06d}.{part}.{fmt}"
-
-
-# --- encoding ---------------------------------------------------------------------------
-def encode(array: np.ndarray, fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    if fmt == "npy":
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    else:
-        Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
-
-
-def decode(path: str | os.PathLike[str], fmt: str) -> np.ndarray:
-    if fmt == "npy":
-        return np.load(path, allow_pickle=False)
-    with Image.open(path) as image:
-        image.load()
-        return np.asarray(image)
-
-
-def _stat(path: str | os.PathLike[str] | None) -> list[int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
-
-
-def _originals(base: SegDataset, index: int) -> dict[str, list[int] | None]:
-    s = base.samples[index]
-    return {"image": _stat(s.image), "label": _stat(s.label)}
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -192,12 +111,8 @@ class PreparedCopy:
             return base._load_original(index)
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-
-
 def _first_changed(base: SegDataset, index: int, recorded: dict[str, Any]) -> str | None:
-    current = _originals(base, index)
+    current = original_stats(base, index)
     for part in ("image", "label"):
         if current[part] != recorded.get(part):
             return getattr(base.samples[index], part)
@@ -218,7 +133,7 @@ def _check(base: SegDataset, prepared_dir: str | os.PathLike[str] | None) -> tup
         other = f"; {others[0]} was written for another split, resize, sample list or class mapping" if others else ""
         return None, f"no prepared copy under {prepared_dir}{other}", "none"
     try:
-        manifest = _read_manifest(folder)
+        manifest = read_manifest(folder)
         recorded = manifest.get("identity", {})
         identity = copy_identity(base)
         if manifest.get("layout_version") != LAYOUT_VERSION:
@@ -231,7 +146,7 @@ def _check(base: SegDataset, prepared_dir: str | os.PathLike[str] | None) -> tup
         changed: list[str] = []
         for index, r in enumerate(records):
             for relative, size, _ in r["files"].values():
-                stat = _stat(folder / relative)
+                stat = file_stat(folder / relative)
                 if stat is None or stat[0] != size:
                     damaged.append(folder / relative)
             path = _first_changed(base, index, r["originals"])
@@ -275,10 +190,23 @@ def attach_prepared(base: SegDataset, prepared_dir: str | os.PathLike[str] | Non
     return f"{where}: {reason}; reading the original files; rerun tufl prepare-data to rebuild it"
 
 
-def __getattr__(name: str) -> Any:
-    """``prepare`` and ``PrepareResult`` live in :mod:`tufl.data.prepared_write` (imported on use)."""
-    if name in ("prepare", "PrepareResult"):
-        from tufl.data import prepared_write
-
-        return getattr(prepared_write, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "FORMATS",
+    "JOURNAL",
+    "LAYOUT_VERSION",
+    "MANIFEST",
+    "PNG_COMPRESS_LEVEL",
+    "SAMPLES",
+    "PrepareResult",
+    "PreparedCopy",
+    "Record",
+    "attach_prepared",
+    "copy_folder",
+    "copy_identity",
+    "decode",
+    "encode",
+    "find_prepared",
+    "label_mapping_digest",
+    "prepare",
+    "sample_file",
+]

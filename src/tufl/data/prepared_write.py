@@ -17,30 +17,29 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm import tqdm
 
-from tufl.runtime.atomic import atomic_write_text
+from tufl import __version__
+from tufl.data.base import SegDataset
 from tufl.data.io import BadFileError, DataError
-from tufl.data.prepared import (
+from tufl.data.prepared_layout import (
     FORMATS,
     JOURNAL,
     LAYOUT_VERSION,
     MANIFEST,
     SAMPLES,
     Record,
-    _originals,
-    _read_manifest,
-    _stat,
     copy_folder,
     copy_identity,
     encode,
+    file_stat,
+    original_stats,
+    read_manifest,
     sample_file,
 )
-
-if TYPE_CHECKING:
-    from tufl.data.base import SegDataset
+from tufl.runtime.atomic import atomic_write_text
 
 _CHUNK = 8  # samples per pool task (progress is journaled per finished task)
 
@@ -94,13 +93,13 @@ class _SampleWriter:
             return False
         for part, (relative, size, crc) in old["files"].items():
             path = self.folder / relative
-            stat = _stat(path)
+            stat = file_stat(path)
             if relative != sample_file(index, part, self.fmt) or stat is None or stat[0] != size or _crc(path) != crc:
                 return False
         return True
 
     def one(self, index: int, old: Record | None) -> tuple[Record, bool]:
-        originals = _originals(self.base, index)  # stat before reading: a later change shows as stale
+        originals = original_stats(self.base, index)  # stat before reading: a later change shows as stale
         try:
             if old is not None and self._reusable(index, old, originals):
                 return old, False
@@ -176,7 +175,7 @@ def _previous_records(folder: Path, identity: dict[str, Any]) -> dict[int, Recor
     """Records of an earlier (complete or interrupted) prepare of the same identity."""
     records: dict[int, Record] = {}
     try:
-        manifest = _read_manifest(folder)
+        manifest = read_manifest(folder)
         if manifest.get("identity") == identity:
             records.update((int(r["index"]), r) for r in manifest["records"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -230,11 +229,28 @@ def prepare(base: SegDataset, prepared_dir: str | os.PathLike[str], fmt: str = "
     folder.mkdir(parents=True, exist_ok=True)
     old = _previous_records(folder, identity)
     _check_free_space(base, folder, fmt, old)
-    # The journal carries the earlier records over; the manifest goes before any file changes.
+    _start_journal(folder, identity, old)
+    ordered, written = _write_samples(base, folder, fmt, old, workers, progress)
+    _verify(folder, ordered, workers)
+    bad = [(r["bad"][0], r["bad"][1]) for r in ordered if r["bad"] is not None]
+    total = sum(f[1] for r in ordered for f in r["files"].values())
+    _write_manifest(folder, identity, fmt, ordered, len(bad), total)
+    (folder / JOURNAL).unlink(missing_ok=True)
+    _remove_strays(folder, ordered)
+    return PrepareResult(folder, fmt, len(ordered), written, len(ordered) - written, total,
+                         time.perf_counter() - start, bad)
+
+
+def _start_journal(folder: Path, identity: dict[str, Any], old: dict[int, Record]) -> None:
+    """Carry the earlier records over into a new journal, and drop the manifest before any file changes."""
     journal = [json.dumps({"identity": identity})] + [json.dumps(r) for r in old.values()]
     atomic_write_text(folder / JOURNAL, "\n".join(journal) + "\n")
     (folder / MANIFEST).unlink(missing_ok=True)
 
+
+def _write_samples(base: SegDataset, folder: Path, fmt: str, old: dict[int, Record], workers: int,
+                   progress: bool) -> tuple[list[Record], int]:
+    """Write (or keep) every sample's files, journaling each fresh record; ``(records in order, written)``."""
     records: dict[int, Record] = {}
     written = 0
     writer = _SampleWriter(base, folder, fmt)
@@ -249,36 +265,33 @@ def prepare(base: SegDataset, prepared_dir: str | os.PathLike[str], fmt: str = "
                     log.write(json.dumps(record) + "\n")
             log.flush()
             bar.update(len(results))
-    ordered = [records[i] for i in range(len(base))]
-    problems = [p for part in _pool_map(_Verifier(folder), _chunks(ordered, 64), workers) for p in part]
+    return [records[i] for i in range(len(base))], written
+
+
+def _verify(folder: Path, records: list[Record], workers: int) -> None:
+    """Read every prepared file back; DataError naming the first that differs from its record."""
+    problems = [p for part in _pool_map(_Verifier(folder), _chunks(records, 64), workers) for p in part]
     if problems:
         raise DataError(f"prepared copy {folder}: {len(problems)} file(s) failed verification; first: {problems[0]}")
-    bad = [(r["bad"][0], r["bad"][1]) for r in ordered if r["bad"] is not None]
-    total = sum(f[1] for r in ordered for f in r["files"].values())
+
+
+def _write_manifest(folder: Path, identity: dict[str, Any], fmt: str, records: list[Record], bad: int,
+                    total: int) -> None:
+    """Write ``manifest.json`` (one line per record), once every sample file is on the disk."""
     manifest = {
         "layout_version": LAYOUT_VERSION,
-        "tufl_version": _tufl_version(),
+        "tufl_version": __version__,
         "identity": identity,
         "format": fmt,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "samples": len(ordered),
-        "bad_samples": len(bad),
-        "files": sum(len(r["files"]) for r in ordered),
+        "samples": len(records),
+        "bad_samples": bad,
+        "files": sum(len(r["files"]) for r in records),
         "total_bytes": total,
-        "records": ordered,
+        "records": records,
     }
     if hasattr(os, "sync"):
         os.sync()  # every sample file on the disk before the manifest says the copy is complete
     body = json.dumps({k: v for k, v in manifest.items() if k != "records"}, indent=1)[:-2]
-    rows = ",\n".join(json.dumps(r, separators=(",", ":")) for r in ordered)
+    rows = ",\n".join(json.dumps(r, separators=(",", ":")) for r in records)
     atomic_write_text(folder / MANIFEST, f'{body},\n "records": [\n{rows}\n]\n}}\n')
-    (folder / JOURNAL).unlink(missing_ok=True)
-    _remove_strays(folder, ordered)
-    return PrepareResult(folder, fmt, len(ordered), written, len(ordered) - written, total,
-                         time.perf_counter() - start, bad)
-
-
-def _tufl_version() -> str:
-    from tufl import __version__
-
-    return __version__

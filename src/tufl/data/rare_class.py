@@ -29,10 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tufl.runtime.checks import at_least, within
 from tufl.data.base import SegDataset
 from tufl.data.class_index import ClassIndex
 from tufl.data.io import DataError
-from tufl.data.loader import full_batches_per_epoch
+from tufl.data.labels import class_names, is_cityscapes_set
+from tufl.data.loader import KeyStream
 from tufl.data.samples import SourceSamples, check_key, key_rng, skipped_text
 from tufl.data.transforms import SourceAugConfig, augment_source, image_to_tensor
 
@@ -73,14 +75,8 @@ class RareClassSamplingConfig:
         return int(np.ceil(self.min_crop_ratio * self.min_pixels))
 
     def problems(self) -> list[str]:
-        out = []
-        if not self.temperature > 0:
-            out.append("temperature: must be > 0")
-        if self.min_pixels < 1:
-            out.append("min_pixels: must be >= 1")
-        if not 0 <= self.min_crop_ratio <= 1:
-            out.append("min_crop_ratio: must be in [0, 1]")
-        return out
+        out = [] if self.temperature > 0 else [f"temperature: must be > 0, got {self.temperature}"]
+        return out + at_least("min_pixels", self.min_pixels, 1) + within("min_crop_ratio", self.min_crop_ratio, 0, 1)
 
 
 def class_probabilities(pixel_counts: Sequence[int], temperature: float,
@@ -102,8 +98,6 @@ def class_probabilities(pixel_counts: Sequence[int], temperature: float,
 
 def class_labels(base: SegDataset) -> tuple[str, ...]:
     """Names of ``base``'s classes (a class definition file's, the Cityscapes sets', else numbers)."""
-    from tufl.data.labels import class_names, is_cityscapes_set
-
     class_set = getattr(base, "class_set", None)
     if class_set is not None:
         return tuple(class_set.names)
@@ -160,7 +154,7 @@ class RareClassSampler:
         return line
 
 
-class RareClassBatches:
+class RareClassBatches(KeyStream):
     """Infinite batches of :data:`RareClassKey` keys, from batch ``start_batch`` (see module docstring).
 
     ``batches_per_epoch`` is that of the shuffled stream of the same dataset, so epochs
@@ -169,12 +163,8 @@ class RareClassBatches:
 
     def __init__(self, sampler: RareClassSampler, size: int, batch_size: int, seed: int, rank: int,
                  world_size: int, start_batch: int) -> None:
+        super().__init__(size, batch_size, seed, rank, world_size, start_batch)
         self.sampler = sampler
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank = rank
-        self.start_batch = start_batch
-        self.batches_per_epoch = full_batches_per_epoch(size, batch_size, world_size)
 
     def batch(self, b: int) -> list[RareClassKey]:
         """Keys of batch ``b`` of this rank."""

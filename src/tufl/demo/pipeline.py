@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import platform
 import shutil
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tufl.demo.report_inputs import ModelReport, QualitativeRow
 from tufl.runtime.atomic import atomic_write_json
 
 STAGES = (("source-only", "source_only"), ("stage one (TUFL)", "stage1"), ("stage two (TUFL + CIM)", "stage2"))
@@ -125,8 +125,8 @@ def _evaluate(checkpoint: Path, target_root: Path, device: torch.device):
     return model, dataset, result
 
 
-def _qualitative(models: dict[str, torch.nn.Module], dataset: Any, count: int, device: torch.device) -> list:
-    from tufl.demo.report import QualitativeRow
+def _qualitative(models: dict[str, torch.nn.Module], dataset: Any, count: int,
+                 device: torch.device) -> list[QualitativeRow]:
     from tufl.evaluation.inference import predict_probs
 
     rows = []
@@ -141,55 +141,78 @@ def _qualitative(models: dict[str, torch.nn.Module], dataset: Any, count: int, d
     return rows
 
 
-def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, workers: int,
-             extra: list[str]) -> dict[str, Any]:
-    from tufl.data.labels import class_names, palette
-    from tufl.demo.report import ModelReport, write_report
-    from tufl.demo.scenes import ensure_demo_data
-    from tufl.evaluation.report import format_table
-    from tufl.train.engine import train
-    from tufl.runtime.run_log import read_metrics
+@dataclass
+class StageRuns:
+    """The three trained stages: their reports, final models and scores, the evaluation
+    dataset (target validation split) and the iterations each ran."""
 
-    started = time.time()
+    reports: list[ModelReport] = field(default_factory=list)
+    models: dict[str, torch.nn.Module] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    dataset: Any = None
+    iterations: list[int] = field(default_factory=list)
+
+
+def _generate_data(data_dir: Path, seed: int, settings: DemoSettings, workers: int,
+                   extra: list[str]) -> tuple[Any, float]:
+    """Generate (or reuse) the scenes and write their prepared copies; returns the data's
+    description and the seconds it took."""
+    from tufl.demo.scenes import ensure_demo_data
+
     print(f"[demo] data: {data_dir} ({settings.size[0]}x{settings.size[1]}, {settings.n_source} source, "
           f"{settings.n_target_train} target train, {settings.n_target_val} target val, seed {seed})")
     t0 = time.time()
     info = ensure_demo_data(data_dir, seed=seed, size=settings.size, n_source=settings.n_source,
                             n_target_train=settings.n_target_train, n_target_val=settings.n_target_val,
                             workers=workers)
-    prepared_dir = data_dir / "prepared"
-    _prepare(info, prepared_dir, seed, settings, extra, workers)
-    data_seconds = time.time() - t0
-    device = torch.device("cpu")
+    _prepare(info, data_dir / "prepared", seed, settings, extra, workers)
+    return info, time.time() - t0
+
+
+def _train_stages(out: Path, info: Any, prepared_dir: Path, seed: int, settings: DemoSettings,
+                  extra: list[str], device: torch.device) -> StageRuns:
+    """Train the three stages in order, each from the checkpoint of the one before, and
+    evaluate each final checkpoint on the target validation split."""
+    from tufl.runtime.run_log import read_metrics
+    from tufl.train.engine import train
+
+    runs = StageRuns()
     init: Path | None = None
-    reports, models, results = [], {}, {}
-    dataset = None
-    iterations = []
     for (name, stage), iters in zip(STAGES, settings.iters or (None, None, None)):
         run_dir = out / "runs" / stage
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh run every time: nothing is reused from an earlier demo
         cfg = _stage_config(stage, info, run_dir, init, seed, iters, settings,
                             [f"data.prepared_dir={prepared_dir}", *extra])
-        iterations.append(cfg.train.iters)
+        runs.iterations.append(cfg.train.iters)
         print(f"\n[demo] === {name}: {cfg.train.iters} iterations ===")
         t0 = time.time()
         train(cfg)
         seconds = time.time() - t0
         init = run_dir / "checkpoint_last.pt"
-        model, dataset, result = _evaluate(init, info.target_root, device)
+        model, runs.dataset, result = _evaluate(init, info.target_root, device)
         print(f"[demo] {name}: target val mIoU {100 * result.miou:.2f}")
-        models[name], results[name] = model, result
-        reports.append(ModelReport(name=name, miou=result.miou, iou=list(result.iou),
-                                   metrics=read_metrics(run_dir), train_seconds=seconds))
+        runs.models[name], runs.results[name] = model, result
+        runs.reports.append(ModelReport(name=name, miou=result.miou, iou=list(result.iou),
+                                        metrics=read_metrics(run_dir), train_seconds=seconds))
+    return runs
+
+
+def _print_tables(runs: StageRuns) -> None:
+    """Each stage's per-class IoU table, then the comparison of the three."""
+    from tufl.evaluation.report import format_table
 
     print()
-    for name, result in results.items():
+    for name, result in runs.results.items():
         print(format_table(result, f"{name}: per-class IoU on the target validation split"))
         print()
-    print(comparison_table(reports))
-    total = time.time() - started
-    settings_shown = {
+    print(comparison_table(runs.reports))
+
+
+def _shown_settings(seed: int, settings: DemoSettings, iterations: list[int], data_seconds: float,
+                    total: float) -> dict[str, Any]:
+    """The settings listed on the report page and in ``summary.json``."""
+    return {
         "seed": seed, "machine": machine_description(), "image size": f"{settings.size[0]}x{settings.size[1]}",
         "source images": settings.n_source, "target train images": settings.n_target_train,
         "target val images": settings.n_target_val,
@@ -197,16 +220,34 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
         "network": "BiSeNet (ResNet-18), random initialisation", "configs": str(config_path("base").parent),
         "data generation seconds": round(data_seconds, 1), "total seconds": round(total, 1),
     }
-    page = write_report(out / "report", reports, _qualitative(models, dataset, 6, device), class_names(19),
-                        palette(19), settings_shown, title="tufl demo: synthetic -> realistic driving scenes")
+
+
+def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, workers: int,
+             extra: list[str]) -> dict[str, Any]:
+    """The whole demo: data, three trainings, their evaluation, the tables, the report and
+    ``out/summary.json`` (returned)."""
+    from tufl.data.labels import class_names, palette
+    from tufl.demo.report import write_report
+
+    started = time.time()
+    info, data_seconds = _generate_data(data_dir, seed, settings, workers, extra)
+    device = torch.device("cpu")
+    runs = _train_stages(out, info, data_dir / "prepared", seed, settings, extra, device)
+    _print_tables(runs)
+    total = time.time() - started
+    settings_shown = _shown_settings(seed, settings, runs.iterations, data_seconds, total)
+    page = write_report(out / "report", runs.reports, _qualitative(runs.models, runs.dataset, 6, device),
+                        class_names(19), palette(19), settings_shown,
+                        title="tufl demo: synthetic -> realistic driving scenes")
     summary = {"seed": seed, "settings": settings_shown,
-               "miou": {r.name: r.miou for r in reports}, "report": str(page)}
+               "miou": {r.name: r.miou for r in runs.reports}, "report": str(page)}
     atomic_write_json(out / "summary.json", summary)
     print(f"\n[demo] report: {page}  (total {total / 60:.1f} min)")
     return summary
 
 
-def comparison_table(reports: list) -> str:
+def comparison_table(reports: list[ModelReport]) -> str:
+    """The three stages' target mIoU, gain over the stage before and training time, as text."""
     lines = ["model                      target mIoU   gain    train time",
              "-------------------------  -----------  ------  ----------"]
     previous = None
@@ -217,4 +258,4 @@ def comparison_table(reports: list) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DEFAULT", "QUICK", "DemoSettings", "run_demo"]
+__all__ = ["DEFAULT", "QUICK", "STAGE_NAMES", "DemoSettings", "run_demo", "stage_overrides"]

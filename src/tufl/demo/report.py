@@ -1,7 +1,8 @@
 """The demo's visual report: PNG charts, ``summary.json`` and a self-contained ``index.html``.
 
-The figures are made in :mod:`tufl.demo.report_figures` and the page in
-:mod:`tufl.demo.report_html`; this module checks the inputs and writes the files.
+The inputs are :mod:`tufl.demo.report_inputs`, the figures are made in
+:mod:`tufl.demo.report_figures` and the page in :mod:`tufl.demo.report_html`; this
+module checks the inputs and writes the files.
 """
 
 from __future__ import annotations
@@ -9,38 +10,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tufl.runtime.atomic import atomic_path, atomic_write_text
 from tufl.demo.charts import save_png
 from tufl.demo.report_figures import report_figures
-from tufl.demo.report_html import gains, render_page
+from tufl.demo.report_html import render_page
+from tufl.demo.report_inputs import ModelReport, QualitativeRow, gains
+from tufl.runtime.atomic import atomic_path, atomic_write_text
+
+__all__ = ["DEFAULT_TITLE", "ModelReport", "QualitativeRow", "write_report"]
 
 DEFAULT_TITLE = "TUFL demo: synthetic to realistic driving scenes"
-
-
-@dataclass(frozen=True)
-class ModelReport:
-    """One trained model: its scores on the target validation split and its run's metric records."""
-
-    name: str
-    miou: float
-    iou: list[float]
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    train_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class QualitativeRow:
-    """One target image with its ground truth and each model's prediction (train ids, 255 = ignore)."""
-
-    image: np.ndarray
-    ground_truth: np.ndarray
-    predictions: dict[str, np.ndarray]
 
 
 def write_report(
@@ -103,17 +86,20 @@ def _check_inputs(
         raise ValueError("write_report: palette must be a (256, 3) uint8 array")
     for r, row in enumerate(qualitative):
         where = f"write_report: qualitative row {r}"
-        if not (isinstance(row.image, np.ndarray) and row.image.ndim == 3 and row.image.shape[2] == 3 and row.image.dtype == np.uint8):
+        image = row.image
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
             raise ValueError(f"{where}: image must be HxWx3 uint8, got {row.image.dtype} {row.image.shape}")
         shape = row.image.shape[:2]
         unknown = set(row.predictions) - set(names)
         if unknown:
             raise ValueError(f"{where}: predictions for unknown models {sorted(unknown)}")
         if set(row.predictions) != set(qualitative[0].predictions):
-            raise ValueError(f"{where}: predicts models {sorted(row.predictions)}, row 0 {sorted(qualitative[0].predictions)}")
+            raise ValueError(f"{where}: predicts models {sorted(row.predictions)}, "
+                             f"row 0 {sorted(qualitative[0].predictions)}")
         for label, array in [("ground truth", row.ground_truth), *row.predictions.items()]:
             if not isinstance(array, np.ndarray) or array.shape != shape or not np.issubdtype(array.dtype, np.integer):
-                raise ValueError(f"{where}: {label} must be an integer {shape} label map, got {array.dtype} {array.shape}")
+                raise ValueError(f"{where}: {label} must be an integer {shape} label map, "
+                                 f"got {array.dtype} {array.shape}")
             if array.dtype != np.uint8 and array.size and (array.min() < 0 or array.max() > 255):
                 raise ValueError(f"{where}: {label} has labels outside 0..255")
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from tufl.data.labels import IGNORE_INDEX
 from tufl.demo.charts import SERIES_COLOURS, Colour, LinePanel, bar_chart, image_grid, line_panels
-
-if TYPE_CHECKING:
-    from tufl.demo.report import ModelReport, QualitativeRow
+from tufl.demo.report_inputs import ModelReport, QualitativeRow
 
 IOU_CHART = "miou_per_class.png"
 QUALITATIVE_CHART = "qualitative.png"
@@ -157,7 +155,8 @@ def threshold_figure(models: Sequence[ModelReport], class_names: Sequence[str], 
         per_class: dict[int, tuple[list[float], list[float]]] = {}
         for r in records:
             if not isinstance(r["thresholds"], dict):
-                raise ValueError(f"write_report: model {model.name!r}, iteration {r['iter']}: 'thresholds' is not a dict")
+                raise ValueError(f"write_report: model {model.name!r}, iteration {r['iter']}: "
+                                 "'thresholds' is not a dict")
             for key, value in r["thresholds"].items():
                 index = _class_index(key, len(class_names), model.name, r["iter"])
                 xs, ys = per_class.setdefault(index, ([], []))

@@ -7,14 +7,12 @@ import math
 from collections.abc import Sequence
 from importlib import resources
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from tufl.demo.report_figures import IOU_CHART, LOSS_CHART, QUALITATIVE_CHART, THRESHOLD_CHART
-
-if TYPE_CHECKING:
-    from tufl.demo.report import ModelReport
+from tufl.demo.report_inputs import ModelReport, gains
 
 _CAPTIONS = {
     IOU_CHART: "Per-class IoU (%) of each model on the target validation split.",
@@ -22,11 +20,6 @@ _CAPTIONS = {
     LOSS_CHART: "Training losses per run against the iteration.",
     THRESHOLD_CHART: "Per-class adaptive TUFL thresholds against the iteration.",
 }
-
-
-def gains(models: Sequence[ModelReport]) -> list[float | None]:
-    """Each model's mIoU gain over the model before it (None for the first)."""
-    return [None] + [b.miou - a.miou for a, b in zip(models, models[1:])]
 
 
 def format_percent(fraction: float, decimals: int = 2) -> str:
@@ -59,7 +52,8 @@ def render_page(
     lead = f"Best model: {best.name}, {format_percent(best.miou)} % mIoU on the target validation split"
     if best is not models[0] and math.isfinite(models[0].miou) and math.isfinite(best.miou):
         lead += f" ({100.0 * (best.miou - models[0].miou):+.2f} points over {models[0].name})"
-    settings_list = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(_format_setting(str(k), v))}</dd>" for k, v in settings.items())
+    settings_list = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(_format_setting(str(k), v))}</dd>"
+                            for k, v in settings.items())
     curves = "".join(_figure(name) for name in (LOSS_CHART, THRESHOLD_CHART) if name in images)
     template = Template(resources.files("tufl.demo").joinpath("report.html").read_text(encoding="utf-8"))
     return template.substitute(
@@ -69,7 +63,8 @@ def render_page(
         models_table=_comparison_table(models),
         iou_figure=_figure(IOU_CHART) if IOU_CHART in images else "",
         iou_table=_iou_table(models, class_names, palette),
-        qualitative=f"<h2>Qualitative results</h2>\n{_figure(QUALITATIVE_CHART)}" if QUALITATIVE_CHART in images else "",
+        qualitative=(f"<h2>Qualitative results</h2>\n{_figure(QUALITATIVE_CHART)}"
+                     if QUALITATIVE_CHART in images else ""),
         curves=f"<h2>Training curves</h2>\n{curves}" if curves else "",
     )
 

@@ -11,52 +11,11 @@
   section and :func:`build_unsupervised_loss` / :func:`build_supervised_loss`.
 """
 
-from tufl.losses.baselines import (
-    ConfEntropyConfig,
-    ConfidenceEntropy,
-    EntropyConfig,
-    EntropyMinimization,
-    FixedFocalConfig,
-    FixedThresholdFocalLoss,
-    MaxSquares,
-    MaxSquaresConfig,
-    NCEConfig,
-    NeutralCrossEntropy,
-    neutral_cross_entropy,
-)
-from tufl.losses.registry import (
-    UNSUPERVISED_LOSS_CONFIGS,
-    UNSUPERVISED_LOSSES,
-    LossConfig,
-    build_supervised_loss,
-    build_unsupervised_loss,
-)
-from tufl.losses.supervised import SupervisedCE, SupervisedConfig
+from tufl.losses import baselines, registry, supervised, tufl
+from tufl.losses.baselines import *  # noqa: F403 - each module's __all__ is its public API
+from tufl.losses.registry import *  # noqa: F403
+from tufl.losses.supervised import *  # noqa: F403
 from tufl.losses.thresholds import order_statistic_psi
-from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, TUFLConfig, focal_pixel_terms
+from tufl.losses.tufl import *  # noqa: F403
 
-__all__ = [
-    "TUFL",
-    "UNSUPERVISED_LOSSES",
-    "UNSUPERVISED_LOSS_CONFIGS",
-    "AdaptiveThresholdConfig",
-    "ConfEntropyConfig",
-    "ConfidenceEntropy",
-    "EntropyConfig",
-    "EntropyMinimization",
-    "FixedFocalConfig",
-    "FixedThresholdFocalLoss",
-    "LossConfig",
-    "MaxSquares",
-    "MaxSquaresConfig",
-    "NCEConfig",
-    "NeutralCrossEntropy",
-    "SupervisedCE",
-    "SupervisedConfig",
-    "TUFLConfig",
-    "build_supervised_loss",
-    "build_unsupervised_loss",
-    "focal_pixel_terms",
-    "neutral_cross_entropy",
-    "order_statistic_psi",
-]
+__all__ = [*baselines.__all__, *registry.__all__, *supervised.__all__, *tufl.__all__, "order_statistic_psi"]

@@ -1,4 +1,4 @@
-"""Checks of the losses' tensor arguments, and config sections turned into constructor arguments.
+"""Checks of the losses' tensor arguments, and the one way a loss is built from its config dataclass.
 
 The checks of configuration values (``*_problems``) are in :mod:`tufl.runtime.checks`.
 """
@@ -6,12 +6,15 @@ The checks of configuration values (``*_problems``) are in :mod:`tufl.runtime.ch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from tufl.runtime.checks import class_weight_problems
+
+ConfigT = TypeVar("ConfigT")
 
 
 def class_weight_tensor(class_weights: Sequence[float] | Tensor | None, num_classes: int) -> Tensor | None:
@@ -62,17 +65,57 @@ def check_pixel_mask(valid: Tensor, logits: Tensor) -> None:
         raise ValueError(f"valid is on {valid.device} but the logits are on {logits.device}")
 
 
-def config_arguments(cfg: object, num_classes: int, exclude: Sequence[str] = ()) -> dict[str, object]:
-    """Keyword arguments ``field=value`` of a loss config dataclass, checked first.
+def resolve_config(
+    owner: str, config_cls: type[ConfigT], num_classes: int, cfg: ConfigT | None, overrides: Mapping[str, Any]
+) -> ConfigT:
+    """``cfg`` (``None``: the defaults of ``config_cls``) with ``overrides`` (field names) applied, checked.
 
-    Raises ``ValueError`` with every problem of ``cfg`` (its ``problems()``) and a class
-    weight list whose length is not ``num_classes``.
+    Raises ``TypeError`` for a ``cfg`` of another type or an override that is no field of it
+    (``dataclasses.replace`` names it), and ``ValueError`` ``"<owner>: ..."`` listing every
+    problem: the config's ``problems()``, ``num_classes < 1`` and a class weight count
+    that is not ``num_classes``.
     """
-    found = list(cfg.problems()) if hasattr(cfg, "problems") else []  # type: ignore[attr-defined]
-    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in exclude}  # type: ignore[arg-type]
-    weights = values.get("class_weights")
+    if cfg is None:
+        cfg = config_cls()
+    elif not isinstance(cfg, config_cls):
+        raise TypeError(f"{owner}: needs a {config_cls.__name__}, got {type(cfg).__name__}")
+    if overrides:
+        weights = overrides.get("class_weights")
+        if weights is not None:  # a list or tensor given in code: the config's tuple of floats
+            overrides = {**overrides, "class_weights": tuple(float(w) for w in weights)}
+        cfg = dataclasses.replace(cfg, **overrides)  # type: ignore[type-var]
+    found = [f"num_classes: must be >= 1, got {num_classes}"] if num_classes < 1 else []
+    found += cfg.problems()  # type: ignore[attr-defined]
+    weights = getattr(cfg, "class_weights", None)
     if weights is not None and len(weights) != num_classes:
         found.append(f"class_weights: expected {num_classes} weights (one per class), got {len(weights)}")
     if found:
-        raise ValueError(f"{type(cfg).__name__}: " + "; ".join(found))
-    return values
+        raise ValueError(f"{owner}: " + "; ".join(found))
+    return cfg
+
+
+class ConfiguredLoss(nn.Module):
+    """A loss built from its config dataclass ``Config``, the one place of its options and defaults.
+
+    ``Loss(num_classes, cfg=None, **overrides)``: ``cfg`` (``None``: the defaults) with
+    ``overrides`` (field names of ``Config``) applied and checked by :func:`resolve_config`;
+    ``Loss.from_config(num_classes, cfg)`` is the same. The result is kept as ``config``;
+    a config with ``class_weights`` gives the float32 ``[C]`` buffer ``class_weights``
+    (``None`` for all ones; not state).
+    """
+
+    Config: ClassVar[type]
+    class_weights: Tensor | None
+
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: Any) -> Self:
+        """The loss of its config section."""
+        return cls(num_classes, cfg)
+
+    def __init__(self, num_classes: int, cfg: Any | None = None, **overrides: Any) -> None:
+        super().__init__()
+        self.config = resolve_config(type(self).__name__, self.Config, num_classes, cfg, overrides)
+        self.num_classes = num_classes
+        if hasattr(self.config, "class_weights"):
+            weights = class_weight_tensor(self.config.class_weights, num_classes)
+            self.register_buffer("class_weights", weights, persistent=False)

@@ -10,22 +10,18 @@ unaugmented target image) and ignore the other one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from tufl.losses.backends import ReusedMemory, backend_problems
-from tufl.losses.selection import masked_mean, thresholded_mean, top_fraction_mask
-from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, Backend, pixel_terms
-from tufl.losses.arguments import (
-    check_logit_pair,
-    class_weight_tensor,
-    config_arguments,
-)
+from tufl.losses.arguments import ConfiguredLoss, check_logit_pair, resolve_config
+from tufl.losses.backends import backend_problems
+from tufl.losses.selection import masked_mean, top_fraction_mask
+from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, Backend, ThresholdedFocalLoss, TUFLConfig
 from tufl.runtime.checks import (
     class_weight_problems,
     floor_problems,
@@ -34,18 +30,12 @@ from tufl.runtime.checks import (
     ratio_problems,
 )
 
-View = Literal["weak", "strong"]
 VIEWS = ("weak", "strong")
 
 
 def view_problems(view: str) -> list[str]:
     """``view`` must name one of the two views."""
     return [] if view in VIEWS else [f"view: must be one of {VIEWS}, got {view!r}"]
-
-
-def _raise_problems(owner: str, problems: list[str]) -> None:
-    if problems:
-        raise ValueError(f"{owner}: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -96,28 +86,35 @@ class ConfEntropyConfig(SingleViewConfig):
     """Confidence entropy (cross-entropy to the sharpened target ``p^2 / sum p``) of one view."""
 
 
-class _SingleViewLoss(nn.Module):
-    """Common argument handling of the losses that read one view."""
+def _valid_pixels(per_pixel: Tensor, valid: Tensor | None) -> Tensor:
+    """The mask of the pixels that count: ``valid``, or all of them."""
+    return torch.ones_like(per_pixel, dtype=torch.bool) if valid is None else valid
+
+
+class _SingleViewLoss(ConfiguredLoss):
+    """A loss of one view's log-probabilities: checks the arguments, picks the view named by
+    ``view`` and computes its float32 (float64 for float64 logits) ``log_softmax`` outside
+    autocast; subclasses reduce it (:meth:`view_loss`)."""
 
     Config: ClassVar[type] = SingleViewConfig
 
-    @classmethod
-    def from_config(cls, num_classes: int, cfg: Any) -> nn.Module:
-        """The loss of its config section."""
-        return cls(num_classes, **config_arguments(cfg, num_classes))
-
-    def __init__(self, num_classes: int, view: View) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.view = view
+    def __init__(self, num_classes: int, cfg: Any | None = None, **overrides: Any) -> None:
+        super().__init__(num_classes, cfg, **overrides)
+        self.view = self.config.view
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, view={self.view!r}"
 
-    def _log_probs(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None) -> Tensor:
-        check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
-        logits = weak_logits if self.view == "weak" else strong_logits
-        return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
+            check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
+            logits = weak_logits if self.view == "weak" else strong_logits
+            log_p = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+            return self.view_loss(log_p, valid)
+
+    def view_loss(self, log_p: Tensor, valid: Tensor | None) -> Tensor:
+        """The loss of the view's ``[B, C, H, W]`` log-probabilities."""
+        raise NotImplementedError
 
 
 class EntropyMinimization(_SingleViewLoss):
@@ -126,32 +123,18 @@ class EntropyMinimization(_SingleViewLoss):
     Per pixel ``H = -sum_c lam_c p_c log p_c`` (``lam_c = 1`` without ``class_weights``),
     divided by ``log C`` with ``normalize=True`` (ADVENT's form, in ``[0, 1]`` unweighted);
     pixels count if valid and ``max_c p_c > threshold`` (0 = all); OHEM keeps the
-    ``ceil(ohem_ratio * n)`` largest entropies among them. The authors' baseline:
-    ``normalize=False, threshold=0.8, ohem_ratio=0.25``.
+    ``ceil(ohem_ratio * n)`` largest entropies among them. The options are those of
+    :class:`EntropyConfig`, whose defaults are the authors' baseline (``normalize=False,
+    threshold=0.8, ohem_ratio=0.25``).
     """
 
     Config = EntropyConfig
 
-    def __init__(
-        self,
-        num_classes: int,
-        view: View = "weak",
-        threshold: float = 0.0,
-        ohem_ratio: float = 1.0,
-        normalize: bool = True,
-        class_weights: Sequence[float] | Tensor | None = None,
-    ) -> None:
-        _raise_problems(
-            "EntropyMinimization",
-            view_problems(view)
-            + probability_problems("threshold", threshold)
-            + ratio_problems("ohem_ratio", ohem_ratio),
-        )
-        super().__init__(num_classes, view)
-        self.threshold = float(threshold)
-        self.ohem_ratio = float(ohem_ratio)
-        self.normalize = bool(normalize)
-        self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
+    def __init__(self, num_classes: int, cfg: EntropyConfig | None = None, **overrides: Any) -> None:
+        super().__init__(num_classes, cfg, **overrides)
+        self.threshold = float(self.config.threshold)
+        self.ohem_ratio = float(self.config.ohem_ratio)
+        self.normalize = bool(self.config.normalize)
 
     def extra_repr(self) -> str:
         return (
@@ -159,21 +142,19 @@ class EntropyMinimization(_SingleViewLoss):
             f"normalize={self.normalize}"
         )
 
-    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
-        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            log_p = self._log_probs(weak_logits, strong_logits, valid)
-            p = log_p.exp()
-            p_log_p = p * log_p
-            if self.class_weights is not None:
-                p_log_p = p_log_p * self.class_weights.to(p.dtype).view(1, -1, 1, 1)
-            entropy = -p_log_p.sum(dim=1)
-            if self.normalize:
-                entropy = entropy / math.log(max(self.num_classes, 2))
-            passing = p.detach().amax(dim=1) > self.threshold
-            if valid is not None:
-                passing &= valid
-            keep = top_fraction_mask(entropy, passing, self.ohem_ratio)
-            return masked_mean(entropy, keep)
+    def view_loss(self, log_p: Tensor, valid: Tensor | None) -> Tensor:
+        p = log_p.exp()
+        p_log_p = p * log_p
+        if self.class_weights is not None:
+            p_log_p = p_log_p * self.class_weights.to(p.dtype).view(1, -1, 1, 1)
+        entropy = -p_log_p.sum(dim=1)
+        if self.normalize:
+            entropy = entropy / math.log(max(self.num_classes, 2))
+        passing = p.detach().amax(dim=1) > self.threshold
+        if valid is not None:
+            passing &= valid
+        keep = top_fraction_mask(entropy, passing, self.ohem_ratio)
+        return masked_mean(entropy, keep)
 
 
 class MaxSquares(_SingleViewLoss):
@@ -181,16 +162,10 @@ class MaxSquares(_SingleViewLoss):
 
     Config = MaxSquaresConfig
 
-    def __init__(self, num_classes: int, view: View = "weak") -> None:
-        _raise_problems("MaxSquares", view_problems(view))
-        super().__init__(num_classes, view)
-
-    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
-        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            p = self._log_probs(weak_logits, strong_logits, valid).exp()
-            per_pixel = -0.5 * (p * p).sum(dim=1)
-            keep = torch.ones_like(per_pixel, dtype=torch.bool) if valid is None else valid
-            return masked_mean(per_pixel, keep)
+    def view_loss(self, log_p: Tensor, valid: Tensor | None) -> Tensor:
+        p = log_p.exp()
+        per_pixel = -0.5 * (p * p).sum(dim=1)
+        return masked_mean(per_pixel, _valid_pixels(per_pixel, valid))
 
 
 class ConfidenceEntropy(_SingleViewLoss):
@@ -204,22 +179,15 @@ class ConfidenceEntropy(_SingleViewLoss):
 
     Config = ConfEntropyConfig
 
-    def __init__(self, num_classes: int, view: View = "weak") -> None:
-        _raise_problems("ConfidenceEntropy", view_problems(view))
-        super().__init__(num_classes, view)
-
-    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
-        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            log_p = self._log_probs(weak_logits, strong_logits, valid)
-            with torch.no_grad():
-                p = log_p.exp()
-                counted = p if valid is None else p * valid.unsqueeze(1)
-                frequency = counted.sum(dim=(0, 2, 3), keepdim=True).clamp(min=torch.finfo(p.dtype).tiny)
-                target = p * p / frequency
-                target = target / target.sum(dim=1, keepdim=True)
-            per_pixel = -(target * log_p).sum(dim=1) / math.log(max(self.num_classes, 2))
-            keep = torch.ones_like(per_pixel, dtype=torch.bool) if valid is None else valid
-            return masked_mean(per_pixel, keep)
+    def view_loss(self, log_p: Tensor, valid: Tensor | None) -> Tensor:
+        with torch.no_grad():
+            p = log_p.exp()
+            counted = p if valid is None else p * valid.unsqueeze(1)
+            frequency = counted.sum(dim=(0, 2, 3), keepdim=True).clamp(min=torch.finfo(p.dtype).tiny)
+            target = p * p / frequency
+            target = target / target.sum(dim=1, keepdim=True)
+        per_pixel = -(target * log_p).sum(dim=1) / math.log(max(self.num_classes, 2))
+        return masked_mean(per_pixel, _valid_pixels(per_pixel, valid))
 
 
 @dataclass(frozen=True)
@@ -252,75 +220,29 @@ class FixedFocalConfig:
             + ratio_problems("ohem_ratio", self.ohem_ratio)
             + class_weight_problems(self.class_weights)
             + floor_problems(self.loss_floor)
+            + backend_problems(self.backend)
         )
 
 
-class FixedThresholdFocalLoss(nn.Module):
+class FixedThresholdFocalLoss(ThresholdedFocalLoss):
     """TUFL's per-pixel loss on pixels with ``m_i > threshold`` (one fixed threshold, no adaptation).
 
-    Same arguments and behaviour as :class:`tufl.losses.TUFL` otherwise (OHEM,
-    class weights, ``loss_floor``, ``last_pass_fraction``). With ``gamma = 0,
+    ``FixedThresholdFocalLoss(num_classes, cfg=None, **overrides)`` with the fields of
+    :class:`FixedFocalConfig`; called and reduced like :class:`tufl.losses.TUFL` otherwise
+    (OHEM, class weights, ``loss_floor``, ``last_pass_fraction``). With ``gamma = 0,
     threshold = 0.8, ohem_ratio = 0.25, loss_floor = 1e-8`` it is the authors'
     cross-entropy baseline.
     """
 
     Config: ClassVar[type] = FixedFocalConfig
 
-    @classmethod
-    def from_config(cls, num_classes: int, cfg: FixedFocalConfig) -> FixedThresholdFocalLoss:
-        """The loss of a ``loss.fixed_focal`` config section."""
-        return cls(num_classes, **config_arguments(cfg, num_classes))
-
-    def __init__(
-        self,
-        num_classes: int,
-        threshold: float = 0.8,
-        gamma: float = 2.0,
-        focal_type: int = 1,
-        ohem_ratio: float = 1.0,
-        class_weights: Sequence[float] | Tensor | None = None,
-        detach_focal: bool = False,
-        loss_floor: float = 0.0,
-        backend: str = "auto",
-    ) -> None:
-        _raise_problems(
-            "FixedThresholdFocalLoss",
-            probability_problems("threshold", threshold)
-            + focal_problems(gamma, focal_type)
-            + ratio_problems("ohem_ratio", ohem_ratio)
-            + floor_problems(loss_floor)
-            + backend_problems(backend),
-        )
-        super().__init__()
-        self.num_classes = num_classes
-        self.gamma = float(gamma)
-        self.focal_type = int(focal_type)
-        self.ohem_ratio = float(ohem_ratio)
-        self.detach_focal = bool(detach_focal)
-        self.threshold = float(threshold)
-        self.loss_floor = float(loss_floor)
-        self.backend = backend
-        self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
+    def __init__(self, num_classes: int, cfg: FixedFocalConfig | None = None, **overrides: Any) -> None:
+        super().__init__(num_classes, cfg, **overrides)
+        self.threshold = float(self.config.threshold)
         self.register_buffer("thresholds", torch.full((num_classes,), self.threshold), persistent=False)
-        self.last_pass_fraction = torch.zeros(())
-        self._memory = ReusedMemory()  # CPU scratch kept between calls (not state)
 
-    def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, threshold={self.threshold}, gamma={self.gamma}, "
-            f"focal_type={self.focal_type}, ohem_ratio={self.ohem_ratio}, detach_focal={self.detach_focal}, "
-            f"loss_floor={self.loss_floor}, backend={self.backend!r}"
-        )
-
-    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
-        check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
-        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            per_pixel, conf, cls = pixel_terms(self.backend, weak_logits, strong_logits, self.gamma,
-                                               self.focal_type, self.class_weights, self.detach_focal, self._memory)
-            loss, self.last_pass_fraction = thresholded_mean(
-                per_pixel, conf.float(), cls, valid, self.thresholds, self.ohem_ratio, self.loss_floor
-            )
-        return loss
+    def threshold_repr(self) -> str:
+        return f"threshold={self.threshold}"
 
 
 @dataclass(frozen=True)
@@ -352,43 +274,39 @@ class NeutralCrossEntropy:
 
     Config: ClassVar[type] = NCEConfig
 
-    @staticmethod
-    def from_config(num_classes: int, cfg: NCEConfig) -> nn.Module:
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: NCEConfig) -> nn.Module:
         """The loss of a ``loss.nce`` config section."""
-        arguments = config_arguments(cfg, num_classes, exclude=("threshold",))
+        cfg = resolve_config(cls.__name__, NCEConfig, num_classes, cfg, {})
+        shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(AdaptiveThresholdConfig)}
         if cfg.threshold is None:
-            return TUFL(num_classes, gamma=0.0, **arguments)  # type: ignore[arg-type]
-        fixed = {k: arguments[k] for k in ("ohem_ratio", "class_weights", "loss_floor", "backend")}
-        return FixedThresholdFocalLoss(num_classes, threshold=cfg.threshold, gamma=0.0, **fixed)  # type: ignore[arg-type]
+            return TUFL(num_classes, TUFLConfig(gamma=0.0, **shared))
+        fixed = {name: shared[name] for name in ("ohem_ratio", "class_weights", "loss_floor", "backend")}
+        # focal_type 1 and no detaching: with gamma = 0 the focal factor is 1 either way.
+        return FixedThresholdFocalLoss(num_classes, FixedFocalConfig(threshold=cfg.threshold, gamma=0.0, focal_type=1,
+                                                                     **fixed))
 
 
-def neutral_cross_entropy(
-    num_classes: int,
-    theta0: float = 0.8,
-    a: float = 0.9,
-    b: float = 0.8,
-    d: float = 8.0,
-    a_decay: float = 0.0,
-    ohem_ratio: float = 1.0,
-    class_weights: Sequence[float] | Tensor | None = None,
-    loss_floor: float = 0.0,
-    backend: str = "auto",
-) -> TUFL:
+def neutral_cross_entropy(num_classes: int, cfg: TUFLConfig | None = None, **overrides: Any) -> TUFL:
     """Neutral cross-entropy with TUFL's adaptive thresholds: TUFL with ``gamma = 0`` (``w_i = 1``).
 
-    The authors' own baseline uses one fixed threshold instead:
-    :class:`FixedThresholdFocalLoss` with ``gamma = 0``.
+    ``cfg`` and ``overrides`` as for :class:`TUFL` (``gamma`` is fixed). The authors' own
+    baseline uses one fixed threshold instead: :class:`FixedThresholdFocalLoss` with
+    ``gamma = 0``.
     """
-    return TUFL(
-        num_classes,
-        gamma=0.0,
-        theta0=theta0,
-        a=a,
-        b=b,
-        d=d,
-        a_decay=a_decay,
-        ohem_ratio=ohem_ratio,
-        class_weights=class_weights,
-        loss_floor=loss_floor,
-        backend=backend,
-    )
+    return TUFL(num_classes, cfg, **overrides, gamma=0.0)
+
+
+__all__ = [
+    "ConfEntropyConfig",
+    "ConfidenceEntropy",
+    "EntropyConfig",
+    "EntropyMinimization",
+    "FixedFocalConfig",
+    "FixedThresholdFocalLoss",
+    "MaxSquares",
+    "MaxSquaresConfig",
+    "NCEConfig",
+    "NeutralCrossEntropy",
+    "neutral_cross_entropy",
+]

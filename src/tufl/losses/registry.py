@@ -15,20 +15,9 @@ from typing import Any, Literal, Protocol
 
 from torch import nn
 
-from tufl.losses.baselines import (
-    ConfEntropyConfig,
-    ConfidenceEntropy,
-    EntropyConfig,
-    EntropyMinimization,
-    FixedFocalConfig,
-    FixedThresholdFocalLoss,
-    MaxSquares,
-    MaxSquaresConfig,
-    NCEConfig,
-    NeutralCrossEntropy,
-)
+from tufl.losses import baselines
 from tufl.losses.supervised import SupervisedCE, SupervisedConfig
-from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, TUFLConfig
+from tufl.losses.tufl import TUFL
 
 
 class UnsupervisedLoss(Protocol):
@@ -43,11 +32,11 @@ class UnsupervisedLoss(Protocol):
 # loss.unsupervised name -> the loss; the order is the order of docs/config.md.
 UNSUPERVISED_LOSSES: dict[str, type[UnsupervisedLoss]] = {
     "tufl": TUFL,
-    "nce": NeutralCrossEntropy,
-    "fixed_focal": FixedThresholdFocalLoss,
-    "entropy": EntropyMinimization,
-    "max_squares": MaxSquares,
-    "conf_entropy": ConfidenceEntropy,
+    "nce": baselines.NeutralCrossEntropy,
+    "fixed_focal": baselines.FixedThresholdFocalLoss,
+    "entropy": baselines.EntropyMinimization,
+    "max_squares": baselines.MaxSquares,
+    "conf_entropy": baselines.ConfidenceEntropy,
 }
 UNSUPERVISED_LOSS_CONFIGS: dict[str, type] = {name: loss.Config for name, loss in UNSUPERVISED_LOSSES.items()}
 
@@ -84,6 +73,17 @@ LossConfig = dataclasses.make_dataclass(
 )
 
 
+def _build(what: str, loss: type[UnsupervisedLoss], num_classes: int, cfg: Any | None) -> nn.Module:
+    """``loss`` from ``cfg``, which must be exactly its ``Config`` (``None``: the defaults); errors name ``what``."""
+    cfg = loss.Config() if cfg is None else cfg
+    if type(cfg) is not loss.Config:
+        raise TypeError(f"{what} needs a {loss.Config.__name__}, got {type(cfg).__name__}")
+    try:
+        return loss.from_config(num_classes, cfg)
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
+
+
 def build_unsupervised_loss(name: str, num_classes: int, cfg: Any | None = None) -> nn.Module:
     """The unsupervised loss ``name`` (a key of :data:`UNSUPERVISED_LOSSES`) for ``num_classes``.
 
@@ -92,39 +92,18 @@ def build_unsupervised_loss(name: str, num_classes: int, cfg: Any | None = None)
     """
     if name not in UNSUPERVISED_LOSSES:
         raise ValueError(f"unknown unsupervised loss {name!r}; choose one of {sorted(UNSUPERVISED_LOSSES)}")
-    loss = UNSUPERVISED_LOSSES[name]
-    cfg = loss.Config() if cfg is None else cfg
-    if type(cfg) is not loss.Config:
-        raise TypeError(f"unsupervised loss {name!r} needs a {loss.Config.__name__}, got {type(cfg).__name__}")
-    try:
-        return loss.from_config(num_classes, cfg)
-    except ValueError as error:
-        raise ValueError(f"unsupervised loss {name!r}: {error}") from None
+    return _build(f"unsupervised loss {name!r}", UNSUPERVISED_LOSSES[name], num_classes, cfg)
 
 
 def build_supervised_loss(num_classes: int, cfg: SupervisedConfig | None = None) -> SupervisedCE:
     """Supervised cross-entropy for ``num_classes`` from ``cfg`` (``None``: defaults)."""
-    cfg = SupervisedConfig() if cfg is None else cfg
-    if type(cfg) is not SupervisedConfig:
-        raise TypeError(f"supervised loss needs a SupervisedConfig, got {type(cfg).__name__}")
-    try:
-        return SupervisedCE.from_config(num_classes, cfg)
-    except ValueError as error:
-        raise ValueError(f"supervised loss: {error}") from None
+    return _build("supervised loss", SupervisedCE, num_classes, cfg)  # type: ignore[return-value]
 
 
 __all__ = [
     "UNSUPERVISED_LOSSES",
     "UNSUPERVISED_LOSS_CONFIGS",
-    "AdaptiveThresholdConfig",
-    "ConfEntropyConfig",
-    "EntropyConfig",
-    "FixedFocalConfig",
     "LossConfig",
-    "MaxSquaresConfig",
-    "NCEConfig",
-    "SupervisedConfig",
-    "TUFLConfig",
     "build_supervised_loss",
     "build_unsupervised_loss",
 ]

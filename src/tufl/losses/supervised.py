@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from tufl.data.labels import IGNORE_INDEX
+from tufl.losses.arguments import ConfiguredLoss, check_logits
 from tufl.losses.selection import masked_mean, top_fraction_mask
-from tufl.losses.arguments import (
-    check_logits,
-    class_weight_tensor,
-    config_arguments,
-)
-from tufl.runtime.checks import (
-    class_weight_problems,
-    ratio_problems,
-)
+from tufl.runtime.checks import class_weight_problems, ratio_problems
 
 
 @dataclass(frozen=True)
@@ -36,7 +29,7 @@ class SupervisedConfig:
         return class_weight_problems(self.class_weights) + ratio_problems("ohem_ratio", self.ohem_ratio)
 
 
-class SupervisedCE(nn.Module):
+class SupervisedCE(ConfiguredLoss):
     """Pixel cross-entropy with ignore index 255, optional class weights and OHEM.
 
     Called as ``loss(logits, labels)`` with logits ``[B, C, H, W]`` and integer labels
@@ -45,23 +38,14 @@ class SupervisedCE(nn.Module):
     result is ``sum l_i / sum lam_{y_i}`` over the kept pixels (the plain mean without
     class weights), which equals ``F.cross_entropy(..., weight=lam)`` when OHEM is
     off. Computed in float32 whatever the autocast state; 0 when no pixel is labelled.
+    ``SupervisedCE(num_classes, cfg=None, **overrides)`` with the fields of :class:`SupervisedConfig`.
     """
 
-    @classmethod
-    def from_config(cls, num_classes: int, cfg: SupervisedConfig) -> SupervisedCE:
-        """The loss of a ``loss.supervised`` config section."""
-        return cls(num_classes, **config_arguments(cfg, num_classes))
+    Config: ClassVar[type] = SupervisedConfig
 
-    def __init__(
-        self, num_classes: int, class_weights: Sequence[float] | Tensor | None = None, ohem_ratio: float = 1.0
-    ) -> None:
-        problems = ratio_problems("ohem_ratio", ohem_ratio)
-        if problems:
-            raise ValueError("SupervisedCE: " + "; ".join(problems))
-        super().__init__()
-        self.num_classes = num_classes
-        self.ohem_ratio = float(ohem_ratio)
-        self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
+    def __init__(self, num_classes: int, cfg: SupervisedConfig | None = None, **overrides: Any) -> None:
+        super().__init__(num_classes, cfg, **overrides)
+        self.ohem_ratio = float(self.config.ohem_ratio)
 
     def extra_repr(self) -> str:
         weighted = self.class_weights is not None
@@ -85,3 +69,6 @@ class SupervisedCE(nn.Module):
                 return masked_mean(per_pixel, keep)
             pixel_weights = weight[torch.where(labelled, labels, 0)]
             return masked_mean(per_pixel, keep, pixel_weights)
+
+
+__all__ = ["SupervisedCE", "SupervisedConfig"]

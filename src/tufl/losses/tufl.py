@@ -26,13 +26,13 @@ Each training call then
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from tufl.losses.arguments import ConfiguredLoss, check_logit_pair
 from tufl.losses.backends import (
     BACKEND_NAMES,
     FAST_BACKENDS,
@@ -46,11 +46,6 @@ from tufl.losses.thresholds import (
     ema_thresholds,
     history_weight,
     order_statistic_psi,
-)
-from tufl.losses.arguments import (
-    check_logit_pair,
-    class_weight_tensor,
-    config_arguments,
 )
 from tufl.runtime.checks import (
     class_weight_problems,
@@ -101,6 +96,7 @@ class AdaptiveThresholdConfig:
             + ratio_problems("ohem_ratio", self.ohem_ratio)
             + class_weight_problems(self.class_weights)
             + floor_problems(self.loss_floor)
+            + backend_problems(self.backend)
         )
 
 
@@ -122,12 +118,7 @@ class TUFLConfig(AdaptiveThresholdConfig):
 
 
 def focal_pixel_terms(
-    weak: Tensor,
-    strong: Tensor,
-    gamma: float = 2.0,
-    focal_type: int = 1,
-    class_weights: Tensor | None = None,
-    detach_focal: bool = False,
+    weak: Tensor, strong: Tensor, gamma: float, focal_type: int, class_weights: Tensor | None, detach_focal: bool,
     memory: ReusedMemory | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-pixel loss ``l_i``, confidence ``m_i`` and pseudo-class ``k_i`` of ``[B, C, H, W]``
@@ -157,14 +148,8 @@ def focal_pixel_terms(
 
 
 def pixel_terms(
-    backend: str,
-    weak: Tensor,
-    strong: Tensor,
-    gamma: float,
-    focal_type: int,
-    class_weights: Tensor | None,
-    detach_focal: bool,
-    memory: ReusedMemory | None,
+    backend: str, weak: Tensor, strong: Tensor, gamma: float, focal_type: int, class_weights: Tensor | None,
+    detach_focal: bool, memory: ReusedMemory | None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`focal_pixel_terms` computed by ``backend`` (:mod:`tufl.losses.backends`)."""
     name = resolve_backend(backend, weak.device)
@@ -172,78 +157,89 @@ def pixel_terms(
     return terms(weak, strong, gamma, focal_type, class_weights, detach_focal, memory)
 
 
-class TUFL(nn.Module):
-    """TUFL on pixels above adaptive per-class confidence thresholds (see the module docstring).
+class ThresholdedFocalLoss(ConfiguredLoss):
+    """TUFL's per-pixel loss averaged over the pixels above per-class thresholds: what :class:`TUFL`
+    and :class:`tufl.losses.FixedThresholdFocalLoss` share.
 
-    Called as ``loss(weak_logits, strong_logits, valid=None)`` with logits
-    ``[B, C, H, W]`` (the weak ones already warped into the strong view) and an
-    optional bool ``[B, H, W]`` mask of pixels that carry information; other pixels
-    take part in nothing. In eval mode the thresholds are used but not updated. With
-    ``a_decay > 0`` the history weight of the ``t``-th update (the ``step`` buffer) is
-    ``a_t = 1 - a exp(-t a_decay)``, else ``a``. The loss is computed in float32
-    whatever the autocast state. Use one instance per output head: each keeps its own
-    thresholds. ``last_pass_fraction`` holds the (detached) fraction of valid pixels
-    that passed the thresholds in the last call.
-
-    ``backend`` chooses how the per-pixel terms are computed (:mod:`tufl.losses.backends`:
-    ``auto``, ``torch`` = :func:`focal_pixel_terms`, ``fused``, ``triton``); all give the
-    same loss. The fused and Triton results can be back-propagated once.
+    Subclasses register the float32 ``[C]`` buffer ``thresholds`` and may move it in
+    :meth:`adapt_thresholds`. Called as ``loss(weak_logits, strong_logits, valid=None)``
+    with logits ``[B, C, H, W]`` (the weak ones already warped into the strong view) and
+    an optional bool ``[B, H, W]`` mask of pixels that carry information; other pixels
+    take part in nothing. The loss is computed in float32 whatever the autocast state;
+    ``last_pass_fraction`` holds the (detached) fraction of valid pixels that passed the
+    thresholds in the last call. ``backend`` chooses how the per-pixel terms are computed
+    (:mod:`tufl.losses.backends`); all give the same loss. The fused and Triton results can
+    be back-propagated once.
     """
 
-    Config: ClassVar[type] = TUFLConfig
     thresholds: Tensor
-    step: Tensor
 
-    @classmethod
-    def from_config(cls, num_classes: int, cfg: TUFLConfig) -> TUFL:
-        """The loss of a ``loss.tufl`` config section."""
-        return cls(num_classes, **config_arguments(cfg, num_classes))
-
-    def __init__(
-        self,
-        num_classes: int,
-        gamma: float = 2.0,
-        focal_type: int = 1,
-        theta0: float = 0.8,
-        a: float = 0.9,
-        b: float = 0.8,
-        d: float = 8.0,
-        a_decay: float = 0.0,
-        ohem_ratio: float = 1.0,
-        class_weights: Sequence[float] | Tensor | None = None,
-        detach_focal: bool = False,
-        loss_floor: float = 0.0,
-        backend: str = "auto",
-    ) -> None:
-        super().__init__()
-        problems = (
-            focal_problems(gamma, focal_type)
-            + threshold_problems(theta0, a, b, d, a_decay)
-            + ratio_problems("ohem_ratio", ohem_ratio)
-            + floor_problems(loss_floor)
-            + backend_problems(backend)
-        )
-        if num_classes < 1:
-            problems.insert(0, f"num_classes: must be >= 1, got {num_classes}")
-        if problems:
-            raise ValueError("TUFL: " + "; ".join(problems))
-        self.num_classes = num_classes
-        self.gamma, self.focal_type, self.detach_focal = float(gamma), int(focal_type), bool(detach_focal)
-        self.a, self.b, self.d, self.a_decay = float(a), float(b), float(d), float(a_decay)
-        self.ohem_ratio, self.loss_floor = float(ohem_ratio), float(loss_floor)
-        self.backend = backend
-        self.register_buffer("class_weights", class_weight_tensor(class_weights, num_classes), persistent=False)
-        self.register_buffer("thresholds", torch.full((num_classes,), float(theta0), dtype=torch.float32))
-        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+    def __init__(self, num_classes: int, cfg: Any | None = None, **overrides: Any) -> None:
+        super().__init__(num_classes, cfg, **overrides)
+        cfg = self.config
+        self.gamma, self.focal_type, self.detach_focal = float(cfg.gamma), int(cfg.focal_type), bool(cfg.detach_focal)
+        self.ohem_ratio, self.loss_floor = float(cfg.ohem_ratio), float(cfg.loss_floor)
+        self.backend = cfg.backend
         self.last_pass_fraction = torch.zeros(())
         self._memory = ReusedMemory()  # CPU scratch of the fused backend (not state)
 
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, gamma={self.gamma}, focal_type={self.focal_type}, "
-            f"a={self.a}, b={self.b}, d={self.d}, a_decay={self.a_decay}, ohem_ratio={self.ohem_ratio}, "
-            f"detach_focal={self.detach_focal}, loss_floor={self.loss_floor}, backend={self.backend!r}"
+            f"{self.threshold_repr()}, ohem_ratio={self.ohem_ratio}, detach_focal={self.detach_focal}, "
+            f"loss_floor={self.loss_floor}, backend={self.backend!r}"
         )
+
+    def threshold_repr(self) -> str:
+        """The threshold options for :meth:`extra_repr`."""
+        raise NotImplementedError
+
+    def adapt_thresholds(self, conf: Tensor, cls: Tensor, valid: Tensor | None) -> None:
+        """Called by each forward with the batch's confidences and pseudo-classes before the
+        pixels are selected; fixed thresholds do nothing."""
+
+    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+        check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
+        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
+            per_pixel, conf, cls = pixel_terms(self.backend, weak_logits, strong_logits, self.gamma, self.focal_type,
+                                               self.class_weights, self.detach_focal, self._memory)
+            conf = conf.float()
+            self.adapt_thresholds(conf, cls, valid)
+            loss, self.last_pass_fraction = thresholded_mean(
+                per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio, self.loss_floor
+            )
+        return loss
+
+
+class TUFL(ThresholdedFocalLoss):
+    """TUFL on pixels above adaptive per-class confidence thresholds (see the module docstring).
+
+    ``TUFL(num_classes, cfg=None, **overrides)``: the options are the fields of
+    :class:`TUFLConfig` (``cfg``, or its defaults, with ``overrides`` applied). Called like
+    :class:`ThresholdedFocalLoss`. In training mode each call first updates the
+    thresholds; in eval mode they are used but not updated. With ``a_decay > 0`` the
+    history weight of the ``t``-th update (the ``step`` buffer) is ``a_t = 1 - a
+    exp(-t a_decay)``, else ``a``. Use one instance per output head: each keeps its own
+    thresholds.
+    """
+
+    Config: ClassVar[type] = TUFLConfig
+    step: Tensor
+
+    def __init__(self, num_classes: int, cfg: TUFLConfig | None = None, **overrides: Any) -> None:
+        super().__init__(num_classes, cfg, **overrides)
+        cfg = self.config
+        self.a, self.b, self.d, self.a_decay = float(cfg.a), float(cfg.b), float(cfg.d), float(cfg.a_decay)
+        self.register_buffer("thresholds", torch.full((num_classes,), float(cfg.theta0), dtype=torch.float32))
+        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+
+    def threshold_repr(self) -> str:
+        return f"a={self.a}, b={self.b}, d={self.d}, a_decay={self.a_decay}"
+
+    def adapt_thresholds(self, conf: Tensor, cls: Tensor, valid: Tensor | None) -> None:
+        """In training mode: one threshold step (:meth:`update_thresholds`)."""
+        if self.training:
+            self.update_thresholds(conf, cls, valid)
 
     @torch.no_grad()
     def update_thresholds(self, conf: Tensor, cls: Tensor, valid: Tensor | None) -> Tensor:
@@ -256,15 +252,11 @@ class TUFL(nn.Module):
         self.step += 1
         return self.thresholds
 
-    def forward(self, weak_logits: Tensor, strong_logits: Tensor, valid: Tensor | None = None) -> Tensor:
-        check_logit_pair(weak_logits, strong_logits, valid, self.num_classes)
-        with torch.autocast(device_type=weak_logits.device.type, enabled=False):
-            per_pixel, conf, cls = pixel_terms(self.backend, weak_logits, strong_logits, self.gamma, self.focal_type,
-                                               self.class_weights, self.detach_focal, self._memory)
-            conf = conf.float()
-            if self.training:
-                self.update_thresholds(conf, cls, valid)
-            loss, self.last_pass_fraction = thresholded_mean(
-                per_pixel, conf, cls, valid, self.thresholds, self.ohem_ratio, self.loss_floor
-            )
-        return loss
+
+__all__ = [
+    "TUFL",
+    "AdaptiveThresholdConfig",
+    "TUFLConfig",
+    "ThresholdedFocalLoss",
+    "focal_pixel_terms",
+]

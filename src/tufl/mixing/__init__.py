@@ -38,7 +38,7 @@ from tufl.mixing.longtail import (
 )
 from tufl.mixing.mixer import CrossDomainMixer, MixedView, MixResult, MixStats, Photometric, to_uint8
 from tufl.mixing.relations import add_related_classes, relation_matrix
-from tufl.mixing.weights import (
+from tufl.mixing.pixel_weights import (
     boundary_band,
     confident_fraction,
     mixed_loss,

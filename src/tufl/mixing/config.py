@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tufl.data.labels import class_names
+from tufl.runtime.checks import at_least, within
 
 MIX_MODES = ("single", "dual_soft")
 
@@ -68,26 +69,16 @@ class MixConfig:
         found: list[str] = []
         if self.mode not in MIX_MODES:
             found.append(f"mode: must be one of {MIX_MODES}, got {self.mode!r}")
-        if self.lambda_mix < 0:
-            found.append(f"lambda_mix: must be >= 0, got {self.lambda_mix}")
-        if not 0.0 <= self.p_longtail <= 1.0:
-            found.append(f"p_longtail: must be in [0, 1], got {self.p_longtail}")
         if not self.longtail_k:
             found.append("longtail_k: must list at least one instance count")
         elif any(k < 1 for k in self.longtail_k):
             found.append(f"longtail_k: counts must be >= 1, got {tuple(self.longtail_k)}")
-        if not 0.0 <= self.confidence_threshold <= 1.0:
-            found.append(f"confidence_threshold: must be in [0, 1], got {self.confidence_threshold}")
-        if self.boundary_band < 0:
-            found.append(f"boundary_band: must be >= 0 (0 = off), got {self.boundary_band}")
-        if self.boundary_weight < 0:
-            found.append(f"boundary_weight: must be >= 0, got {self.boundary_weight}")
-        if self.max_fetch_retries < 0:
-            found.append(f"max_fetch_retries: must be >= 0, got {self.max_fetch_retries}")
-        if self.dual_longtail_count < 0:
-            found.append(f"dual_longtail_count: must be >= 0, got {self.dual_longtail_count}")
-        if not 0.0 <= self.dual_alpha <= 1.0:
-            found.append(f"dual_alpha: must be in [0, 1], got {self.dual_alpha}")
+        found += (at_least("lambda_mix", self.lambda_mix, 0) + at_least("boundary_band", self.boundary_band, 0, " (0 = off)")
+                  + at_least("boundary_weight", self.boundary_weight, 0)
+                  + at_least("max_fetch_retries", self.max_fetch_retries, 0)
+                  + at_least("dual_longtail_count", self.dual_longtail_count, 0))
+        for name in ("p_longtail", "confidence_threshold", "dual_alpha"):
+            found += within(name, getattr(self, name), 0, 1)
         known = class_names(19)
         unknown = [n for n in self.dual_longtail_classes if n not in known]
         if unknown:

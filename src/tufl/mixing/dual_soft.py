@@ -36,7 +36,7 @@ from tufl.mixing.classmix import (
     select_random_classes,
 )
 from tufl.mixing.relations import add_related_classes
-from tufl.mixing.weights import pixel_cross_entropy
+from tufl.mixing.pixel_weights import pixel_cross_entropy
 
 # paste(images, labels, mask) -> (images, labels, mask): instances pasted onto templates.
 TemplatePaste = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
@@ -179,7 +179,7 @@ def soft_mix_loss(
 
     A term whose label is ``ignore_index`` is 0; ``N`` counts the pixels where at
     least one of the two labels is valid (with ``alpha == 1`` this is
-    :func:`tufl.mixing.weights.mixed_loss`). ``weights`` default to 1. Returns 0
+    :func:`tufl.mixing.pixel_weights.mixed_loss`). ``weights`` default to 1. Returns 0
     (with a graph) when every pixel is ignored.
     """
     ce = alpha * pixel_cross_entropy(logits, mixed_labels, ignore_index)
@@ -203,7 +203,7 @@ def dual_soft_losses(
     """``(L_src, L_tar)`` of a :class:`DualSoftMix` from the logits of its two images.
 
     ``target_weights`` ``[B, H, W]`` are the pixel weights of the target mix (see
-    :func:`tufl.mixing.weights.pixel_weights`); ``source_weights`` default to 1.
+    :func:`tufl.mixing.pixel_weights.pixel_weights`); ``source_weights`` default to 1.
     """
     loss_source = soft_mix_loss(source_logits, mix.source_labels, source_labels, alpha, source_weights)
     loss_target = soft_mix_loss(target_logits, mix.target_labels, pseudo_labels, alpha, target_weights)

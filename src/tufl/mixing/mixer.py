@@ -41,7 +41,7 @@ from tufl.mixing.dual_soft import (
 )
 from tufl.mixing.longtail import InstanceFetch, LongTailPaster, LongTailStats
 from tufl.mixing.relations import relation_matrix
-from tufl.mixing.weights import confident_fraction, mixed_loss, pixel_weights
+from tufl.mixing.pixel_weights import confident_fraction, mixed_loss, pixel_weights
 
 Photometric = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -50,7 +50,7 @@ Photometric = Callable[[Tensor, torch.Generator], Tensor]
 class MixedView:
     """One mixed batch and what its loss needs.
 
-    ``loss(logits)`` is :func:`~tufl.mixing.weights.mixed_loss` when
+    ``loss(logits)`` is :func:`~tufl.mixing.pixel_weights.mixed_loss` when
     ``original_labels`` is None, else :func:`~tufl.mixing.dual_soft.soft_mix_loss`
     with weight ``alpha`` on ``labels`` and ``1 - alpha`` on ``original_labels``.
     """

@@ -33,15 +33,13 @@ HF_PREFIXES = ("segformer.encoder.", "encoder.")
 _HF_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) for p, r in (
     (r"^patch_embeddings\.(\d)\.proj\.", r"patch_embed{s}.proj."),
     (r"^patch_embeddings\.(\d)\.layer_norm\.", r"patch_embed{s}.norm."),
-    (r"^block\.(\d)\.(\d+)\.layer_norm_1\.", r"block{s}.\2.norm1."),
-    (r"^block\.(\d)\.(\d+)\.layer_norm_2\.", r"block{s}.\2.norm2."),
+    (r"^block\.(\d)\.(\d+)\.layer_norm_([12])\.", r"block{s}.\2.norm\3."),
     (r"^block\.(\d)\.(\d+)\.attention\.self\.query\.", r"block{s}.\2.attn.q."),
-    (r"^block\.(\d)\.(\d+)\.attention\.self\.sr\.", r"block{s}.\2.attn.sr."),
+    (r"^block\.(\d)\.(\d+)\.attention\.self\.(sr)\.", r"block{s}.\2.attn.\3."),
     (r"^block\.(\d)\.(\d+)\.attention\.self\.layer_norm\.", r"block{s}.\2.attn.norm."),
     (r"^block\.(\d)\.(\d+)\.attention\.output\.dense\.", r"block{s}.\2.attn.proj."),
-    (r"^block\.(\d)\.(\d+)\.mlp\.dense1\.", r"block{s}.\2.mlp.fc1."),
-    (r"^block\.(\d)\.(\d+)\.mlp\.dense2\.", r"block{s}.\2.mlp.fc2."),
-    (r"^block\.(\d)\.(\d+)\.mlp\.dwconv\.dwconv\.", r"block{s}.\2.mlp.dwconv.dwconv."),
+    (r"^block\.(\d)\.(\d+)\.mlp\.dense([12])\.", r"block{s}.\2.mlp.fc\3."),
+    (r"^block\.(\d)\.(\d+)\.mlp\.(dwconv\.dwconv)\.", r"block{s}.\2.mlp.\3."),
     (r"^layer_norm\.(\d)\.", r"norm{s}."),
 ))
 _HF_KEY_VALUE = re.compile(r"^block\.(\d)\.(\d+)\.attention\.self\.(key|value)\.(weight|bias)$")

@@ -10,7 +10,7 @@
 
 from tufl.objective.objective import Objective, StepOutput, build_objective
 from tufl.objective.registry import MODES, TERMS, Mode, stage_terms, term_sections
-from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss
+from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss, TermSpec
 
 __all__ = [
     "MODES",
@@ -23,6 +23,7 @@ __all__ = [
     "StepOutput",
     "Term",
     "TermLoss",
+    "TermSpec",
     "build_objective",
     "stage_terms",
     "term_sections",

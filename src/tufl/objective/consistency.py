@@ -8,24 +8,20 @@ the warp leaves outside the image are not counted. Weighted by ``loss.lambda_u``
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from tufl.data.views import warp_to_strong
 from tufl.losses.registry import LossConfig, build_unsupervised_loss
-from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss, mean_over_heads
+from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss, TermSpec, mean_over_heads
 
 
 class ConsistencyTerm(Term):
     """``lambda_u`` x the unsupervised loss ``loss.unsupervised`` on every head."""
 
-    name: ClassVar[str] = "consistency"
-    section: ClassVar[str | None] = "loss"
-    Config: ClassVar[type | None] = LossConfig
-    stages: ClassVar[tuple[str, ...]] = ("stage1", "stage2")
-    reads: ClassVar[tuple[str, ...]] = ("weak", "strong")
+    spec = TermSpec("consistency", ("stage1", "stage2"), "loss", LossConfig, reads=("weak", "strong"))
 
     def __init__(self, losses: list[nn.Module], weight: float) -> None:
         super().__init__()

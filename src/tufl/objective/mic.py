@@ -16,9 +16,9 @@ pseudo-labels of the whole image: to predict what it cannot see from the context
 * Before masking, the target photometric transform T may be applied (MIC's
   ``separatetrgaug``: colour-augmented target images).
 * The pixels are weighted like the target pixels of the mixed loss
-  (:func:`tufl.mixing.weights.confident_fraction`, ``mix.confidence_threshold``, 0.968
+  (:func:`tufl.mixing.pixel_weights.confident_fraction`, ``mix.confidence_threshold``, 0.968
   as DACS/DAFormer; MIC uses its host's threshold), the loss normalised by the
-  non-ignored pixels (:func:`tufl.mixing.weights.mixed_loss`), on the main head.
+  non-ignored pixels (:func:`tufl.mixing.pixel_weights.mixed_loss`), on the main head.
 
 :class:`MicTerm` is the term (registry name ``mic``, config section ``mic``); it joins
 stage one and stage two when ``mic.weight > 0``. Its teacher is the run's pseudo-label
@@ -29,14 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from tufl.data.photometric import photometric_batch
-from tufl.mixing.weights import confident_fraction, mixed_loss
-from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss
+from tufl.mixing.pixel_weights import confident_fraction, mixed_loss
+from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss, TermSpec
+from tufl.runtime.checks import at_least, within
 from tufl.runtime.draws import uniform
 
 Photometric = Callable[[Tensor, torch.Generator], Tensor]
@@ -64,14 +65,8 @@ class MicConfig:
     photometric: bool = True
 
     def problems(self) -> list[str]:
-        out = []
-        if self.weight < 0:
-            out.append(f"weight: must be >= 0 (0 = off), got {self.weight}")
-        if self.patch_size < 1:
-            out.append(f"patch_size: must be >= 1, got {self.patch_size}")
-        if not 0.0 <= self.mask_ratio <= 1.0:
-            out.append(f"mask_ratio: must be in [0, 1], got {self.mask_ratio}")
-        return out
+        return (at_least("weight", self.weight, 0, " (0 = off)") + at_least("patch_size", self.patch_size, 1)
+                + within("mask_ratio", self.mask_ratio, 0, 1))
 
     @property
     def enabled(self) -> bool:
@@ -131,12 +126,7 @@ class MaskedConsistency:
 class MicTerm(Term):
     """``mic.weight`` x the MIC loss of the masked weak view, towards the pseudo-labels."""
 
-    name: ClassVar[str] = "mic"
-    section: ClassVar[str | None] = "mic"
-    Config: ClassVar[type | None] = MicConfig
-    stages: ClassVar[tuple[str, ...]] = ("stage1", "stage2")
-    reads: ClassVar[tuple[str, ...]] = ("masked",)
-    needs_pseudo_labels: ClassVar[bool] = True
+    spec = TermSpec("mic", ("stage1", "stage2"), "mic", MicConfig, reads=("masked",), needs_pseudo_labels=True)
 
     def __init__(self, masking: MaskedConsistency) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ the authors' choice) or averaged over every head, and weighted by ``mix.lambda_m
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -18,17 +18,13 @@ from tufl.data.photometric import photometric_batch
 from tufl.mixing.config import MixConfig
 from tufl.mixing.mixer import CrossDomainMixer, MixResult
 from tufl.mixing.source_instances import SourceInstances
-from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss
+from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss, TermSpec
 
 
 class MixingTerm(Term):
     """``lambda_mix`` x the loss on the cross-domain mixed images."""
 
-    name: ClassVar[str] = "mixing"
-    section: ClassVar[str | None] = "mix"
-    Config: ClassVar[type | None] = MixConfig
-    stages: ClassVar[tuple[str, ...]] = ("stage2",)
-    needs_pseudo_labels: ClassVar[bool] = True
+    spec = TermSpec("mixing", ("stage2",), "mix", MixConfig, needs_pseudo_labels=True)
 
     def __init__(self, mixer: CrossDomainMixer, weight: float, all_heads: bool) -> None:
         super().__init__()

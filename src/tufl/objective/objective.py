@@ -79,7 +79,7 @@ class Objective(nn.Module):
     @property
     def needs_target(self) -> bool:
         """Whether any term reads the target batch."""
-        return any(term.needs_target for term in self.terms)
+        return any(term.spec.needs_target for term in self.terms)
 
     @property
     def snapshot_exclude(self) -> tuple[str, ...]:
@@ -146,7 +146,7 @@ def _check_inputs(term: Term, added: dict[str, Tensor], known: dict[str, Tensor]
     if clash:
         raise RuntimeError(f"objective term {term.name!r} adds forward inputs {sorted(clash)} that an earlier "
                            "term already added")
-    missing = [name for name in term.reads if name not in added and name not in known]
+    missing = [name for name in term.spec.reads if name not in added and name not in known]
     if missing:
         raise RuntimeError(f"objective term {term.name!r} reads forward inputs {missing}, which no term "
                            f"before it adds (there are: {sorted(known.keys() | added.keys())})")
@@ -162,7 +162,7 @@ def build_objective(ctx: BuildContext, labeller: nn.Module | None = None) -> Obj
     cfg: Any = ctx.cfg
     terms = [term.build(ctx) for term in stage_terms(cfg)]
     source = None
-    if any(term.needs_pseudo_labels for term in terms):
+    if any(term.spec.needs_pseudo_labels for term in terms):
         wants_teacher = cfg.pseudo_labels.source == "ema" or cfg.experiment.mode != "stage2"
         teacher = EMATeacher(ctx.model, cfg.pseudo_labels.ema_momentum) if wants_teacher else None
         source = PseudoLabelSource(teacher, None if teacher is not None else labeller)

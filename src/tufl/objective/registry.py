@@ -32,22 +32,23 @@ MODES: tuple[str, ...] = ("source_only", "stage1", "stage2")
 # The order is the order of the forward inputs, the losses' sum and the logs.
 TERMS: Registry[type[Term]] = Registry("objective term")
 for _term in (SupervisedTerm, ConsistencyTerm, MixingTerm, MicTerm):
-    TERMS.register(_term.name, _term)
+    TERMS.register(_term.spec.name, _term)
 
 
 def stage_terms(cfg: Any) -> list[type[Term]]:
     """The terms of the objective of ``cfg`` (its ``experiment.mode`` and switches)."""
     mode = cfg.experiment.mode
-    return [term for _, term in TERMS.items() if mode in term.stages and term.enabled(cfg)]
+    return [term for _, term in TERMS.items() if mode in term.spec.stages and term.enabled(cfg)]
 
 
 def term_sections() -> dict[str, type]:
     """The config sections the registered terms read: ``{section name: dataclass}``."""
     sections: dict[str, type] = {}
-    for _, term in TERMS.items():
-        if term.section is not None and term.Config is not None:
-            known = sections.setdefault(term.section, term.Config)
-            if known is not term.Config:
-                raise TypeError(f"objective term {term.name!r}: section {term.section!r} is already "
-                                f"{known.__name__}, not {term.Config.__name__}")
+    for name, term in TERMS.items():
+        spec = term.spec
+        if spec.section is not None and spec.config is not None:
+            known = sections.setdefault(spec.section, spec.config)
+            if known is not spec.config:
+                raise TypeError(f"objective term {name!r}: section {spec.section!r} is already "
+                                f"{known.__name__}, not {spec.config.__name__}")
     return sections

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from tufl.losses.registry import LossConfig, build_supervised_loss
 from tufl.losses.supervised import SupervisedCE
-from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss, mean_over_heads
+from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss, TermSpec, mean_over_heads
 
 
 class SupervisedTerm(Term):
     """``L_sup``: :class:`~tufl.losses.supervised.SupervisedCE` (``loss.supervised``) on every head."""
 
-    name: ClassVar[str] = "supervised"
-    section: ClassVar[str | None] = "loss"
-    Config: ClassVar[type | None] = LossConfig
-    stages: ClassVar[tuple[str, ...]] = ("source_only", "stage1", "stage2")
-    reads: ClassVar[tuple[str, ...]] = ("source",)
-    needs_target: ClassVar[bool] = False
+    spec = TermSpec("supervised", ("source_only", "stage1", "stage2"), "loss", LossConfig, reads=("source",),
+                    needs_target=False)
 
     def __init__(self, loss: SupervisedCE) -> None:
         super().__init__()

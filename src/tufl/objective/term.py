@@ -88,27 +88,37 @@ class BuildContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
+@dataclass(frozen=True)
+class TermSpec:
+    """What a term declares: its registry ``name``; the modes (``experiment.mode``) whose
+    objective has it when enabled (``stages``); the config ``section`` it reads and that
+    section's dataclass (``config``; None when it reads another term's section); the
+    forward outputs it reads by input name (``reads``); whether it reads the target batch
+    and the weak view's pseudo-labels."""
+
+    name: str
+    stages: tuple[str, ...]
+    section: str | None = None
+    config: type | None = None
+    reads: tuple[str, ...] = ()
+    needs_target: bool = True
+    needs_pseudo_labels: bool = False
+
+
 class Term(nn.Module):
     """One named part of a stage objective (see the module docstring).
 
-    Subclasses set the class attributes and implement :meth:`build` and :meth:`loss`;
-    :meth:`inputs` and :meth:`after_step` are optional. Its state (a loss's thresholds)
-    travels in checkpoints through ``state_dict`` under the term's name.
+    Subclasses declare their :class:`TermSpec` as ``spec`` and implement :meth:`build` and
+    :meth:`loss`; :meth:`enabled`, :meth:`inputs` and :meth:`after_step` are optional. A
+    term's state (a loss's thresholds) travels in checkpoints through ``state_dict`` under
+    its name.
     """
 
-    # The registry name (tufl.objective.registry.TERMS).
-    name: ClassVar[str] = ""
-    # The config section the term reads and its dataclass (None: it reads another term's
-    # section); the experiment config gets one section per name.
-    section: ClassVar[str | None] = None
-    Config: ClassVar[type | None] = None
-    # The modes (experiment.mode) whose objective has this term when it is enabled.
-    stages: ClassVar[tuple[str, ...]] = ()
-    # Forward outputs, by input name, that the term reads in loss().
-    reads: ClassVar[tuple[str, ...]] = ()
-    # Whether the term reads the target batch, and the weak view's pseudo-labels.
-    needs_target: ClassVar[bool] = True
-    needs_pseudo_labels: ClassVar[bool] = False
+    spec: ClassVar[TermSpec]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @classmethod
     def enabled(cls, cfg: Any) -> bool:

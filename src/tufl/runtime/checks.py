@@ -27,6 +27,16 @@ def size_problems(name: str, value: tuple[int, int]) -> list[str]:
     return []
 
 
+def at_least(name: str, value: float, low: float, note: str = "") -> list[str]:
+    """``value`` must be a number ``>= low`` (``note`` is added to the message, e.g. " (0 = off)")."""
+    return [] if value >= low else [f"{name}: must be >= {low}{note}, got {value}"]
+
+
+def within(name: str, value: float, low: float, high: float) -> list[str]:
+    """``value`` must lie in ``[low, high]``."""
+    return [] if low <= value <= high else [f"{name}: must be in [{low}, {high}], got {value}"]
+
+
 def probability_fields_problems(owner: object, names: tuple[str, ...]) -> list[str]:
     """Problems of attributes ``names`` of ``owner`` that must be probabilities."""
     return [problem for name in names for problem in probability_problems(name, getattr(owner, name))]

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
+from torch import Tensor
 from tqdm import tqdm
 
 from tufl.data.device_views import finish_target_batch
@@ -38,13 +36,13 @@ from tufl.models.weights import read_weights
 from tufl.objective import BuildContext, build_objective
 from tufl.objective.pseudo_labels import frozen_labeller
 from tufl.runtime.distributed import DistContext, init_distributed, shutdown
-from tufl.runtime.errors import ConfigError
 from tufl.runtime.run_log import MetricsLog
 from tufl.runtime.stop_signals import Preempted, StopSignals
 from tufl.train.bad_samples import BadSamples
 from tufl.train.builders import build_train_data, build_validation
 from tufl.train.config import RunConfig
 from tufl.train.optim import build_optimizer, set_kernel, set_learning_rate
+from tufl.train.setup import place_model, seed_process
 from tufl.train.run_state import (
     STREAMS,
     Progress,
@@ -90,40 +88,36 @@ class Trainer:
         resume = resume_mode(resume, cfg.train.auto_resume)
         resumed = checkpoint_to_resume(self.paths, resume, self.ctx)
         state, resumed_from = resumed if resumed is not None else (None, None)
-        if cfg.train.deterministic:
-            # cuBLAS is deterministic only with this workspace setting (read when it starts).
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        torch.manual_seed(cfg.experiment.seed)
-
+        seed_process(cfg.experiment.seed, cfg.train.deterministic, self.device)
         init_weights = read_weights(cfg.model.pretrained) if cfg.model.pretrained else None
-        built = build_model(cfg.model, training=True, weights=init_weights)
+        self._build_network(init_weights)
+        if state is not None:
+            check_same_config(state, resumed_from, self.cfg, force=resume == "force", ctx=self.ctx)
+        self.model, self.ddp, self.train_forward = place_model(self.model, self.cfg.train, self.ctx)
+        self._build_training(init_weights)
+        positions = self._restore(state, resumed_from) if state is not None else dict.fromkeys(STREAMS, 0)
+        self._open_loaders(positions)
+        self.log = None
+        if self.ctx.is_main:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            self.log = MetricsLog(self.paths.root, self.iteration if state is not None else None,
+                                  tensorboard=self.cfg.train.tensorboard)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _build_network(self, init_weights: dict[str, Any] | None) -> None:
+        """The student network from ``model.pretrained``; the run records its config with the
+        input convention resolved (the caller's config is unchanged)."""
+        built = build_model(self.cfg.model, training=True, weights=init_weights)
         self.model: Segmentor = built.model
         self.weights_format = built.weights_format
         self.load_report = built.load_report
-        # The run records its config with the input convention resolved (the caller's config is unchanged).
-        self.cfg = cfg = dataclasses.replace(  # type: ignore[type-var]
-            cfg, model=dataclasses.replace(cfg.model, input_convention=self.model.convention.name))
-        if state is not None:
-            check_same_config(state, resumed_from, cfg, force=resume == "force", ctx=self.ctx)
-        if cfg.train.sync_bn and self.ctx.enabled and self.device.type != "cuda":
-            raise ConfigError(["train.sync_bn: SyncBatchNorm needs CUDA devices; turn it off for CPU training"])
-        if self.ctx.enabled and cfg.train.sync_bn:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # type: ignore[assignment]
-        self.model.to(self.device)
-        if cfg.train.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-                    if self.ctx.enabled else None)
-        # Training forward: compiled when asked (the DDP wrapper inside); checkpoints, validation
-        # and inference use the plain self.model.
-        self.train_forward = self.ddp if self.ddp is not None else self.model
-        if cfg.train.compile:
-            self.train_forward = torch.compile(self.train_forward)
+        self.cfg = dataclasses.replace(  # type: ignore[type-var]
+            self.cfg, model=dataclasses.replace(self.cfg.model, input_convention=self.model.convention.name))
 
+    def _build_training(self, init_weights: dict[str, Any] | None) -> None:
+        """Data, objective, validation, optimiser and the step's helpers."""
+        cfg = self.cfg
         labeller = frozen_labeller(cfg, init_weights, self.device)  # stage two, online pseudo-labels
         self.data = build_train_data(cfg, self.ctx, self.paths.root)
         parts = BuildContext(cfg, self.model, self.data, init_weights, self.device)
@@ -137,21 +131,22 @@ class Trainer:
         self.snapshot = DeviceSnapshot.of(self.objective, self.model)
         self.nonfinite = NonFiniteCounters(self.device)
         self.timing = RunTiming.for_device(self.device)  # per-iteration and data-wait seconds
-
         self.iteration = 0
         self.best: dict[str, Any] = {"miou": None, "iteration": None}
         self.bad_samples = BadSamples({"source": len(self.data.source), "target": len(self.data.target)},
                                       cfg.data.max_bad_fraction, self.ctx, say=tqdm.write)
-        positions = dict.fromkeys(STREAMS, 0)
-        if state is not None:
-            restored = restore_run_state(state, resumed_from, self.ctx, self.data.micro_batch,
-                                         **self._checkpointed_parts())
-            self.iteration = restored.iteration
-            self.nonfinite.load(restored.counters)
-            set_kernel(self.optimizer, self.fused)  # the checkpoint's groups name the kernel they ran
-            self.best = restored.best
-            positions = restored.positions
-            self.bad_samples.load_state_dict(state.get("bad_samples", {}))
+
+    def _restore(self, state: dict[str, Any], path: Path) -> dict[str, int]:
+        """Put a checkpoint back; returns the data position of each loader stream."""
+        restored = restore_run_state(state, path, self.ctx, self.data.micro_batch, **self._checkpointed_parts())
+        self.iteration = restored.iteration
+        self.nonfinite.load(restored.counters)
+        set_kernel(self.optimizer, self.fused)  # the checkpoint's groups name the kernel they ran
+        self.best = restored.best
+        self.bad_samples.load_state_dict(state.get("bad_samples", {}))
+        return restored.positions
+
+    def _open_loaders(self, positions: dict[str, int]) -> None:
         rare = self.data.rare_classes  # data.rare_class_sampling: class-first source draws
         self.source_loader = self._loader(self.data.source, 0, positions["source"],
                                           keys=rare.key_batches if rare is not None else KeyedBatches)
@@ -160,13 +155,6 @@ class Trainer:
         # dual_soft: a third source stream, the templates (no workers: one small batch a step)
         self.template_loader = (self._loader(self.data.source, 2, positions["template"], workers=0)
                                 if self.data.needs_template else None)
-        self.log = None
-        if self.ctx.is_main:
-            self.paths.root.mkdir(parents=True, exist_ok=True)
-            self.log = MetricsLog(self.paths.root, self.iteration if state is not None else None,
-                                  tensorboard=cfg.train.tensorboard)
-
-    # ------------------------------------------------------------------ set-up
 
     def _loader(self, dataset: Any, stream: int, start: int, workers: int | None = None,
                 keys: KeyBatchesFactory = KeyedBatches) -> InfiniteLoader:

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 import yaml
 
+from tufl.evaluation.seed_runs import read_run_result, write_seed_table
+from tufl.evaluation.seeds import aggregate
 from tufl.runtime.errors import ConfigError
 from tufl.train.config import RunConfig
 from tufl.runtime import checkpoint_files as ckpt
@@ -103,8 +105,6 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], resume: ResumeMode, train_
     """Train ``cfg`` once per seed with ``train_one`` (a run -> its exit status), then write the
     table; returns the job's exit status (see the module docstring). ``stop_requested`` names a
     stop signal that arrived between two runs."""
-    from tufl.evaluation.seed_runs import read_run_result, write_seed_table
-    from tufl.evaluation.seeds import aggregate
 
     def say(message: str, error: bool = False) -> None:
         if is_main:
@@ -142,17 +142,23 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], resume: ResumeMode, train_
         if status:
             say(f"[tufl] seed {seed}: the run failed (exit status {status}); it is left out of the table", error=True)
     worst = max(statuses.values())
-    if not is_main:
-        return worst
+    if is_main:
+        _write_table(cfg, seeds, configs, statuses, say)
+    return worst
+
+
+def _write_table(cfg: RunConfig, seeds: Sequence[int], configs: Sequence[RunConfig], statuses: dict[int, int],
+                 say: Callable[..., None]) -> None:
+    """The seed table of the finished runs (``seeds.json``, ``seeds.md`` in the run folder)."""
     if cfg.data.val is None:
         say("[tufl] nothing to aggregate: data.val is not set, so the runs have no final validation. Set data.val, "
             "or evaluate their checkpoints: tufl evaluate --aggregate "
             f"{' '.join(str(c.experiment.run_dir) for c in configs)} --evaluate --config CONFIG_WITH_DATA_VAL")
-        return worst
+        return
     kept = [c for seed, c in zip(seeds, configs) if statuses[seed] == 0]
     if not kept:
         say("[tufl] nothing to aggregate: no run finished", error=True)
-        return worst
+        return
     notes = [f"seed {seed}: the run failed (exit status {statuses[seed]}) and is left out."
              for seed in seeds if statuses[seed]]
     table = aggregate([read_run_result(c.experiment.run_dir) for c in kept])
@@ -160,7 +166,6 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], resume: ResumeMode, train_
         table, cfg.experiment.run_dir, f"{cfg.experiment.name}, seeds {' '.join(map(str, seeds))}", notes)
     print(markdown, end="")
     print(f"[tufl] wrote {json_path} and {md_path}", flush=True)
-    return worst
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -81,23 +81,22 @@ class RunTiming:
         """Start the first iteration's clock (just before the loop)."""
         self._mark, self._paused, self._waited = self.clock(), 0.0, 0.0
 
-    @contextlib.contextmanager
-    def data_wait(self) -> Iterator[None]:
+    def data_wait(self) -> contextlib.AbstractContextManager[None]:
         """Time inside the block counts as waiting for data."""
-        start = self.clock()
-        try:
-            yield
-        finally:
-            self._waited += self.clock() - start
+        return self._counted("_waited")
+
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        """Time inside the block (validation, checkpoints) is not part of the iteration."""
+        return self._counted("_paused")
 
     @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Time inside the block (validation, checkpoints) is not part of the iteration."""
+    def _counted(self, total: str) -> Iterator[None]:
+        """Add the seconds spent inside the block to the attribute ``total``."""
         start = self.clock()
         try:
             yield
         finally:
-            self._paused += self.clock() - start
+            setattr(self, total, getattr(self, total) + self.clock() - start)
 
     def _measured(self) -> tuple[list[float], list[float]]:
         return self.iteration_seconds[self.warmup:], self.data_wait_seconds[self.warmup:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
@@ -80,41 +80,58 @@ class DomainStyle:
     look: Look
 
 
-SYNTHETIC = DomainStyle(
-    name="synthetic",
-    layout=Layout(
-        hfov_deg=(56.0, 66.0), camera_height=(1.3, 1.7), horizon=(0.44, 0.52), ego_hood=False,
-        lanes=(2, 5), lane_width=(3.4, 3.9), sidewalk_width=(2.5, 4.5), p_parking=0.25,
-        roadside=(0.5, 0.12, 0.12, 0.26), building_height=(5.0, 45.0), block_length=(10.0, 40.0),
-        p_block_gap=0.35, p_cross_street=0.45, p_tree_row=0.5, tree_spacing=(10.0, 20.0),
-        palm_fraction=0.55, pole_spacing=(18.0, 32.0), vehicle_gap=14.0, truck_fraction=0.1,
-        bus_fraction=0.08, p_tram=0.05, persons=2.0, cyclists=0.3, motorcyclists=0.5,
-        parked_bicycles=0.2,
-    ),
-    look=Look(
-        materials=SYNTHETIC_MATERIALS, brightness=(0.95, 1.1), colour_cast=(1.0, 1.0, 1.0),
-        cast_jitter=0.04, saturation=(1.15, 1.35), gamma=(0.9, 1.0), vignette=(0.0, 0.0),
-        blur_px=(0.0, 0.0), noise_sigma=(0.0, 0.0), shadow_strength=0.45, shadow_blur_px=0.0,
-    ),
+def _columns(**settings: tuple[Any, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``setting=(synthetic, realistic)`` pairs -> the keyword arguments of each domain."""
+    return {k: v[0] for k, v in settings.items()}, {k: v[1] for k, v in settings.items()}
+
+
+# The two domains side by side, what their streets contain: setting=(synthetic, realistic).
+_LAYOUTS = _columns(
+    hfov_deg=((56.0, 66.0), (46.0, 54.0)),
+    camera_height=((1.3, 1.7), (1.15, 1.3)),
+    horizon=((0.44, 0.52), (0.4, 0.46)),
+    ego_hood=(False, True),
+    lanes=((2, 5), (2, 3)),
+    lane_width=((3.4, 3.9), (2.9, 3.3)),
+    sidewalk_width=((2.5, 4.5), (2.5, 5.0)),
+    p_parking=(0.25, 0.35),
+    roadside=((0.5, 0.12, 0.12, 0.26), (0.72, 0.08, 0.08, 0.12)),
+    building_height=((5.0, 45.0), (10.0, 24.0)),
+    block_length=((10.0, 40.0), (15.0, 60.0)),
+    p_block_gap=(0.35, 0.1),
+    p_cross_street=(0.45, 0.35),
+    p_tree_row=(0.5, 0.6),
+    tree_spacing=((10.0, 20.0), (8.0, 14.0)),
+    palm_fraction=(0.55, 0.0),
+    pole_spacing=((18.0, 32.0), (12.0, 20.0)),
+    vehicle_gap=(14.0, 30.0),
+    truck_fraction=(0.1, 0.05),
+    bus_fraction=(0.08, 0.04),
+    p_tram=(0.05, 0.15),
+    persons=(2.0, 7.0),
+    cyclists=(0.3, 1.5),
+    motorcyclists=(0.5, 0.2),
+    parked_bicycles=(0.2, 1.5),
 )
 
-REALISTIC = DomainStyle(
-    name="realistic",
-    layout=Layout(
-        hfov_deg=(46.0, 54.0), camera_height=(1.15, 1.3), horizon=(0.4, 0.46), ego_hood=True,
-        lanes=(2, 3), lane_width=(2.9, 3.3), sidewalk_width=(2.5, 5.0), p_parking=0.35,
-        roadside=(0.72, 0.08, 0.08, 0.12), building_height=(10.0, 24.0), block_length=(15.0, 60.0),
-        p_block_gap=0.1, p_cross_street=0.35, p_tree_row=0.6, tree_spacing=(8.0, 14.0),
-        palm_fraction=0.0, pole_spacing=(12.0, 20.0), vehicle_gap=30.0, truck_fraction=0.05,
-        bus_fraction=0.04, p_tram=0.15, persons=7.0, cyclists=1.5, motorcyclists=0.2,
-        parked_bicycles=1.5,
-    ),
-    look=Look(
-        materials=REALISTIC_MATERIALS, brightness=(0.8, 1.0), colour_cast=(1.03, 1.0, 0.88),
-        cast_jitter=0.05, saturation=(0.7, 0.9), gamma=(1.05, 1.3), vignette=(0.25, 0.45),
-        blur_px=(0.35, 0.7), noise_sigma=(3.0, 6.0), shadow_strength=0.3, shadow_blur_px=3.0,
-    ),
+# The two domains side by side, how their cameras render: setting=(synthetic, realistic).
+_LOOKS = _columns(
+    brightness=((0.95, 1.1), (0.8, 1.0)),
+    colour_cast=((1.0, 1.0, 1.0), (1.03, 1.0, 0.88)),
+    cast_jitter=(0.04, 0.05),
+    saturation=((1.15, 1.35), (0.7, 0.9)),
+    gamma=((0.9, 1.0), (1.05, 1.3)),
+    vignette=((0.0, 0.0), (0.25, 0.45)),
+    blur_px=((0.0, 0.0), (0.35, 0.7)),
+    noise_sigma=((0.0, 0.0), (3.0, 6.0)),
+    shadow_strength=(0.45, 0.3),
+    shadow_blur_px=(0.0, 3.0),
 )
+
+SYNTHETIC = DomainStyle(name="synthetic", layout=Layout(**_LAYOUTS[0]),
+                        look=Look(materials=SYNTHETIC_MATERIALS, **_LOOKS[0]))
+REALISTIC = DomainStyle(name="realistic", layout=Layout(**_LAYOUTS[1]),
+                        look=Look(materials=REALISTIC_MATERIALS, **_LOOKS[1]))
 
 DOMAIN_STYLES: Mapping[str, DomainStyle] = MappingProxyType(
     {SYNTHETIC.name: SYNTHETIC, REALISTIC.name: REALISTIC}

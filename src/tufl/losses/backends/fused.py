@@ -30,6 +30,7 @@ is one chunk. The tests check every backend against the definition.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -175,6 +176,96 @@ def _focal_factor(base: Tensor, gamma: float, detach_focal: bool) -> tuple[Tenso
     return w, slope.mul_(gamma)
 
 
+class _Maps(NamedTuple):
+    """The outputs ``[B, 1, N]`` and gradient maps ``[B, C, N]`` (``None`` when not wanted)."""
+
+    loss: Tensor
+    conf: Tensor
+    cls: Tensor
+    grad_weak: Tensor | None
+    grad_strong: Tensor | None
+
+    @staticmethod
+    def allocate(weak: Tensor, strong: Tensor, want_grads: tuple[bool, bool], memory: ReusedMemory | None) -> _Maps:
+        """Uninitialised maps for ``[B, C, N]`` logits (kept in ``memory`` when given)."""
+        map_shape, device = (weak.shape[0], 1, weak.shape[2]), weak.device
+        return _Maps(
+            _new_tensor(memory, "loss", map_shape, weak.dtype, device),
+            _new_tensor(memory, "conf", map_shape, weak.dtype, device),
+            _new_tensor(memory, "cls", map_shape, torch.int64, device),
+            _new_tensor(memory, "grad_weak", weak.shape, weak.dtype, device) if want_grads[0] else None,
+            _new_tensor(memory, "grad_strong", strong.shape, strong.dtype, device) if want_grads[1] else None,
+        )
+
+    def chunk(self, bs: slice, ps: slice) -> _Maps:
+        """The views of a chunk's pixels."""
+        return _Maps(*(None if m is None else m[bs, :, ps] for m in self))
+
+
+def _weak_view(z1: Tensor, e1: Tensor, scratch: Tensor, lam: Tensor | None, out: _Maps) -> Tensor:
+    """Weak view of a chunk: ``e1 = exp(z1 - max z1)``, ``P = e1 / s1``; writes ``1 / s1`` (also
+    ``P`` at the pseudo-class) into ``out.conf`` and the weak gradient map; returns ``1 / s1``."""
+    top1 = _shifted_exp(z1, out=e1)
+    s1 = e1.sum(dim=1, keepdim=True)
+    inv1 = torch.reciprocal(s1, out=out.conf)  # also P at the pseudo-class: exp(0) / s1
+    if out.grad_weak is not None:
+        # Written while z1 is in the cache: e1_j (u_j - u_bar) = -s1 dl/dz1_j (backward
+        # multiplies by -1 / s1). Without class weights u_j can be taken as z1_j:
+        # constants cancel in u_j - u_bar.
+        if lam is None:
+            product = torch.mul(e1, z1, out=scratch)
+        else:  # u_j = lam_j (log P_j + 1) = lam_j (z1_j - max z1 - log s1 + 1)
+            product = torch.sub(z1, top1 + s1.log() - 1.0, out=scratch).mul_(lam).mul_(e1)
+        u_bar = product.sum(dim=1, keepdim=True).mul_(inv1)
+        torch.addcmul(product, e1, u_bar, value=-1.0, out=out.grad_weak)
+    return inv1
+
+
+def _negative_cross(
+    e1: Tensor, z2: Tensor, inv1: Tensor, log_norm2: Tensor, lam: Tensor | None, scratch: Tensor,
+    weighted: Tensor | None,
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """``(lam e1, S, -A)``: ``-A = S log_norm2 - sum_c lam_c P_c z2_c`` with ``S = sum_c lam_c P_c``
+    (``e1`` and ``None`` for ``S = 1`` without weights; ``lam e1`` is written into ``weighted``)."""
+    if lam is None:
+        return e1, None, torch.addcmul(log_norm2, _dot(e1, z2, scratch), inv1, value=-1.0)
+    e1w = torch.mul(e1, lam, out=weighted)
+    weight_sum = e1w.sum(dim=1, keepdim=True).mul_(inv1)
+    return e1w, weight_sum, torch.addcmul(weight_sum * log_norm2, _dot(e1w, z2, scratch), inv1, value=-1.0)
+
+
+def _chunk_terms(
+    z1: Tensor, z2: Tensor, out: _Maps, workspace: _Workspace, lam: Tensor | None, class_codes: Tensor,
+    options: tuple[float, int, bool],
+) -> None:
+    """Write one chunk's loss, confidence, pseudo-class and gradient maps into ``out`` (its views)."""
+    gamma, focal_type, detach_focal = options
+    e1, e2, scratch = (workspace.view(i, z1.shape) for i in range(3))
+    inv1 = _weak_view(z1, e1, scratch, lam, out)
+    k = _first_maximum(e1, scratch, class_codes, out=out.cls)
+    # Strong view: e2 = exp(z2 - m'), Q = e2 / s2, log Q = z2 - log_norm2.
+    log_norm2, s2 = _log_normaliser_exp(z2, out=e2)
+    inv2 = s2.reciprocal_()
+    weighted = None if lam is None else workspace.view(3, z1.shape)
+    e1w, weight_sum, neg_cross = _negative_cross(e1, z2, inv1, log_norm2, lam, scratch, weighted)
+    q_hat = e2.gather(1, k).mul_(inv2)
+    base = torch.sub(1.0 if focal_type == 1 else inv1, q_hat)
+    w, neg_slope = _focal_factor(base, gamma, detach_focal)
+    torch.mul(w, neg_cross, out=out.loss)
+    if out.grad_strong is None:
+        return
+    # dl/dz2_j = Q_j (w S + A w' Q_k) - [j = k] A w' Q_k - w lam_j P_j, assembled in
+    # the scratch buffer so that the gradient map is written once.
+    weighted_w = w if weight_sum is None else w * weight_sum
+    if neg_slope is None:
+        torch.mul(e2, weighted_w.mul(inv2), out=scratch)
+    else:
+        cross_slope_q = neg_slope.mul_(neg_cross).mul_(q_hat)  # A w' Q_k
+        torch.mul(e2, torch.add(weighted_w, cross_slope_q).mul_(inv2), out=scratch)
+        scratch.scatter_add_(1, k, cross_slope_q.neg_())
+    torch.addcmul(scratch, e1w, w.mul_(inv1), value=-1.0, out=out.grad_strong)
+
+
 class _FocalConsistency(torch.autograd.Function):
     """Per-pixel loss, confidence and pseudo-class of ``[B, C, N]`` logits (see module doc)."""
 
@@ -192,69 +283,20 @@ class _FocalConsistency(torch.autograd.Function):
         memory: ReusedMemory | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         batch, num_classes, pixels = weak.shape
-        map_shape, device = (batch, 1, pixels), weak.device
-        loss = _new_tensor(memory, "loss", map_shape, weak.dtype, device)
-        conf = _new_tensor(memory, "conf", map_shape, weak.dtype, device)
-        cls = _new_tensor(memory, "cls", map_shape, torch.int64, device)
-        grad_weak = _new_tensor(memory, "grad_weak", weak.shape, weak.dtype, device) if want_grads[0] else None
-        grad_strong = _new_tensor(memory, "grad_strong", strong.shape, strong.dtype, device) if want_grads[1] else None
+        maps = _Maps.allocate(weak, strong, want_grads, memory)
         class_codes = _class_codes(num_classes, weak.dtype, weak.device)
         lam = None if class_weights is None else class_weights.to(weak.dtype).view(1, -1, 1)
         chunks = list(_chunks(batch, pixels, per_chunk))
         chunk_numel = num_classes * max((bs.stop - bs.start) * (ps.stop - ps.start) for bs, ps in chunks)
         workspace = _Workspace(3 if lam is None else 4, chunk_numel, weak, memory)
-
         for bs, ps in chunks:
-            z1, z2 = weak[bs, :, ps], strong[bs, :, ps]
-            e1, e2, scratch = (workspace.view(i, z1.shape) for i in range(3))
-            # Weak view: e1 = exp(z1 - max z1), s1 = sum e1, P = e1 / s1.
-            top1 = _shifted_exp(z1, out=e1)
-            s1 = e1.sum(dim=1, keepdim=True)
-            inv1 = torch.reciprocal(s1, out=conf[bs, :, ps])  # also P at the pseudo-class: exp(0) / s1
-            if grad_weak is not None:
-                # Written while z1 is in the cache: e1_j (u_j - u_bar) = -s1 dl/dz1_j (backward
-                # multiplies by -1 / s1). Without class weights u_j can be taken as z1_j:
-                # constants cancel in u_j - u_bar.
-                if lam is None:
-                    product = torch.mul(e1, z1, out=scratch)
-                else:  # u_j = lam_j (log P_j + 1) = lam_j (z1_j - max z1 - log s1 + 1)
-                    product = torch.sub(z1, top1 + s1.log() - 1.0, out=scratch).mul_(lam).mul_(e1)
-                u_bar = product.sum(dim=1, keepdim=True).mul_(inv1)
-                torch.addcmul(product, e1, u_bar, value=-1.0, out=grad_weak[bs, :, ps])
-            k = _first_maximum(e1, scratch, class_codes, out=cls[bs, :, ps])
-            # Strong view: e2 = exp(z2 - m'), Q = e2 / s2, log Q = z2 - log_norm2.
-            log_norm2, s2 = _log_normaliser_exp(z2, out=e2)
-            inv2 = s2.reciprocal_()
+            _chunk_terms(weak[bs, :, ps], strong[bs, :, ps], maps.chunk(bs, ps), workspace, lam, class_codes,
+                         (gamma, focal_type, detach_focal))
 
-            # -A = S log_norm2 - sum_c lam_c P_c z2_c, with S = sum_c lam_c P_c (1 without weights).
-            if lam is None:
-                e1w, weight_sum = e1, None
-                neg_cross = torch.addcmul(log_norm2, _dot(e1, z2, scratch), inv1, value=-1.0)
-            else:
-                e1w = torch.mul(e1, lam, out=workspace.view(3, z1.shape))
-                weight_sum = e1w.sum(dim=1, keepdim=True).mul_(inv1)
-                neg_cross = torch.addcmul(weight_sum * log_norm2, _dot(e1w, z2, scratch), inv1, value=-1.0)
-            q_hat = e2.gather(1, k).mul_(inv2)
-            base = torch.sub(1.0 if focal_type == 1 else inv1, q_hat)
-            w, neg_slope = _focal_factor(base, gamma, detach_focal)
-            torch.mul(w, neg_cross, out=loss[bs, :, ps])
-
-            if grad_strong is not None:
-                # dl/dz2_j = Q_j (w S + A w' Q_k) - [j = k] A w' Q_k - w lam_j P_j, assembled in
-                # the scratch buffer so that the gradient map is written once.
-                weighted_w = w if weight_sum is None else w * weight_sum
-                if neg_slope is None:
-                    torch.mul(e2, weighted_w.mul(inv2), out=scratch)
-                else:
-                    cross_slope_q = neg_slope.mul_(neg_cross).mul_(q_hat)  # A w' Q_k
-                    torch.mul(e2, torch.add(weighted_w, cross_slope_q).mul_(inv2), out=scratch)
-                    scratch.scatter_add_(1, k, cross_slope_q.neg_())
-                torch.addcmul(scratch, e1w, w.mul_(inv1), value=-1.0, out=grad_strong[bs, :, ps])
-
-        ctx.grads = [grad_weak, grad_strong]
-        ctx.save_for_backward(conf)  # 1 / s1, for the weak view's gradient
-        ctx.mark_non_differentiable(conf)
-        return loss.squeeze(1), conf.squeeze(1), cls.squeeze(1)
+        ctx.grads = [maps.grad_weak, maps.grad_strong]
+        ctx.save_for_backward(maps.conf)  # 1 / s1, for the weak view's gradient
+        ctx.mark_non_differentiable(maps.conf)
+        return maps.loss.squeeze(1), maps.conf.squeeze(1), maps.cls.squeeze(1)
 
     @staticmethod
     @once_differentiable
@@ -274,15 +316,23 @@ class _FocalConsistency(torch.autograd.Function):
         return grad_weak, grad_strong, None, None, None, None, None, None, None
 
 
+def flat_pixels(logits: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[B, C, H, W]`` logits as contiguous ``[B, C, H * W]`` of ``dtype``."""
+    batch, num_classes, height, width = logits.shape
+    return logits.to(dtype).reshape(batch, num_classes, height * width).contiguous()
+
+
+def pixel_maps(maps: tuple[Tensor, Tensor, Tensor], logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``[B, N]`` loss, confidence and pseudo-class of ``[B, C, H, W]`` logits viewed as ``[B, H, W]``."""
+    loss, conf, cls = maps
+    shape = (logits.shape[0], *logits.shape[2:])
+    return loss.view(shape), conf.view(shape), cls.view(shape)
+
+
 @torch.compiler.disable  # hand-written backward, memory kept between calls: a graph break
 def fused_pixel_terms(
-    weak_logits: Tensor,
-    strong_logits: Tensor,
-    gamma: float = 2.0,
-    focal_type: int = 1,
-    class_weights: Tensor | None = None,
-    detach_focal: bool = False,
-    memory: ReusedMemory | None = None,
+    weak_logits: Tensor, strong_logits: Tensor, gamma: float, focal_type: int, class_weights: Tensor | None,
+    detach_focal: bool, memory: ReusedMemory | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(loss, conf, cls)``, each ``[B, H, W]``, of ``[B, C, H, W]`` logits, as
     :func:`tufl.losses.tufl.focal_pixel_terms` defines them.
@@ -294,17 +344,14 @@ def fused_pixel_terms(
     ``exp(z - max z)`` rounds to 1, which can differ from ``argmax`` for logits
     within rounding of the maximum.
     """
-    batch, num_classes, height, width = weak_logits.shape
     dtype = torch.promote_types(weak_logits.dtype, torch.float32)
-    weak = weak_logits.to(dtype).reshape(batch, num_classes, height * width).contiguous()
-    strong = strong_logits.to(dtype).reshape(batch, num_classes, height * width).contiguous()
+    weak, strong = flat_pixels(weak_logits, dtype), flat_pixels(strong_logits, dtype)
     if weak.device.type != "cpu" and memory is not None:
         memory.clear()  # kept CPU buffers are of no use once the loss runs elsewhere
         memory = None
     options = (float(gamma), int(focal_type), bool(detach_focal))
     grad_on = torch.is_grad_enabled()
     want_grads = (grad_on and weak.requires_grad, grad_on and strong.requires_grad)
-    per_chunk = chunk_pixels(weak.device, num_classes)
-    loss, conf, cls = _FocalConsistency.apply(weak, strong, class_weights, *options, want_grads, per_chunk, memory)
-    shape = (batch, height, width)
-    return loss.view(shape), conf.view(shape), cls.view(shape)
+    per_chunk = chunk_pixels(weak.device, weak.shape[1])
+    maps = _FocalConsistency.apply(weak, strong, class_weights, *options, want_grads, per_chunk, memory)
+    return pixel_maps(maps, weak_logits)

@@ -20,7 +20,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from tufl.losses.backends.fused import fused_pixel_terms
+from tufl.losses.backends.fused import flat_pixels, fused_pixel_terms, pixel_maps
 from tufl.losses.backends.reused_memory import ReusedMemory
 
 
@@ -58,13 +58,8 @@ def kernels_for(device: torch.device, dtype: torch.dtype, num_classes: int) -> M
 
 
 def triton_pixel_terms(
-    weak_logits: Tensor,
-    strong_logits: Tensor,
-    gamma: float = 2.0,
-    focal_type: int = 1,
-    class_weights: Tensor | None = None,
-    detach_focal: bool = False,
-    memory: ReusedMemory | None = None,
+    weak_logits: Tensor, strong_logits: Tensor, gamma: float, focal_type: int, class_weights: Tensor | None,
+    detach_focal: bool, memory: ReusedMemory | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(loss, conf, cls)`` like :func:`tufl.losses.tufl.focal_pixel_terms`, by the Triton kernels
     where they apply (their pseudo-class is the first largest logit), else by the fused backend."""
@@ -72,12 +67,10 @@ def triton_pixel_terms(
     kernels = kernels_for(weak_logits.device, weak_logits.dtype, weak_logits.shape[1])
     if kernels is None:
         return fused_pixel_terms(weak_logits, strong_logits, *options, memory)
-    batch, num_classes, height, width = weak_logits.shape
-    weak = weak_logits.float().reshape(batch, num_classes, height * width).contiguous()
-    strong = strong_logits.float().reshape(batch, num_classes, height * width).contiguous()
+    weak, strong = flat_pixels(weak_logits, torch.float32), flat_pixels(strong_logits, torch.float32)
     try:
-        loss, conf, cls = kernels.FocalConsistencyTriton.apply(weak, strong, class_weights, float(gamma),
-                                                               int(focal_type), bool(detach_focal))
+        maps = kernels.FocalConsistencyTriton.apply(weak, strong, class_weights, float(gamma), int(focal_type),
+                                                    bool(detach_focal))
     except torch.OutOfMemoryError:
         raise
     except Exception as exc:  # e.g. Triton cannot compile for this GPU: keep going without
@@ -88,5 +81,4 @@ def triton_pixel_terms(
                       "using the fused backend from now on", RuntimeWarning, stacklevel=2)
         return fused_pixel_terms(weak_logits, strong_logits, *options, memory)
     STATUS.worked = True
-    shape = (batch, height, width)
-    return loss.view(shape), conf.view(shape), cls.view(shape)
+    return pixel_maps(maps, weak_logits)

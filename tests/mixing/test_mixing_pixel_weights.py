@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tufl.mixing.weights import boundary_band, confident_fraction, mixed_loss, pixel_weights
+from tufl.mixing.pixel_weights import boundary_band, confident_fraction, mixed_loss, pixel_weights
 
 
 def test_confident_fraction_hand_computed():
