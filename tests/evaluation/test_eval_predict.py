@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import Tensor, nn
 
 from tufl.data import labels
 from tufl.evaluation.predict import collect_inputs, load_rgb, predict_files

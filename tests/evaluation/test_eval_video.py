@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import nn
 
 from tufl.cli import main
 from tufl.data.io import BadFileError
