@@ -71,3 +71,27 @@ def test_resuming_removes_the_temporary_files_of_a_killed_write(tmp_path, capsys
     state, path = checkpoint_to_resume(paths, "auto", CTX)
     assert state["iteration"] == 2 and path == paths.last
     assert not stale.exists() and "removed 1 temporary file(s)" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_the_earlier_objective_layout_resumes_to_the_same_end(scene_info, tmp_path):
+    """Checkpoints written before the objective was made of terms hold the per-head loss states
+    as ``unsupervised.<head>.*``; resuming from one ends as an uninterrupted run."""
+    trees = {name: runs.run_tree(scene_info, tmp_path / name, "stage1", iters=4,
+                                 train={"deterministic": True, "checkpoint_every": 2})
+             for name in ("straight", "earlier")}
+    train(runs.config(trees["straight"]))
+    train(runs.config(trees["earlier"]))
+    earlier = tmp_path / "earlier"
+    second = ckpt.load_checkpoint(ckpt.older_checkpoint(earlier / ckpt.LAST_NAME, 1))
+    assert second["iteration"] == 2 and any(k.startswith("consistency.losses.0.") for k in second["losses"])
+    second["losses"] = {k.replace("consistency.losses.", "unsupervised."): v for k, v in second["losses"].items()}
+    (earlier / ckpt.LAST_NAME).unlink()
+    ckpt.older_checkpoint(earlier / ckpt.LAST_NAME, 1).unlink()
+    torch.save(second, earlier / ckpt.LAST_NAME)  # as the earlier layout wrote it (iteration 2)
+    train(runs.config(trees["earlier"]), resume=True)
+    straight = ckpt.load_checkpoint(tmp_path / "straight" / ckpt.LAST_NAME)
+    resumed = ckpt.load_checkpoint(earlier / ckpt.LAST_NAME)
+    assert resumed["iteration"] == 4 and resumed["losses"].keys() == straight["losses"].keys()
+    for part in ("model", "losses"):
+        for key, value in straight[part].items():
+            assert torch.equal(value, resumed[part][key]), key
