@@ -17,10 +17,7 @@ import runs
 from tufl.cli.check_data import add_arguments as check_data_arguments
 from tufl.cli.check_data import run as check_data
 from tufl.config import experiment_config_class, load_experiment
-from tufl.data.base import SegDataset
-from tufl.data.cityscapes import CITYSCAPES_LABEL_IDS
-from tufl.data.io import read_index_png
-from tufl.data.labels import cityscapes_id_lut
+from tufl.data.cityscapes import CityscapesIdDataset
 from tufl.data.registry import DATASETS, open_dataset
 from tufl.models.network import SegNetwork
 from tufl.models.registry import NETWORKS
@@ -31,19 +28,13 @@ from tufl.runtime.run_log import read_metrics
 from tufl.train.engine import train
 
 
-class PicturesAndMasks(SegDataset):
-    """A layout of our own: ``pictures/pic_N.png`` with ``masks/mask_N.png`` (Cityscapes ids)."""
+class PicturesAndMasks(CityscapesIdDataset):
+    """A layout of our own: ``pictures/N_pic.png`` with ``masks/N_mask.png`` (Cityscapes ids)."""
 
     name = "pictures_and_masks"
-    raw_label_ids = CITYSCAPES_LABEL_IDS
     root_title = "pictures-and-masks"
-    image_folder = "pictures"
-    label_folder = "masks"
-    read_raw_label = staticmethod(read_index_png)
-    train_id_lut = staticmethod(cityscapes_id_lut)
-
-    def label_name(self, image_name: str) -> str:
-        return image_name.replace("pic_", "mask_")
+    image_folder, label_folder = "pictures", "masks"
+    image_suffix, label_suffix = "_pic", "_mask.png"
 
 
 class TwoConvNet(SegNetwork):
@@ -116,8 +107,8 @@ def _pictures_and_masks(scene_info, root: Path) -> Path:
     for folder in ("pictures", "masks"):
         (root / folder).mkdir(parents=True)
     for image in sorted((scene_info.source_root / "images").glob("*.png")):
-        shutil.copy(image, root / "pictures" / f"pic_{image.name}")
-        shutil.copy(scene_info.source_root / "labels" / image.name, root / "masks" / f"mask_{image.name}")
+        shutil.copy(image, root / "pictures" / f"{image.stem}_pic.png")
+        shutil.copy(scene_info.source_root / "labels" / image.name, root / "masks" / f"{image.stem}_mask.png")
     return root
 
 
@@ -131,7 +122,7 @@ def test_registered_plug_ins_train_from_a_config_file(registered, scene_info, tm
     assert cfg.logit_penalty == LogitPenaltyConfig(0.25)
     dataset = open_dataset(cfg.data.source, 19, False)
     assert isinstance(dataset, PicturesAndMasks) and len(dataset) == 8
-    assert dataset.label_path(0) == str(root / "masks" / "mask_00001.png")  # the layout's label rule
+    assert dataset.label_path(0) == str(root / "masks" / "00001_mask.png")  # the layout's label rule
     run_dir = train(cfg)
     records = read_metrics(run_dir, "train")
     assert len(records) == 2

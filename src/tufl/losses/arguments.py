@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from tufl.runtime.checks import class_weight_problems
 
 ConfigT = TypeVar("ConfigT")
+LossT = TypeVar("LossT", bound="ConfiguredLoss")
 
 
 def class_weight_tensor(class_weights: Sequence[float] | Tensor | None, num_classes: int) -> Tensor | None:
@@ -108,7 +109,7 @@ class ConfiguredLoss(nn.Module):
     class_weights: Tensor | None
 
     @classmethod
-    def from_config(cls, num_classes: int, cfg: Any) -> Self:
+    def from_config(cls: type[LossT], num_classes: int, cfg: Any) -> LossT:
         """The loss of its config section."""
         return cls(num_classes, cfg)
 
