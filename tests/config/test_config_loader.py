@@ -65,8 +65,7 @@ def test_unknown_key_names_key_and_file(tmp_path):
     path = _write(tmp_path / "c.yaml", {"inner": {"lrr": 0.1}})
     with pytest.raises(ConfigError) as info:
         load_config(Outer, path)
-    msg = str(info.value)
-    assert f"{path}: inner.lrr: unknown key" in msg and "lr" in msg
+    assert info.value.problems == [f"{path}: inner.lrr: unknown key (did you mean inner.lr?)"]
 
 
 def test_wrong_type_error_names_the_file_that_set_it(tmp_path):
@@ -94,7 +93,7 @@ def test_override_errors_name_set(tmp_path):
     path = _write(tmp_path / "c.yaml", {})
     with pytest.raises(ConfigError, match=r"--set: inner.lr: expected a number, got 'fast'"):
         load_config(Outer, path, ["inner.lr=fast"])
-    with pytest.raises(ConfigError, match="--set: inner.nope: unknown key"):
+    with pytest.raises(ConfigError, match=r"--set inner.nope: unknown key \(known keys here: kind, lr, path"):
         load_config(Outer, path, ["inner.nope=1"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(Outer, path, ["inner.lr"])

@@ -59,6 +59,10 @@ A, B = {"train_id": 0, "name": "a"}, {"train_id": 1, "name": "b"}
         ([A, B], [], {"from_source": {"c": ["road"]}}, "'c' is not a class of this file"),
         ([A, B], [], {"from_source": {"a": ["road"], "b": ["road"]}}, "'road' is mapped to both 'a' and 'b'"),
         ([A, B], [], {"colours": 1}, r"unknown sections \['colours'\]"),
+        ([A, {"value": 3, "name": "b"}], [], {}, r"classes entry 2: needs a train_id \(the class"),
+        ([A, {"value": 3}], [], {}, r"classes entry 2: needs a train_id and a name \(the class"),
+        ([A, {"value": 3, "train_id": 1}], [], {},
+         r"train id 1 has no name: give one of its entries \(classes entry 2\)"),
     ],
 )
 def test_invalid_class_files_name_the_file_and_the_problem(tmp_path, classes, ignore, extra, message):
@@ -93,3 +97,26 @@ def test_class_set_of_a_stored_run_config(tmp_path):
     assert class_set_of_config(stored).names[1] == "vehicle"
     assert class_set_of_config({"data": {"val": {"classes": str(tmp_path / "gone.yaml")}}}) is None
     assert class_set_of_config({}) is None
+
+
+def test_merged_entries_name_their_class_once(tmp_path):
+    path = write_class_file(tmp_path / "merged.yaml", ignore=[0], classes=[
+        {"value": 5, "train_id": 1},                      # named by a later entry
+        {"value": 1, "train_id": 0, "name": "flat", "color": [1, 2, 3]},
+        {"value": 2, "train_id": 0},
+        {"value": 7, "train_id": 1, "name": "thing"},
+        {"value": 9, "train_id": 0},
+    ])
+    cs = load_class_set(path)
+    assert cs.names == ("flat", "thing")
+    assert cs.value_to_train_id == ((0, 255), (1, 0), (2, 0), (5, 1), (7, 1), (9, 0))
+    assert cs.colours[0] == (1, 2, 3)
+
+
+def test_a_class_named_nowhere_is_named_by_its_train_id(tmp_path):
+    path = write_class_file(tmp_path / "unnamed.yaml", ignore=[], classes=[
+        {"value": 1, "train_id": 0, "name": "flat"}, {"value": 2, "train_id": 1}, {"value": 3, "train_id": 1}])
+    with pytest.raises(ClassFileError) as info:
+        load_class_set(path)
+    assert str(info.value) == (f"{path}: class file: train id 1 has no name: give one of its entries "
+                               "(classes entries 2, 3) a name")

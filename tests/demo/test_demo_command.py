@@ -31,6 +31,22 @@ def test_quick_demo_runs_end_to_end_and_writes_every_report_file(tmp_path):
     html = (report / "index.html").read_text()
     for value in mious.values():
         assert f"{100 * value:.2f}" in html  # the page shows the measured numbers
+    # the report of the three run folders (tufl.report) with the demo's extras: its scores on the
+    # target validation split, gains, training times, settings and samples of that split
+    from tufl.report.page import format_duration
+
+    shown = json.loads((report / "summary.json").read_text())
+    assert [m["name"] for m in shown["models"]] == list(mious)
+    assert [m["miou"] for m in shown["models"]] == list(mious.values())
+    assert shown["scores_on"] == "the target validation split"
+    assert shown["settings"] == summary["settings"]
+    for model, previous in zip(shown["models"][1:], list(mious.values())):
+        assert model["gain_over_previous"] == model["miou"] - previous
+        assert f"{100 * model['gain_over_previous']:+.2f}" in html
+    for model in shown["models"]:
+        assert model["train_seconds"] > 0 and format_duration(model["train_seconds"]) in html
+    assert "<h2>Settings</h2>" in html and "gain over previous row" in html
+    assert "6 images of cityscapes val" in html and "ground truth" in html
     # the three runs are real training runs with their own checkpoints and logs
     for stage in ("source_only", "stage1", "stage2"):
         assert (tmp_path / "demo" / "runs" / stage / "checkpoint_last.pt").is_file()

@@ -223,6 +223,9 @@ def test_cli_predicts_a_video_and_reports_a_bad_one(tmp_path: Path, monkeypatch:
     assert len(_decode(out / "clip_overlay.mp4")[0]) == 5
     assert len(list((out / "clip").glob("frame_*.png"))) == 5
     assert (out / "trainid" / "still.png").is_file()
+    # Redirected output (not a terminal): plain progress lines, no redrawn bars.
+    assert "clip.mp4: 5/5 (100 %)" in captured.err and "predict: 1/1 (100 %)" in captured.err
+    assert "\r" not in captured.err and "\x1b[" not in captured.err
 
     garbage = _garbage(tmp_path / "in" / "garbage.mp4")
     status = main(["predict", "--checkpoint", "tiny.pt", str(garbage), str(video), "--out", str(tmp_path / "out2"),
@@ -232,7 +235,7 @@ def test_cli_predicts_a_video_and_reports_a_bad_one(tmp_path: Path, monkeypatch:
     skipped = [line for line in captured.err.replace("\r", "\n").splitlines() if line.startswith("skipped:")]
     assert skipped == [f"skipped: {garbage}: cannot decode the video (Invalid data found when processing input)"]
     assert "error: 1 of 2 inputs could not be read" in captured.err
-    assert _files_under(tmp_path / "out2") == ["clip_overlay.mp4"]
+    assert _files_under(tmp_path / "out2") == ["clip_overlay.mp4", "legend.png"]
 
 
 def test_missing_extra_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

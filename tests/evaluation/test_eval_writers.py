@@ -10,11 +10,16 @@ import torch
 from PIL import Image
 
 from tufl.data import labels
+from tufl.data.class_set import ModelClasses
 from tufl.runtime.atomic import atomic_path
 from tufl.runtime.atomic import atomic_write_json
 from tufl.evaluation.writers import (
+    cityscapes_set_size,
+    class_palette,
     colorize,
+    legend_image,
     overlay,
+    save_legend,
     save_color,
     save_label_ids,
     save_overlay,
@@ -92,3 +97,43 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
     assert '"miou": 0.5' in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def _classes(names: tuple[str, ...]) -> ModelClasses:
+    colours = tuple((40 * k % 256, 255 - 30 * k, 90) for k in range(len(names)))
+    return ModelClasses(names, colours, origin="my_classes.yaml")
+
+
+def test_class_palettes_of_a_model() -> None:
+    own = _classes(("road", "car", "sky"))
+    assert np.array_equal(class_palette(own, "model")[:4], [[0, 255, 90], [40, 225, 90], [80, 195, 90], [0, 0, 0]])
+    # Cityscapes colours by name, whatever the model's colours and train ids.
+    assert class_palette(own, "cityscapes")[:3].tolist() == [[128, 64, 128], [0, 0, 142], [70, 130, 180]]
+    assert np.array_equal(class_palette(ModelClasses.cityscapes(16), "cityscapes"), labels.palette(16))
+    with pytest.raises(ValueError, match=r"no colour for flat, vehicles \(classes of my_classes\.yaml\)"):
+        class_palette(_classes(("flat", "sky", "vehicles")), "cityscapes")
+    assert [cityscapes_set_size(ModelClasses.cityscapes(n)) for n in (19, 16, 13)] == [19, 16, 13]
+    assert cityscapes_set_size(own) is None
+    assert cityscapes_set_size(ModelClasses(labels.class_names(13), ((1, 2, 3),) * 13)) == 13  # colours aside
+
+
+def test_the_legend_shows_a_swatch_and_a_name_per_class(tmp_path: Path) -> None:
+    three = _classes(("road", "car", "sky"))
+    path = save_legend(tmp_path / "legend.png", three.names, three.palette())
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+    legend = _read(path)
+    for colour in three.colours:
+        assert (legend == colour).all(axis=-1).sum() >= 12 * 12  # a solid swatch of each colour
+    six = _classes(("road", "car", "sky", "person", "rider", "bus"))
+    taller = legend_image(six.names, six.palette())
+    assert taller.shape[0] > 1.8 * legend.shape[0]  # a row per class
+    wider = legend_image(("road", "a much longer class name", "sky"), three.palette())
+    assert wider.shape[0] == legend.shape[0] and wider.shape[1] > legend.shape[1] + 60
+
+    def text_pixels(image: np.ndarray) -> int:
+        return int((image < 60).all(axis=-1).sum())  # black text on white
+
+    assert text_pixels(wider) > text_pixels(legend) + 100
+    with pytest.raises(ValueError, match="palette"):
+        legend_image(three.names, np.zeros((3, 3), np.uint8))

@@ -117,3 +117,81 @@ def test_stage1_then_stage2_then_evaluate_on_a_folder(scene_info, own_data, tmp_
     present = [v for v in report["iou"].values() if v is not None]
     assert report["miou"] == pytest.approx(sum(present) / len(present))
     assert all((v is None) == (n in report["absent_classes"]) for n, v in report["iou"].items())
+
+
+COLOURS = [[128, 64, 128], [70, 70, 70], [250, 170, 30], [107, 142, 35], [70, 130, 180], [220, 20, 60], [0, 0, 142]]
+
+
+def _swapped_class_file(path: Path) -> Path:
+    """The example class file with sky and human trading train ids (4 <-> 5)."""
+    tree = yaml.safe_load(Path(CLASSES).read_text())
+    for entry in tree["classes"]:
+        entry["train_id"] = {4: 5, 5: 4}.get(entry["train_id"], entry["train_id"])
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def _run_command(module, argv) -> int:
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+def test_the_class_set_travels_with_the_model(scene_info, own_data, tmp_path, capsys):
+    from tufl.cli import evaluate as evaluate_command
+    from tufl.runtime.errors import ConfigError
+    from tufl.train.engine import Trainer
+
+    tree = _tree(scene_info, own_data, tmp_path / "s1", "stage1")
+    del tree["model"]["num_classes"]  # derived from the class file
+    config = runs.write_yaml(tree, tmp_path / "s1.yaml")
+    from tufl.config import load_experiment
+
+    cfg = load_experiment(config)
+    assert cfg.model.num_classes == 7
+    train(cfg)
+    last, best = tmp_path / "s1" / "checkpoint_last.pt", tmp_path / "s1" / "checkpoint_best.pt"
+    state, best_state = ckpt.load_checkpoint(last), ckpt.load_checkpoint(best)
+    for stored in (state, best_state):  # the class file's names, order and colours, in both
+        assert stored["classes"]["names"] == NAMES and stored["classes"]["colours"] == COLOURS
+    # the best checkpoint keeps what inference needs, the last one everything a resume needs
+    assert "optimizer" in state and "rng" in state and not {"optimizer", "rng", "losses"} & best_state.keys()
+    assert best.stat().st_size < 0.75 * last.stat().st_size
+    assert _run_command(evaluate_command, ["--checkpoint", str(best), "--out", str(tmp_path / "ev")]) == 0
+    assert list(json.loads((tmp_path / "ev" / "eval_best.json").read_text())["iou"]) == NAMES
+
+    # A class file with two classes swapped: refused by evaluate (nothing written), resume and the next stage
+    swapped = _swapped_class_file(tmp_path / "swapped.yaml")
+    for section in ("source", "val"):
+        tree["data"][section]["classes"] = str(swapped)
+    other = runs.write_yaml(tree, tmp_path / "swapped_run.yaml")
+    capsys.readouterr()
+    assert _run_command(evaluate_command, ["--checkpoint", str(last), "--config", str(other),
+                                           "--out", str(tmp_path / "ev2")]) == 2
+    error = capsys.readouterr().err
+    assert "predicts other classes than the config" in error
+    assert "train id 4: 'human' in the config, 'sky' in" in error and "train id 5: 'sky'" in error
+    assert not (tmp_path / "ev2").exists()
+    for resume in ("auto", "force"):  # a different class set is never resumed, not even by force
+        with pytest.raises(ConfigError, match="the checkpoint to resume\\) predicts other classes"):
+            Trainer(load_experiment(other), resume=resume)
+    tree2 = _tree(scene_info, own_data, tmp_path / "s2", "stage2", model={"pretrained": str(last)})
+    del tree2["model"]["num_classes"]
+    tree2["data"]["source"]["classes"] = tree2["data"]["val"]["classes"] = str(swapped)
+    with pytest.raises(ConfigError, match="model.pretrained\\) predicts other classes"):
+        Trainer(load_experiment(runs.write_yaml(tree2, tmp_path / "s2.yaml")))
+
+
+def test_an_exported_model_carries_its_classes(scene_info, own_data, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from tufl.cli import export as export_command
+
+    tree = _tree(scene_info, own_data, tmp_path / "s1", "source_only", train={"iters": 1, "checkpoint_every": 1},
+                 loss={"unsupervised": "none"})
+    train(runs.config(tree))
+    out = tmp_path / "model.onnx"
+    assert _run_command(export_command, ["--checkpoint", str(tmp_path / "s1" / "checkpoint_last.pt"), "--onnx",
+                                         str(out), "--height", "32", "--width", "64", "--exporter", "torchscript",
+                                         "--no-verify"]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["tufl.classes"])["names"] == NAMES and meta["tufl.input_convention"] == "imagenet_rgb"

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "demo": "run the built-in synthetic->realistic benchmark end to end",
     "train": "train a model (source_only, stage1 or stage2) from a config",
     "evaluate": "evaluate a checkpoint on a labelled split (mIoU)",
+    "report": "write an HTML report of training runs (curves, per-class IoU, sample predictions)",
     "predict": "predict images, folders or globs to colour maps",
     "export": "export a checkpoint's inference network (ONNX)",
     "pseudo-label": "write pseudo-labels of a target split to disk",
@@ -33,12 +34,20 @@ def command_module(name: str) -> str:
     return f"tufl.cli.{name.replace('-', '_')}"
 
 
+def version_line() -> str:
+    """``tufl <version>``: what ``tufl --version`` prints."""
+    from tufl import __version__  # the package itself: loaded before any of its modules
+
+    return f"tufl {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tufl",
         description="Threshold-adaptive unsupervised focal loss (TUFL) and cross-domain image "
         "mixing for domain adaptation of semantic segmentation.",
     )
+    parser.add_argument("--version", action="store_true", help="print tufl's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text, add_help=False)
@@ -51,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(version_line())
+        return 0
     name = argv[0]
     if name not in COMMANDS:
         parser.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")

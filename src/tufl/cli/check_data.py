@@ -10,6 +10,7 @@ import argparse
 import os
 from typing import Any
 
+from tufl.cli.arguments import report_error
 from tufl.data.check import check_dataset, format_report
 from tufl.data.registry import DATASETS, OWN_DATA
 
@@ -51,13 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         return _run_config_sections(args)
     if not args.dataset or not args.root:
-        print("check-data: give --dataset and --root, or --config")
-        return 2
+        return report_error("give --dataset and --root, or --config")
     dataset = DATASETS.get(args.dataset)
     split = args.split or dataset.check_split
     if split is None:
-        print(f"check-data: --split is required for {args.dataset} (e.g. {dataset.default_split})")
-        return 2
+        return report_error(f"--split is required for {args.dataset} (e.g. {dataset.default_split})")
     own_data = None
     if args.dataset in OWN_DATA:
         own_data = {"images": tuple(args.images), "label_rule": args.label_rule}
@@ -79,8 +78,7 @@ def _run_config_sections(args: argparse.Namespace) -> int:
     try:
         cfg = load_experiment(args.config)
     except (ConfigError, OSError) as exc:
-        print(f"error: {exc}")
-        return 2
+        return report_error(exc)
     status = 0
     for section in args.section or ("source", "target", "val"):
         ds = getattr(cfg.data, section)

@@ -90,6 +90,8 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: str):  # noqa: ANN
     from tufl.models.build import model_from_checkpoint
     from tufl.runtime.checkpoint_files import BEST_NAME
     from tufl.runtime.distributed import pick_device
+    from tufl.train.builders import build_classes
+    from tufl.train.run_state import check_same_classes
 
     model, state = model_from_checkpoint(checkpoint)
     cfg = run_config(argparse.Namespace(**{**vars(args), "checkpoint": checkpoint}), state)
@@ -101,6 +103,8 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: str):  # noqa: ANN
     if cfg.model.num_classes != model.num_classes:
         raise ConfigError([f"{origin}: model.num_classes: {cfg.model.num_classes}, but {checkpoint} "
                            f"was trained with {model.num_classes} classes"])
+    classes = build_classes(cfg)
+    check_same_classes(state, checkpoint, classes, "the checkpoint to evaluate", mine="the config")
     skip_bad = cfg.eval.skip_bad_files if args.skip_bad_files is None else True
     dataset = EvalSamples(open_dataset(cfg.data.val, model.num_classes, False), skip_bad=skip_bad)
     for path, problem in dataset.skipped:
@@ -108,9 +112,22 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: str):  # noqa: ANN
     options = inference_options(args, cfg.eval)
     device = pick_device(args.device or cfg.experiment.device)
     loader = eval_loader(dataset, options.batch_size, options.num_workers)
-    result = evaluate(model, loader, model.num_classes, device, options, save_dir=args.save_dir)
+    result = evaluate(model, loader, model.num_classes, device, options, save_dir=args.save_dir, classes=classes)
     kind = "best" if Path(checkpoint).name == BEST_NAME else "last"
     return result, cfg, state, dataset, kind
+
+
+def split_name(ds: Any) -> str | None:
+    """The split of an official dataset; None for your own data (folder, images), which has none."""
+    from tufl.data.registry import OWN_DATA
+
+    return None if ds.name in OWN_DATA else ds.split
+
+
+def split_title(ds: Any) -> str:
+    """How output names the evaluated data: ``cityscapes val``, or ``folder data.val at ROOT``."""
+    split = split_name(ds)
+    return f"{ds.name} {split}" if split is not None else f"{ds.name} data.val at {ds.root}"
 
 
 def inference_options(args: argparse.Namespace, options: Any) -> Any:
@@ -167,12 +184,12 @@ def run(args: argparse.Namespace) -> int:
 
         result, cfg, state, dataset, kind = evaluate_checkpoint(args, args.checkpoint)
         title = (f"{Path(args.checkpoint)} ({kind} checkpoint, iteration {state.get('iteration')}) on "
-                 f"{cfg.data.val.name} {cfg.data.val.split}, {len(dataset)} images"
+                 f"{split_title(cfg.data.val)}, {len(dataset)} images"
                  + (f" ({len(dataset.skipped)} unreadable left out)" if dataset.skipped else ""))
         print(format_table(result, title))
         csv_path, json_path = write_eval_report(
             result, args.out, args.checkpoint, kind,
-            {"iteration": state.get("iteration"), "dataset": cfg.data.val.name, "split": cfg.data.val.split,
+            {"iteration": state.get("iteration"), "dataset": cfg.data.val.name, "split": split_name(cfg.data.val),
              "root": cfg.data.val.root, "unreadable_left_out": len(dataset.skipped)},
         )
     except USER_ERRORS as exc:

@@ -29,8 +29,14 @@ def run(args: argparse.Namespace) -> int:
         from tufl.runtime.distributed import pick_device
         from tufl.objective.pseudo_labels import write_pseudo_labels
 
+        from tufl.models.weights import read_weights
+        from tufl.train.builders import build_classes
+        from tufl.train.run_state import check_same_classes
+
+        state = read_weights(args.checkpoint)
+        check_same_classes(state, args.checkpoint, build_classes(cfg), "the checkpoint that labels", mine="the config")
         model_cfg = replace(cfg.model, pretrained=args.checkpoint, pretrained_format="tufl")
-        model = build_model(model_cfg, training=False).model
+        model = build_model(model_cfg, training=False, weights=state).model
         dataset = open_dataset(cfg.data.target, cfg.model.num_classes, cfg.data.skip_bad_files)
         out = Path(args.out or cfg.pseudo_labels.dir or Path(args.checkpoint).parent / "pseudo_labels")
         device = pick_device(args.device or cfg.experiment.device)

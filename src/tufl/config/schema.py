@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tufl.data.class_set import ClassFileError, run_classes
 from tufl.data.config import DataConfig, DatasetConfig
 from tufl.evaluation.options import EvalConfig
 from tufl.models.build import ModelConfig
 from tufl.objective.pseudo_labels import PseudoLabelConfig
 from tufl.objective.registry import Mode, term_sections
-from tufl.runtime.typed_config import from_dict, load_config
+from tufl.runtime.errors import ConfigError
+from tufl.runtime.typed_config import from_dict, origin_of, read_config_tree
 from tufl.train.config import ExperimentConfig, TrainConfig
 from tufl.train.optim import OptimConfig
 
@@ -84,11 +87,42 @@ Config = experiment_config_class()
 def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> Any:
     """The validated, frozen experiment config of a YAML file (``_base_`` files merged,
     ``--set`` ``overrides`` applied last); a :class:`~tufl.runtime.errors.ConfigError` names
-    every problem with its key and the file it came from."""
-    return load_config(experiment_config_class(), path, overrides)
+    every problem with its key and the file it came from. ``model.num_classes`` is derived
+    from the class definition file when a data section names one (:func:`with_class_count`)."""
+    tree, origins = read_config_tree(path, overrides)
+    return experiment_from_dict(tree, origins, str(path))
 
 
 def experiment_from_dict(tree: dict[str, Any], origins: dict[str, str] | None = None,
                          default_origin: str = "<config>") -> Any:
     """The validated experiment config of a plain dict (a checkpoint's stored config)."""
-    return from_dict(experiment_config_class(), tree, origins, default_origin)
+    origins = origins if origins is not None else {}
+    return with_class_count(from_dict(experiment_config_class(), tree, origins, default_origin), origins,
+                            default_origin)
+
+
+DATA_SECTIONS = ("source", "target", "val")
+
+
+def with_class_count(cfg: Any, origins: dict[str, str], default_origin: str) -> Any:
+    """``cfg`` with ``model.num_classes`` set to the class count of the class definition files
+    its data sections name. A count written in the config (``origins`` has the key) that
+    disagrees is an error naming both; files that define different classes too."""
+    sections = [(key, getattr(cfg.data, key)) for key in DATA_SECTIONS]
+    named = [key for key, ds in sections if ds is not None and ds.classes]
+    if not named:
+        return cfg
+    try:
+        classes = run_classes(sections, cfg.model.num_classes)
+    except ClassFileError as error:
+        keys = ", ".join(f"data.{key}.classes" for key in named)
+        raise ConfigError([f"{origin_of(origins, f'data.{named[0]}.classes', default_origin)}: {keys}: {error}"]) from None
+    count = classes.num_classes
+    if cfg.model.num_classes == count:
+        return cfg
+    if "model.num_classes" in origins:
+        raise ConfigError([
+            f"{origins['model.num_classes']}: model.num_classes: {cfg.model.num_classes}, but the class file "
+            f"{classes.origin} (data.{named[0]}.classes) defines {count} classes {list(classes.names)}; leave "
+            "model.num_classes out (it is derived from the class file) or make the two agree"])
+    return replace(cfg, model=replace(cfg.model, num_classes=count))

@@ -1,7 +1,7 @@
 """The checks of ``tufl check-data``: verify a dataset on disk before training on it.
 
-Checks, in order: the folder layout; image/label pairing (missing labels, orphan
-labels); that every image and label decodes; that each label has its image's
+Checks, in order: the class definition file, if one is given; the folder layout;
+image/label pairing (missing labels, orphan labels); that every image and label decodes; that each label has its image's
 size (a mismatch is a warning for GTA5, whose few mismatched labels are known and
 resized at load time, and an error elsewhere); that label values are raw ids the
 dataset can hold; and the pixel share of each class. The result is a
@@ -18,8 +18,8 @@ from typing import Any, Literal
 import numpy as np
 
 from tufl.data.base import SegDataset
-from tufl.data.class_set import load_class_set
-from tufl.data.registry import build_dataset
+from tufl.data.class_file import ClassFileError, load_class_set
+from tufl.data.registry import DATASETS, OWN_DATA, build_dataset
 from tufl.data.folder import FolderDataset
 from tufl.data.io import BadFileError, DataError, read_rgb
 from tufl.data.labels import IGNORE_INDEX, class_names
@@ -53,6 +53,10 @@ class CheckReport:
     ignored_pixels: int = 0
     # Class names of a class definition file (default: the Cityscapes names of num_classes).
     class_names: tuple[str, ...] = ()
+    # Whether the split has label maps (None: not known, the dataset could not be opened).
+    labelled: bool | None = None
+    # Whether the dataset could be opened (its layout and class file are valid).
+    opened: bool = False
 
     @property
     def errors(self) -> list[Issue]:
@@ -72,6 +76,7 @@ class CheckReport:
 class _SampleResult:
     issues: list[Issue]
     train_id_pixels: list[int] | None
+    label_found: bool = False  # the sample's label file exists
 
 
 def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
@@ -94,7 +99,7 @@ def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
         raw = getattr(dataset, "read_stored_label", dataset.read_raw_label)(label_path)
     except BadFileError as exc:
         issues.append(Issue("unreadable file", label_path, exc.problem))
-        return _SampleResult(issues, None)
+        return _SampleResult(issues, None, label_found=True)
     label_size = (raw.shape[1], raw.shape[0])
     if size is not None and label_size != size:
         issues.append(
@@ -117,7 +122,7 @@ def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
         else:
             issues.append(Issue("unknown label value", label_path, f"values {shown} are not {dataset.name} label ids"))
     counts = np.bincount(dataset.map_label(raw).ravel(), minlength=256)
-    return _SampleResult(issues, counts.tolist())
+    return _SampleResult(issues, counts.tolist(), label_found=True)
 
 
 class _CheckChunk:
@@ -147,42 +152,65 @@ def check_dataset(
     the class file of a folder dataset gives the class count and names.
     """
     report = CheckReport(name, str(root), split, num_classes)
+    if name in DATASETS and not getattr(DATASETS[name], "labels_allowed", True):
+        report.labelled = False  # an images dataset
     options = dict(own_data or {})
-    if name in ("folder", "images"):
+    if name in OWN_DATA:
         options["require_label_files"] = False  # a missing label is reported per image below
+        if not classes:
+            report.num_classes = 0  # only a class file gives your own data classes
     try:
         if classes:
             class_set = load_class_set(classes)
             num_classes = report.num_classes = class_set.num_classes
             report.class_names = class_set.names
         dataset = build_dataset(name, root, split, num_classes, list_file=list_file, classes=classes, **options)
-    except (DataError, ValueError) as exc:
-        report.issues.append(Issue("layout", str(root), str(exc)))
+    except ClassFileError as exc:
+        if not report.class_names:  # the file itself is wrong: its class count is unknown
+            report.num_classes = 0
+        report.issues.append(Issue("class file", exc.path, exc.problem.removeprefix("class file: ")))
         return report
+    except (DataError, ValueError) as exc:
+        report.issues.append(Issue("layout", *_split_path(exc, str(root))))
+        return report
+    report.opened = True
     report.num_images = len(dataset)
-    report.num_labels = sum(dataset.label_path(i) is not None for i in range(len(dataset)))
+    report.labelled = any(dataset.label_path(i) is not None for i in range(len(dataset)))
     report.issues += [Issue("orphan label", p, "label file without an image") for p in dataset.orphan_labels()]
+    _check_samples(dataset, report, workers, progress)
+    return report
+
+
+def _split_path(error: Exception, root: str) -> tuple[str, str]:
+    """The path an error names and its problem (for one report line); the root when it names none."""
+    if isinstance(error, BadFileError):
+        return error.path, error.problem
+    message = str(error)
+    head, sep, rest = message.partition(": ")
+    if sep and head.startswith(os.path.normpath(root)):
+        return head, rest
+    return root, message
+
+
+def _check_samples(dataset: SegDataset, report: CheckReport, workers: int, progress: bool) -> None:
+    """Read every sample (``workers`` processes); add its issues, label and pixel counts to ``report``."""
     totals = np.zeros(256, dtype=np.int64)
     try:
-        results = map_index_chunks(_CheckChunk(dataset), len(dataset), workers, f"check {name}", progress)
+        results = map_index_chunks(_CheckChunk(dataset), len(dataset), workers, f"check {report.dataset}", progress)
         for result in results:
             report.issues += result.issues
+            report.num_labels += result.label_found
             if result.train_id_pixels is not None:
                 totals += np.asarray(result.train_id_pixels, dtype=np.int64)
     except ImportError as exc:
-        report.issues.append(Issue("missing dependency", str(root), str(exc)))
-    report.class_pixels = [int(c) for c in totals[:num_classes]]
+        report.issues.append(Issue("missing dependency", report.root, str(exc)))
+    report.class_pixels = [int(c) for c in totals[:report.num_classes]]
     report.ignored_pixels = int(totals[IGNORE_INDEX])
-    return report
 
 
 def format_report(report: CheckReport) -> str:
     """Human-readable summary: counts, issues grouped by kind, class pixel shares."""
-    lines = [
-        f"check-data: {report.dataset} at {report.root} (split {report.split}, {report.num_classes} classes)",
-        f"images: {report.num_images}, labels: {report.num_labels}, "
-        f"errors: {len(report.errors)}, warnings: {len(report.warnings)}",
-    ]
+    lines = _summary(report)
     grouped: dict[tuple[str, str], list[Issue]] = defaultdict(list)
     for issue in report.issues:
         grouped[(issue.severity, issue.kind)].append(issue)
@@ -202,5 +230,24 @@ def format_report(report: CheckReport) -> str:
         lines.append(f"{IGNORE_INDEX:>4}  {'ignored':<14}{report.ignored_pixels:>14}"
                      f"{100 * report.ignored_pixels / total:>8.2f}%")
     lines.append("")
-    lines.append("result: OK" if report.ok else f"result: FAILED ({len(report.errors)} errors)")
+    lines.append("result: OK" if report.ok else f"result: FAILED ({_count(len(report.errors), 'error')})")
     return "\n".join(lines)
+
+
+def _summary(report: CheckReport) -> list[str]:
+    """The report's first two lines: what was checked, and the counts."""
+    about = [f"split {report.split}"]
+    if report.labelled is False:
+        about.append("unlabelled")
+    elif report.num_classes:  # 0: the class file could not be read
+        about.append(_count(report.num_classes, "class", "classes"))
+    counts = f"errors: {len(report.errors)}, warnings: {len(report.warnings)}"
+    if report.opened and report.labelled:
+        counts = f"images: {report.num_images}, labels: {report.num_labels} of {report.num_images} images, {counts}"
+    elif report.opened:
+        counts = f"images: {report.num_images} (unlabelled), {counts}"
+    return [f"check-data: {report.dataset} at {report.root} ({', '.join(about)})", counts]
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"

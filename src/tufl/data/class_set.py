@@ -1,236 +1,27 @@
-"""Class definition files: your own class set, its label values and its link to a source.
+"""Class sets: a class definition file applied to an official dataset, and the classes a
+model predicts (:class:`ModelClasses`), which travel with it in checkpoints.
 
-A class definition file (YAML) declares the classes a model predicts and how label
-maps encode them::
-
-    classes:                       # one entry per raw label value (or per class)
-      - {value: 1, train_id: 0, name: road, color: [128, 64, 128]}
-      - {value: 2, train_id: 0, name: road}         # several values may share a class
-      - {value: 3, train_id: 1, name: vehicle, color: [0, 0, 142]}
-    ignore: [0, 255]               # raw values that are not evaluated (train id 255)
-    from_source:                   # optional: official source classes -> these classes
-      road: [road, sidewalk]
-      vehicle: [car, truck, bus, train, motorcycle, bicycle]
-
-Train ids must be ``0..C-1`` with ``2 <= C <= 255`` (255 is the ignore id), each
-with one name; an entry without ``value`` only declares a class (for data whose labels
-come from ``from_source``). ``from_source`` maps class names of the official 19/16/13
-class sets (GTA5, SYNTHIA, Cityscapes, Cross-City labels) to the classes here; source
-classes it does not list are ignored. See docs/own-data.md.
+The file format and its checks are :mod:`tufl.data.class_file` (its names are importable
+from here too). See docs/own-data.md.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from tufl.data.io import BadFileError
-from tufl.data.labels import IGNORE_INDEX, class_names, generic_palette
-
-MAX_RAW_VALUE = 65535
-# Marks a raw value the class file does not mention in :meth:`ClassSet.value_lut`.
-UNMAPPED = 256
-
-
-class ClassFileError(BadFileError):
-    """A class definition file is missing, unreadable or inconsistent."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a mapping key given twice (YAML would keep the last)."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-@dataclass(frozen=True)
-class ClassSet:
-    """The classes of a class definition file (see the module docstring)."""
-
-    path: str
-    names: tuple[str, ...]
-    colours: tuple[tuple[int, int, int], ...]
-    # Raw label value -> train id (255 for ignored values).
-    value_to_train_id: tuple[tuple[int, int], ...]
-    # Official source class name -> target class name.
-    from_source: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.names)
-
-    @property
-    def known_values(self) -> frozenset[int]:
-        """Raw values the file maps (to a class or to ignore)."""
-        return frozenset(v for v, _ in self.value_to_train_id)
-
-    def value_lut(self) -> np.ndarray:
-        """``uint16`` look-up table (65536 entries): raw value -> train id, 255 ignore,
-        :data:`UNMAPPED` (256) for a value the file does not mention."""
-        lut = np.full(MAX_RAW_VALUE + 1, UNMAPPED, dtype=np.uint16)
-        for value, train_id in self.value_to_train_id:
-            lut[value] = train_id
-        lut.setflags(write=False)
-        return lut
-
-    def palette(self) -> np.ndarray:
-        """``(256, 3)`` uint8 colour table: train id -> colour, black elsewhere."""
-        table = np.zeros((256, 3), dtype=np.uint8)
-        table[: self.num_classes] = np.asarray(self.colours, dtype=np.uint8)
-        return table
-
-    def source_lut(self, source_names: tuple[str, ...], source_title: str) -> np.ndarray:
-        """``uint8`` table (256 entries): train id of the source class set -> train id here.
-
-        Needs a ``from_source`` section; source classes it does not list become 255.
-        """
-        if not self.from_source:
-            raise ClassFileError(
-                self.path,
-                f"has no from_source section: it cannot map the {len(source_names)} {source_title} classes "
-                f"to its {self.num_classes} classes (add from_source: {{<class>: [<{source_title} class>, ...]}})",
-            )
-        unknown = sorted(name for name, _ in self.from_source if name not in source_names)
-        if unknown:
-            raise ClassFileError(
-                self.path,
-                f"from_source names {unknown}, which are not {source_title} classes {list(source_names)}",
-            )
-        lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        for source, target in self.from_source:
-            lut[source_names.index(source)] = self.names.index(target)
-        lut.setflags(write=False)
-        return lut
-
-
-def _fail(path: str, problem: str) -> ClassFileError:
-    return ClassFileError(path, f"class file: {problem}")
-
-
-def _int(value: Any, what: str, path: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _fail(path, f"{what} must be an integer in {low}..{high}, got {value!r}")
-    return value
-
-
-def _colour(value: Any, where: str, path: str) -> tuple[int, int, int]:
-    if not isinstance(value, (list, tuple)) or len(value) != 3:
-        raise _fail(path, f"{where}: color must be [r, g, b], got {value!r}")
-    r, g, b = (_int(c, f"{where}: color component", path, 0, 255) for c in value)
-    return (r, g, b)
-
-
-def parse_class_set(tree: Any, path: str) -> ClassSet:
-    """Validate the content of a class definition file (see the module docstring)."""
-    if not isinstance(tree, dict) or not isinstance(tree.get("classes"), list) or not tree["classes"]:
-        raise _fail(path, "needs a non-empty list 'classes' of {value, train_id, name, color} entries")
-    extra = sorted(set(tree) - {"classes", "ignore", "from_source"})
-    if extra:
-        raise _fail(path, f"unknown sections {extra} (expected classes, ignore, from_source)")
-    values: dict[int, int] = {}
-    names: dict[int, str] = {}
-    colours: dict[int, tuple[int, int, int]] = {}
-    for number, entry in enumerate(tree["classes"], start=1):
-        where = f"classes entry {number}"
-        if not isinstance(entry, dict):
-            raise _fail(path, f"{where} must be a mapping, got {entry!r}")
-        unknown = sorted(set(entry) - {"value", "train_id", "name", "color", "colour"})
-        if unknown:
-            raise _fail(path, f"{where}: unknown keys {unknown}")
-        if "train_id" not in entry or "name" not in entry:
-            raise _fail(path, f"{where}: needs train_id and name")
-        train_id = _int(entry["train_id"], f"{where}: train_id", path, 0, 254)
-        name = entry["name"]
-        if not isinstance(name, str) or not name.strip():
-            raise _fail(path, f"{where}: name must be a non-empty string, got {name!r}")
-        if names.setdefault(train_id, name) != name:
-            raise _fail(path, f"{where}: train id {train_id} is named both {names[train_id]!r} and {name!r}")
-        colour = entry.get("color", entry.get("colour"))
-        if colour is not None:
-            colour = _colour(colour, where, path)
-            if colours.setdefault(train_id, colour) != colour:
-                raise _fail(path, f"{where}: train id {train_id} has two colours")
-        if "value" in entry:
-            value = _int(entry["value"], f"{where}: value", path, 0, MAX_RAW_VALUE)
-            if value in values:
-                raise _fail(path, f"{where}: raw value {value} is defined twice")
-            values[value] = train_id
-    ignore = tree.get("ignore", [])
-    if not isinstance(ignore, list):
-        raise _fail(path, f"ignore must be a list of raw values, got {ignore!r}")
-    for value in ignore:
-        value = _int(value, "ignore value", path, 0, MAX_RAW_VALUE)
-        if value in values:
-            raise _fail(path, f"raw value {value} is both ignored and a class value (or ignored twice)")
-        values[value] = IGNORE_INDEX
-    count = len(names)
-    if sorted(names) != list(range(count)):
-        missing = sorted(set(range(max(names) + 1)) - set(names))
-        raise _fail(path, f"train ids must be contiguous 0..{count - 1}; missing {missing}")
-    by_name: dict[str, int] = {}
-    for train_id, name in names.items():
-        if by_name.setdefault(name, train_id) != train_id:
-            raise _fail(path, f"class name {name!r} is used by train ids {by_name[name]} and {train_id}")
-    if count < 2:
-        raise _fail(path, f"needs at least 2 classes (e.g. background and foreground), got {count}")
-    ordered = tuple(names[i] for i in range(count))
-    fallback = generic_palette(count)
-    palette = tuple(colours.get(i, fallback[i]) for i in range(count))
-    return ClassSet(path, ordered, palette, tuple(sorted(values.items())), _from_source(tree, ordered, path))
-
-
-def _from_source(tree: dict, names: tuple[str, ...], path: str) -> tuple[tuple[str, str], ...]:
-    section = tree.get("from_source")
-    if section is None:
-        return ()
-    if not isinstance(section, dict) or not section:
-        raise _fail(path, "from_source must map class names to lists of source class names")
-    pairs: dict[str, str] = {}
-    for target, sources in section.items():
-        if target not in names:
-            raise _fail(path, f"from_source: {target!r} is not a class of this file {list(names)}")
-        sources = [sources] if isinstance(sources, str) else sources
-        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-            raise _fail(path, f"from_source: {target}: expected a list of source class names, got {sources!r}")
-        for source in sources:
-            if source in pairs:
-                raise _fail(path, f"from_source: source class {source!r} is mapped to both "
-                                  f"{pairs[source]!r} and {target!r}")
-            pairs[source] = target
-    return tuple(pairs.items())
-
-
-def load_class_set(path: str | os.PathLike[str]) -> ClassSet:
-    """Read and validate a class definition file (raises :class:`ClassFileError`)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise _fail(path, "file not found")
-    return _load_cached(path, os.stat(path).st_mtime_ns)
-
-
-@lru_cache(maxsize=32)
-def _load_cached(path: str, mtime_ns: int) -> ClassSet:
-    try:
-        tree = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise _fail(path, f"cannot read it ({exc})") from None
-    return parse_class_set(tree, path)
+from tufl.data.class_file import (  # noqa: F401 - the class-file names, importable from here
+    MAX_RAW_VALUE,
+    UNMAPPED,
+    ClassFileError,
+    ClassSet,
+    load_class_set,
+    parse_class_set,
+)
+from tufl.data.labels import IGNORE_INDEX, SUPPORTED_NUM_CLASSES, class_names, generic_palette, palette
 
 
 class _LookUp:
@@ -278,3 +69,119 @@ def class_set_of_config(stored: Any) -> ClassSet | None:
             except ClassFileError:
                 continue
     return None
+
+
+@dataclass(frozen=True)
+class ModelClasses:
+    """The classes a model predicts, stored with it (checkpoints, exported models): train id
+    ``i`` is ``names[i]``, drawn in ``colours[i]``; ``ignore_index`` marks unlabelled pixels.
+
+    ``raw_values`` is the class file's raw label value -> train id map when the model was
+    trained on labels in that encoding (your own data), empty for the official class sets;
+    ``origin`` says where the set came from (the class file, or the Cityscapes set).
+    """
+
+    names: tuple[str, ...]
+    colours: tuple[tuple[int, int, int], ...]
+    ignore_index: int = IGNORE_INDEX
+    raw_values: tuple[tuple[int, int], ...] = ()
+    origin: str = ""
+
+    @classmethod
+    def cityscapes(cls, num_classes: int) -> ModelClasses:
+        """The 19-, 16- or 13-class Cityscapes set (SYNTHIA and Cross-City use its subsets)."""
+        colours = tuple(tuple(int(c) for c in row) for row in palette(num_classes)[:num_classes])
+        return cls(class_names(num_classes), colours, origin=f"Cityscapes ({num_classes} classes)")  # type: ignore[arg-type]
+
+    @classmethod
+    def of_class_set(cls, class_set: ClassSet) -> ModelClasses:
+        """The classes of a class definition file."""
+        return cls(class_set.names, class_set.colours, raw_values=class_set.value_to_train_id, origin=class_set.path)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def is_cityscapes(self) -> bool:
+        """Whether these are the 19-, 16- or 13-class Cityscapes set, in its order (the official
+        benchmarks: evaluation follows their protocol, label ids can be written)."""
+        return self.num_classes in SUPPORTED_NUM_CLASSES and self.names == class_names(self.num_classes)
+
+    def palette(self) -> np.ndarray:
+        """``(256, 3)`` uint8 colour table: train id -> colour, black elsewhere."""
+        table = np.zeros((256, 3), dtype=np.uint8)
+        table[: self.num_classes] = np.asarray(self.colours, dtype=np.uint8)
+        return table
+
+    def differences(self, other: ModelClasses, mine: str = "here", theirs: str = "there") -> list[str]:
+        """What differs between two class sets in what a model's outputs mean: the class count
+        and each train id's name (colours and raw encodings aside), ``mine`` and ``theirs``
+        naming the two sides. Empty when they agree."""
+        if self.names == other.names:
+            return []
+        out = ([f"{self.num_classes} classes in {mine}, {other.num_classes} in {theirs}"]
+               if self.num_classes != other.num_classes else [])
+        for train_id in range(max(self.num_classes, other.num_classes)):
+            a = self.names[train_id] if train_id < self.num_classes else "-"
+            b = other.names[train_id] if train_id < other.num_classes else "-"
+            if a != b:
+                out.append(f"train id {train_id}: {a!r} in {mine}, {b!r} in {theirs}")
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain values (lists, ints, strings) for a checkpoint or a JSON file."""
+        return {"names": list(self.names), "colours": [list(c) for c in self.colours],
+                "ignore_index": self.ignore_index, "raw_values": [list(p) for p in self.raw_values],
+                "origin": self.origin}
+
+    @classmethod
+    def from_record(cls, record: Any, source: str = "checkpoint") -> ModelClasses:
+        """The inverse of :meth:`to_record`; a :class:`ClassFileError` naming ``source`` when it is malformed."""
+        try:
+            names = tuple(str(n) for n in record["names"])
+            colours = tuple((int(r), int(g), int(b)) for r, g, b in record["colours"])
+            raw = tuple((int(v), int(i)) for v, i in record.get("raw_values", ()))
+            classes = cls(names, colours, int(record.get("ignore_index", IGNORE_INDEX)), raw,
+                          str(record.get("origin", "")))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ClassFileError(source, f"malformed class set ({error!r})") from None
+        if len(colours) != len(names) or len(names) < 2:
+            raise ClassFileError(source, f"malformed class set: {len(names)} names, {len(colours)} colours")
+        return classes
+
+
+def checkpoint_classes(state: Any, source: str = "checkpoint") -> ModelClasses | None:
+    """The classes a tufl checkpoint's model predicts: the class set stored in it (``"classes"``);
+    for a checkpoint of an earlier tufl, the class file its stored config names (when still
+    readable), else the Cityscapes set of its 19/16/13 classes; None when nothing tells."""
+    if not isinstance(state, dict):
+        return None
+    if "classes" in state:
+        return ModelClasses.from_record(state["classes"], source)
+    class_set = class_set_of_config(state.get("config"))
+    if class_set is not None:
+        return ModelClasses.of_class_set(class_set)
+    count = state.get("num_classes") or (state.get("model_config") or {}).get("num_classes")
+    return ModelClasses.cityscapes(count) if count in SUPPORTED_NUM_CLASSES else None
+
+
+def run_classes(sections: Sequence[tuple[str, Any]], num_classes: int) -> ModelClasses:
+    """The classes a run's model predicts: those of the class definition files its data
+    sections name (``(key, section)`` pairs such as ``("source", cfg.data.source)``; every
+    file must define the same classes in the same order), else the Cityscapes set of
+    ``num_classes``. A :class:`ClassFileError` names the file that disagrees."""
+    found = [(key, load_class_set(ds.classes)) for key, ds in sections if ds is not None and ds.classes]
+    if not found:
+        if num_classes in SUPPORTED_NUM_CLASSES:
+            return ModelClasses.cityscapes(num_classes)
+        names = tuple(f"class_{i}" for i in range(num_classes))
+        return ModelClasses(names, generic_palette(num_classes), origin=f"{num_classes} unnamed classes")
+    (first_key, first), *others = found
+    for key, class_set in others:
+        differ = ModelClasses.of_class_set(first).differences(
+            ModelClasses.of_class_set(class_set), f"data.{first_key}.classes", f"data.{key}.classes")
+        if differ:
+            raise ClassFileError(class_set.path, f"defines other classes than {first.path}: " + "; ".join(differ))
+    with_values = next((cs for _, cs in found if cs.value_to_train_id), first)
+    return ModelClasses.of_class_set(with_values)

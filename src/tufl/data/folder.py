@@ -133,6 +133,9 @@ class FolderDataset(SegDataset):
         self._rule = self._parse_rule(label_rule)
         self._patterns = tuple(_check_relative(p, f"{self.name}: images") for p in images) or ("",)
         self._labels_rel = None if labels is None else _check_relative(labels, f"{self.name}: labels").rstrip("/")
+        if self._labels_rel is not None and not list_file and not (Path(root) / self._labels_rel).is_dir():
+            raise LayoutError(f"{Path(root) / self._labels_rel}: label folder not found "
+                              f"(labels {labels!r}, relative to the root)")
         self._listed = self._read_list(Path(list_file)) if list_file else None
         self._label_of: dict[str, str] = {}
         if self._has_labels() and self.class_set is None:
@@ -206,9 +209,8 @@ class FolderDataset(SegDataset):
         for pattern in self._patterns:
             matches = self._match(folder, pattern, label_folder)
             if not matches:
-                shown = pattern or "."
-                raise LayoutError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) match {shown!r} "
-                                  f"(data.{self.name} images, relative to the root)")
+                raise LayoutError(f"{folder / pattern if pattern else folder}: no images found "
+                                  f"({', '.join(IMAGE_EXTENSIONS)})")
             base = pattern if not _is_glob(pattern) else _glob_base(pattern)
             for name in matches:
                 found.setdefault(name, base)
@@ -228,7 +230,7 @@ class FolderDataset(SegDataset):
             elif start.is_dir():
                 paths = list(start.rglob("*"))
             else:
-                raise LayoutError(f"{start}: image folder not found")
+                raise LayoutError(f"{start}: image folder not found (images {pattern!r}, relative to the root)")
         out = []
         for path in paths:
             if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
@@ -256,10 +258,11 @@ class FolderDataset(SegDataset):
         missing = [s for s in self.samples if s.label is not None and not os.path.isfile(s.label)]
         if not missing:
             return
-        shown = "; ".join(f"{s.image} -> {s.label}" for s in missing[:_SHOWN])
+        shown = "; ".join(f"{os.path.relpath(s.image, self.root)} -> {os.path.relpath(s.label, self.root)}"
+                          for s in missing[:_SHOWN])
         more = f" (and {len(missing) - _SHOWN} more)" if len(missing) > _SHOWN else ""
-        raise BadFileError(missing[0].image, f"no label file for {len(missing)} of {len(self.samples)} images "
-                                             f"(label_rule {self._rule_text()}): {shown}{more}")
+        raise BadFileError(self.root, f"no label file for {len(missing)} of {len(self.samples)} images "
+                                      f"(label_rule {self._rule_text()}): {shown}{more}")
 
     def _rule_text(self) -> str:
         return "stem" if self._rule is None else f"{self._rule[0]}->{self._rule[1]}"

@@ -6,7 +6,7 @@ import multiprocessing
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from tqdm import tqdm
+from tufl.runtime.progress import progress_bar
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ def map_index_chunks(
     instance of a module-level class holding the dataset).
     """
     chunks = index_chunks(size, max(1, num_workers) * 8)
-    with tqdm(total=size, desc=desc, unit="img", disable=not progress) as bar:
+    with progress_bar(total=size, desc=desc, unit="img", disable=not progress) as bar:
         if num_workers <= 1:
             for chunk in chunks:
                 results = fn(chunk)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
 from tufl import __version__
 from tufl.data.base import SegDataset
@@ -40,6 +39,7 @@ from tufl.data.prepared_layout import (
     sample_file,
 )
 from tufl.runtime.atomic import atomic_write_text
+from tufl.runtime.progress import progress_bar
 
 _CHUNK = 8  # samples per pool task (progress is journaled per finished task)
 
@@ -256,7 +256,7 @@ def _write_samples(base: SegDataset, folder: Path, fmt: str, old: dict[int, Reco
     writer = _SampleWriter(base, folder, fmt)
     chunks = _chunks([(i, old.get(i)) for i in range(len(base))])
     with open(folder / JOURNAL, "a", encoding="utf-8") as log, \
-            tqdm(total=len(base), desc=f"prepare {base.name}", unit="sample", disable=not progress) as bar:
+            progress_bar(total=len(base), desc=f"prepare {base.name}", unit="sample", disable=not progress) as bar:
         for results in _pool_map(writer, chunks, workers):
             for record, fresh in results:
                 records[record["index"]] = record

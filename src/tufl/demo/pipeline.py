@@ -5,7 +5,9 @@
 2. Train source-only, then stage one (TUFL) from it, then stage two (TUFL + CIM)
    from stage one, with the configs in ``tufl/demo/configs/``.
 3. Evaluate the three final checkpoints on the target validation split (never used
-   for training or model selection) and write a comparison table and an HTML report.
+   for training or model selection), print a comparison table and write the HTML report
+   of the three run folders (:mod:`tufl.report`, as ``tufl report`` does) with these
+   scores, the settings and the training times.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import torch
 
-from tufl.demo.report_inputs import ModelReport, QualitativeRow
+from tufl.report.inputs import ModelReport
 from tufl.runtime.atomic import atomic_write_json
 
 STAGES = (("source-only", "source_only"), ("stage one (TUFL)", "stage1"), ("stage two (TUFL + CIM)", "stage2"))
@@ -121,35 +123,17 @@ def _evaluate(checkpoint: Path, target_root: Path, device: torch.device):
 
     model, _ = model_from_checkpoint(str(checkpoint))
     dataset = EvalSamples(build_dataset("cityscapes", str(target_root), "val", model.num_classes))
-    result = evaluate(model, eval_loader(dataset, batch_size=4), model.num_classes, device, progress=False)
-    return model, dataset, result
-
-
-def _qualitative(models: dict[str, torch.nn.Module], dataset: Any, count: int,
-                 device: torch.device) -> list[QualitativeRow]:
-    from tufl.evaluation.inference import predict_probs
-
-    rows = []
-    for i in range(min(count, len(dataset))):
-        sample = dataset[i]
-        image = sample["image"][None]
-        predictions = {name: predict_probs(m.to(device), image.to(device)).argmax(1)[0].to(torch.uint8).cpu().numpy()
-                       for name, m in models.items()}
-        rows.append(QualitativeRow(image=sample["image"].permute(1, 2, 0).numpy(),
-                                   ground_truth=sample["label"].clamp(max=255).to(torch.uint8).numpy(),
-                                   predictions=predictions))
-    return rows
+    return evaluate(model, eval_loader(dataset, batch_size=4), model.num_classes, device, progress=False)
 
 
 @dataclass
 class StageRuns:
-    """The three trained stages: their reports, final models and scores, the evaluation
-    dataset (target validation split) and the iterations each ran."""
+    """The three trained stages: their run folders, reports (scores on the target validation
+    split, records, training times) and evaluation results, and the iterations each ran."""
 
+    run_dirs: list[Path] = field(default_factory=list)
     reports: list[ModelReport] = field(default_factory=list)
-    models: dict[str, torch.nn.Module] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
-    dataset: Any = None
     iterations: list[int] = field(default_factory=list)
 
 
@@ -190,9 +174,10 @@ def _train_stages(out: Path, info: Any, prepared_dir: Path, seed: int, settings:
         train(cfg)
         seconds = time.time() - t0
         init = run_dir / "checkpoint_last.pt"
-        model, runs.dataset, result = _evaluate(init, info.target_root, device)
+        result = _evaluate(init, info.target_root, device)
         print(f"[demo] {name}: target val mIoU {100 * result.miou:.2f}")
-        runs.models[name], runs.results[name] = model, result
+        runs.run_dirs.append(run_dir)
+        runs.results[name] = result
         runs.reports.append(ModelReport(name=name, miou=result.miou, iou=list(result.iou),
                                         metrics=read_metrics(run_dir), train_seconds=seconds))
     return runs
@@ -226,9 +211,6 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
              extra: list[str]) -> dict[str, Any]:
     """The whole demo: data, three trainings, their evaluation, the tables, the report and
     ``out/summary.json`` (returned)."""
-    from tufl.data.labels import class_names, palette
-    from tufl.demo.report import write_report
-
     started = time.time()
     info, data_seconds = _generate_data(data_dir, seed, settings, workers, extra)
     device = torch.device("cpu")
@@ -236,14 +218,34 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
     _print_tables(runs)
     total = time.time() - started
     settings_shown = _shown_settings(seed, settings, runs.iterations, data_seconds, total)
-    page = write_report(out / "report", runs.reports, _qualitative(runs.models, runs.dataset, 6, device),
-                        class_names(19), palette(19), settings_shown,
-                        title="tufl demo: synthetic -> realistic driving scenes")
+    page = _write_report(out / "report", runs, info.target_root, settings_shown)
     summary = {"seed": seed, "settings": settings_shown,
                "miou": {r.name: r.miou for r in runs.reports}, "report": str(page)}
     atomic_write_json(out / "summary.json", summary)
     print(f"\n[demo] report: {page}  (total {total / 60:.1f} min)")
     return summary
+
+
+def _write_report(folder: Path, runs: StageRuns, target_root: Path, settings: dict[str, Any]) -> Path:
+    """The report of the three run folders (:func:`tufl.report.build.report_runs`) with the
+    demo's own scores (the target validation split), settings and training times, and
+    samples of the target validation split."""
+    from tufl.data.config import DatasetConfig
+    from tufl.report.build import ReportExtras, ReportOptions, report_runs
+    from tufl.report.samples import SampleSource
+
+    names = tuple(r.name for r in runs.reports)
+    val = DatasetConfig(name="cityscapes", root=str(target_root), split="val")
+    extras = ReportExtras(
+        settings=settings,
+        train_seconds={r.name: r.train_seconds for r in runs.reports if r.train_seconds is not None},
+        scores={r.name: (r.miou, r.iou) for r in runs.reports if r.miou is not None and r.iou is not None},
+        scores_on="the target validation split",
+        samples_from=SampleSource(val, labelled=True, origin="the demo's target validation split"),
+    )
+    options = ReportOptions(labels=names, samples=6, checkpoint="last", device="cpu",
+                            title="tufl demo: synthetic -> realistic driving scenes")
+    return report_runs(runs.run_dirs, folder, options, extras)
 
 
 def comparison_table(reports: list[ModelReport]) -> str:

@@ -11,14 +11,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from tufl.data.class_set import ClassSet
+from tufl.data.class_set import ModelClasses
 from tufl.evaluation.inference import eval_mode, predict_probs
 from tufl.evaluation.metrics import ConfusionMatrix, EvalResult
 from tufl.evaluation.options import InferenceOptions
 from tufl.evaluation.report import Scalar, write_csv, write_json
 from tufl.evaluation.writers import save_color, save_train_ids
+from tufl.runtime.progress import progress_bar
 
 CheckpointKind = Literal["last", "best"]
 
@@ -31,7 +31,7 @@ def evaluate(
     options: InferenceOptions = InferenceOptions(),
     progress: bool = True,
     save_dir: str | os.PathLike[str] | None = None,
-    class_set: ClassSet | None = None,
+    classes: ModelClasses | None = None,
 ) -> EvalResult:
     """Predict every batch of ``loader`` and score it against its labels.
 
@@ -48,13 +48,13 @@ def evaluate(
     ``color/<name>.png``, ``<name>`` being the batch's ``"name"`` entry (file stem)
     if present, else the zero-padded ``"index"``.
 
-    ``class_set`` (default: the one of the loader's dataset, if it has a class
-    definition file) gives the class names of the result and the colours.
+    ``classes`` (the model's class set; default: the class definition file of the
+    loader's dataset, if it has one) gives the class names of the result and the colours.
     """
-    if class_set is None:
-        class_set = dataset_class_set(loader)
-    if class_set is not None and class_set.num_classes != num_classes:
-        raise ValueError(f"the class file {class_set.path} defines {class_set.num_classes} classes, "
+    if classes is None:
+        classes = dataset_classes(loader)
+    if classes is not None and classes.num_classes != num_classes:
+        raise ValueError(f"the class set {classes.origin} has {classes.num_classes} classes, "
                          f"the model predicts {num_classes}")
     device = torch.device(device)
     model.to(device)
@@ -62,7 +62,7 @@ def evaluate(
     num_images = 0
     show = progress and (not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0)
     with eval_mode(model):
-        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not show):
+        for batch in progress_bar(loader, desc="evaluate", unit="batch", disable=not show):
             label = _batch_tensor(batch, "label").to(device, non_blocking=True)
             if label.dim() != 3:
                 raise ValueError(f"expected labels of shape [B, H, W], got {tuple(label.shape)}")
@@ -73,17 +73,19 @@ def evaluate(
             confusion.update(pred, label)
             num_images += label.shape[0]
             if save_dir is not None:
-                _save_predictions(Path(save_dir), batch, pred, num_classes, class_set)
+                _save_predictions(Path(save_dir), batch, pred, num_classes, classes)
     confusion.all_reduce()
     settings = InferenceOptions.settings(options)
-    names = class_set.names if class_set is not None else None
+    # The Cityscapes sets are scored by their benchmarks' protocol (the default names), own class sets not.
+    names = classes.names if classes is not None and not classes.is_cityscapes else None
     return EvalResult.from_confusion(confusion, _sum_over_ranks(num_images, device), settings, class_names=names)
 
 
-def dataset_class_set(loader: object) -> ClassSet | None:
-    """The class definition file of an evaluation loader's dataset (``loader.dataset.base``), if any."""
+def dataset_classes(loader: object) -> ModelClasses | None:
+    """The classes of an evaluation loader's dataset's class definition file (``loader.dataset.base``), if any."""
     base = getattr(getattr(loader, "dataset", None), "base", None)
-    return getattr(base, "class_set", None)
+    class_set = getattr(base, "class_set", None)
+    return ModelClasses.of_class_set(class_set) if class_set is not None else None
 
 
 def write_eval_report(
@@ -119,8 +121,8 @@ def _batch_tensor(batch: Mapping[str, Any], key: str) -> Tensor:
 
 
 def _save_predictions(folder: Path, batch: Mapping[str, Any], pred: Tensor, num_classes: int,
-                      class_set: ClassSet | None) -> None:
-    palette = class_set.palette() if class_set is not None else None
+                      classes: ModelClasses | None) -> None:
+    palette = classes.palette() if classes is not None else None
     names = batch.get("name")
     if names is None:
         names = [f"{int(i):06d}" for i in _batch_tensor(batch, "index").reshape(-1).tolist()]

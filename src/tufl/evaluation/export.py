@@ -56,11 +56,13 @@ def export_onnx(
     dynamic_batch: bool = True,
     dynamic_size: bool = True,
     exporter: Exporter = "dynamo",
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Export ``model`` in eval mode to ``path`` (one self-contained ``.onnx`` file).
 
     ``height`` and ``width`` are the example input size (the fixed size when
-    ``dynamic_size`` is off). The model's mode is restored afterwards.
+    ``dynamic_size`` is off). ``metadata`` goes into the model's ``metadata_props`` (the
+    class set, the input convention). The model's mode is restored afterwards.
     """
     if height < 1 or width < 1:
         raise ValueError(f"height and width must be positive, got {height}x{width}")
@@ -78,7 +80,19 @@ def export_onnx(
                 _export_dynamo(wrapper, example, tmp, opset, dynamic_batch, dynamic_size)
             else:
                 _export_torchscript(wrapper, example, tmp, opset, dynamic_batch, dynamic_size)
+            if metadata:
+                _add_metadata(tmp, metadata)
     return target
+
+
+def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    graph = onnx.load(os.fspath(path))
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, os.fspath(path))
 
 
 def verify_onnx(

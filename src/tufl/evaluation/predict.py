@@ -2,14 +2,16 @@
 
 For inputs under a common folder, outputs mirror their relative paths:
 
-    out_dir/color/<rel>.png     Cityscapes colours
+    out_dir/color/<rel>.png     the model's class colours
     out_dir/overlay/<rel>.png   colours blended over the image
     out_dir/trainid/<rel>.png   train ids (greyscale)
     out_dir/labelIds/<rel>.png  Cityscapes label ids, optional (benchmark server format)
 
 Each kind has its own folder so that, for example, ``out_dir/labelIds`` can be
-given directly to the Cityscapes evaluation as its results folder. Videos are
-predicted by :mod:`tufl.evaluation.video` with the same :func:`predict_train_ids`.
+given directly to the Cityscapes evaluation as its results folder. The colours are
+those of the model's classes (:func:`model_classes`: stored in its checkpoint), or
+the Cityscapes colours of their names. Videos are predicted by
+:mod:`tufl.evaluation.video` with the same :func:`predict_train_ids`.
 """
 
 from __future__ import annotations
@@ -18,19 +20,28 @@ import glob
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from tufl.data.labels import SUPPORTED_NUM_CLASSES
+from tufl.data.class_set import ModelClasses, checkpoint_classes
+from tufl.data.labels import SUPPORTED_NUM_CLASSES, generic_palette
 from tufl.evaluation.inference import eval_mode, model_device, predict_probs
 from tufl.evaluation.options import InferenceOptions
-from tufl.evaluation.writers import save_color, save_label_ids, save_overlay, save_train_ids
+from tufl.evaluation.writers import (
+    PaletteName,
+    cityscapes_set_size,
+    class_palette,
+    save_color,
+    save_label_ids,
+    save_overlay,
+    save_train_ids,
+)
+from tufl.runtime.progress import progress_bar
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -98,20 +109,26 @@ def predict_files(
     alpha: float = 0.5,
     progress: bool = True,
     on_unreadable: Callable[[Path, str], None] | None = None,
+    classes: ModelClasses | None = None,
+    palette: PaletteName = "model",
 ) -> list[PredictionFiles]:
     """Predict each image file and write its colour, overlay and train-id PNGs.
 
     ``resize=(height, width)`` feeds the network that size; the probabilities are
     resized back, so every output has the size of its input image. Consecutive
     images of the same (network) size are predicted in batches of ``batch_size``.
-    ``label_ids`` also writes Cityscapes label ids (19/16/13-class models). The
-    model is moved to ``device`` and run in eval mode. An image that cannot be read
-    raises ``ValueError``, unless ``on_unreadable(path, message)`` is given: it is
-    then told, and the other images are predicted.
+    ``classes`` are the model's (default: :func:`default_classes`); ``palette``
+    picks their colours (:func:`~tufl.evaluation.writers.class_palette`).
+    ``label_ids`` also writes Cityscapes label ids (models of a Cityscapes class set
+    only). The model is moved to ``device`` and run in eval mode. An image that
+    cannot be read raises ``ValueError``, unless ``on_unreadable(path, message)`` is
+    given: it is then told, and the other images are predicted.
     """
     check_batching(batch_size, resize)
-    if label_ids and num_classes not in SUPPORTED_NUM_CLASSES:
-        raise ValueError(f"label ids need a 19-, 16- or 13-class model, got {num_classes} classes")
+    classes = checked_classes(classes, num_classes)
+    if label_ids:
+        check_label_ids(classes)
+    table = class_palette(classes, palette)
     sources = [Path(f) for f in files]
     if not sources:
         raise ValueError("no input files to predict")
@@ -120,7 +137,7 @@ def predict_files(
     out = Path(out_dir)
     names = relative_output_names(sources)
     written: list[PredictionFiles] = []
-    with eval_mode(model), tqdm(total=len(sources), desc="predict", unit="image", disable=not progress) as bar:
+    with eval_mode(model), progress_bar(total=len(sources), desc="predict", unit="image", disable=not progress) as bar:
         def skip(source: Path, message: str) -> None:
             if on_unreadable is None:
                 raise ValueError(message)
@@ -131,9 +148,49 @@ def predict_files(
             images = [image for _, image in batch]
             preds = predict_train_ids(model, images, num_classes, options, resize)
             for (source, image), pred in zip(batch, preds, strict=True):
-                written.append(_write(out, names[source], image, pred, num_classes, label_ids, alpha, source))
+                written.append(_write(out, names[source], image, pred, num_classes, table, label_ids, alpha,
+                                      source))
             bar.update(len(batch))
     return written
+
+
+def default_classes(num_classes: int) -> ModelClasses:
+    """The classes of a model that tells none: the Cityscapes set of 19/16/13 classes,
+    else ``class_0``, ``class_1``, ... in generated colours."""
+    if num_classes in SUPPORTED_NUM_CLASSES:
+        return ModelClasses.cityscapes(num_classes)
+    names = tuple(f"class_{i}" for i in range(num_classes))
+    return ModelClasses(names, generic_palette(num_classes), origin=f"{num_classes} unnamed classes")
+
+
+def model_classes(state: Any, num_classes: int, source: str) -> ModelClasses:
+    """The classes of a checkpoint's model (:func:`~tufl.data.class_set.checkpoint_classes`,
+    else :func:`default_classes`); ``ValueError`` naming ``source`` when their count is
+    not the model's ``num_classes``."""
+    classes = checkpoint_classes(state, source) or default_classes(num_classes)
+    if classes.num_classes != num_classes:
+        raise ValueError(f"{source}: the model predicts {num_classes} classes, but its class set "
+                         f"({classes.origin or 'stored with it'}) has {classes.num_classes}")
+    return classes
+
+
+def checked_classes(classes: ModelClasses | None, num_classes: int) -> ModelClasses:
+    """``classes`` (default: :func:`default_classes`), which must have ``num_classes`` classes."""
+    if classes is None:
+        return default_classes(num_classes)
+    if classes.num_classes != num_classes:
+        raise ValueError(f"the class set{' of ' + classes.origin if classes.origin else ''} has "
+                         f"{classes.num_classes} classes, the model predicts {num_classes}")
+    return classes
+
+
+def check_label_ids(classes: ModelClasses) -> None:
+    """``ValueError`` unless ``classes`` are a Cityscapes set, the only ones with Cityscapes label ids."""
+    if cityscapes_set_size(classes) is None:
+        shown = ", ".join(classes.names[:8]) + (", ..." if classes.num_classes > 8 else "")
+        origin = f" from {classes.origin}" if classes.origin else ""
+        raise ValueError(f"Cityscapes label ids need a model of the 19-, 16- or 13-class Cityscapes set; "
+                         f"this one predicts {classes.num_classes} other classes ({shown}){origin}")
 
 
 def check_batching(batch_size: int, resize: tuple[int, int] | None) -> None:
@@ -231,15 +288,17 @@ def _write(
     image: Tensor,
     pred: np.ndarray,
     num_classes: int,
+    palette: np.ndarray,
     label_ids: bool,
     alpha: float,
     source: Path,
 ) -> PredictionFiles:
+    """Write one image's outputs, coloured with ``palette``."""
     file = name.parent / f"{name.name}.png"
     return PredictionFiles(
         source=source,
-        color=save_color(out / "color" / file, pred, num_classes),
-        overlay=save_overlay(out / "overlay" / file, image, pred, num_classes, alpha),
+        color=save_color(out / "color" / file, pred, num_classes, palette),
+        overlay=save_overlay(out / "overlay" / file, image, pred, num_classes, alpha, palette),
         train_ids=save_train_ids(out / "trainid" / file, pred),
         label_ids=save_label_ids(out / "labelIds" / file, pred, num_classes) if label_ids else None,
     )

@@ -8,13 +8,19 @@ For a video ``<rel>.mp4`` (or .mov, .avi, .mkv, .webm, .m4v) the outputs are::
 
 Frames are decoded as a stream and predicted in batches with the image path's
 :func:`~tufl.evaluation.predict.predict_train_ids`, so a frame's label map equals
-the prediction of that decoded frame as an image. Audio is not copied; the output
-has a constant frame rate (the input's average rate).
+the prediction of that decoded frame as an image, in the same colours. Audio is not
+copied; the output has a constant frame rate (the input's average rate).
+
+A video that ends before its stream says it should (fewer frames than it declares,
+or its last frame well before its declared end: a file cut short) or has packets
+that cannot be decoded is incomplete: it fails like an unreadable one ("<file>: read
+14 of 24 frames; the rest could not be decoded"), unless ``allow_partial`` keeps the
+frames that could be read (:attr:`VideoPrediction.warning` then says what is missing).
 
 Nothing is half-written: the video is encoded into a temporary file in the output
 folder and the label maps into a temporary folder beside their final one; both
 are renamed into place only after the last frame, and removed on any failure
-(undecodable input, no frames, interruption).
+(undecodable or incomplete input, no frames, interruption).
 
 Library: PyAV (``av``, optional extra ``video``). Both candidates ship FFmpeg in
 their wheels, so no system ffmpeg is needed. We chose PyAV over imageio with
@@ -33,7 +39,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from fractions import Fraction
 from pathlib import Path
@@ -44,18 +50,21 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
-from tufl.runtime.atomic import atomic_path, fsync_path
+from tufl.data.class_set import ModelClasses
 from tufl.data.io import BadFileError
 from tufl.evaluation.inference import eval_mode
 from tufl.evaluation.options import InferenceOptions
-from tufl.evaluation.predict import check_batching, predict_train_ids, relative_output_names
-from tufl.evaluation.writers import as_train_id_map, overlay
+from tufl.evaluation.predict import checked_classes, check_batching, predict_train_ids, relative_output_names
+from tufl.evaluation.writers import PaletteName, as_train_id_map, class_palette, overlay
+from tufl.runtime.atomic import atomic_path, fsync_path
+from tufl.runtime.progress import progress_bar
 
 INSTALL_HINT = "pip install 'tufl[video]' (from a source checkout: pip install -e '.[video]')"
 # Used when a stream declares no frame rate.
 FALLBACK_RATE = Fraction(25)
+# In the message of every incomplete video (and of no other).
+INCOMPLETE = "could not be decoded"
 
 
 class MissingVideoExtraError(ImportError):
@@ -63,13 +72,15 @@ class MissingVideoExtraError(ImportError):
 
 
 class VideoPrediction(NamedTuple):
-    """What was written for one input video, and how fast."""
+    """What was written for one input video, and how fast; ``warning`` says what is missing
+    of a video kept although incomplete (``allow_partial``)."""
 
     source: Path
     overlay: Path
     label_maps: Path | None
     frames: int
     seconds: float
+    warning: str | None = None
 
     @property
     def frames_per_second(self) -> float:
@@ -94,12 +105,77 @@ class VideoInfo(NamedTuple):
     frames: int | None  # as declared by the container; None when unknown
 
 
-@contextmanager
-def open_video(path: str | os.PathLike[str]) -> Iterator[tuple[VideoInfo, Iterator[np.ndarray]]]:
-    """Open a video: its :class:`VideoInfo` and an iterator of uint8 ``[H, W, 3]`` RGB frames.
+class DecodedFrames:
+    """The frames of a video stream as uint8 ``[H, W, 3]`` RGB arrays, decoded one at a time,
+    and an account of what could not be: packets that fail to decode are counted and
+    skipped; a container that fails to give more packets ends the frames."""
 
-    Frames are decoded one at a time. A file that cannot be opened or decoded, or
-    has no video stream, raises :class:`~tufl.data.io.BadFileError` naming it.
+    def __init__(self, av: ModuleType, container: Any, stream: Any, info: VideoInfo) -> None:
+        self._av, self._container, self._stream, self.info = av, container, stream, info
+        self.read = 0
+        self.failed = 0
+        self.reason = ""
+        self.end: float | None = None  # seconds: where the last frame read ends
+        self.declared_end = _declared_end(container, stream)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    decoded = packet.decode()
+                except self._av.error.FFmpegError as error:
+                    self._fail(error)
+                    continue
+                for frame in decoded:
+                    self.read += 1
+                    if frame.time is not None:
+                        length = float(frame.duration * frame.time_base) if frame.duration else 1 / self.info.rate
+                        self.end = frame.time + length
+                    yield frame.to_ndarray(format="rgb24")
+        except self._av.error.FFmpegError as error:
+            self._fail(error)
+
+    def shortfall(self) -> str | None:
+        """What is missing: None when every frame the stream declares was read and none failed.
+
+        A video is short when it ends more than two frames (at least 0.2 s) before its
+        declared end, or, without a declared end, has fewer frames than it declares.
+        """
+        declared, end = self.info.frames, self.end if self.end is not None else 0.0
+        if self.declared_end is not None and (self.end is not None or self.read == 0):
+            short = end < self.declared_end - max(2 / self.info.rate, 0.2)
+        else:
+            short = bool(declared) and self.read < declared
+        of = f" of {declared}" if declared else ""
+        if short and declared:
+            return f"read {self.read}{of} frames; the rest {INCOMPLETE}"
+        if short:
+            return f"read {self.read} frames ({end:.1f} s of {self.declared_end:.1f} s); the rest {INCOMPLETE}"
+        if self.failed:
+            return f"read {self.read}{of} frames; {self.failed} {INCOMPLETE} ({self.reason})"
+        return None
+
+    def nothing_read(self) -> str:
+        """Why no frame was read: an empty stream, or frames that could not be decoded."""
+        if not self.failed and self.shortfall() is None:
+            return "no video frames (the video stream is empty)"
+        reason = f" ({self.reason})" if self.reason else ""
+        if self.info.frames:
+            return f"none of its {self.info.frames} frames could be decoded{reason}"
+        return f"no frame could be decoded{reason}"
+
+    def _fail(self, error: Exception) -> None:
+        self.failed += 1
+        self.reason = self.reason or _reason(error)
+
+
+@contextmanager
+def open_video(path: str | os.PathLike[str]) -> Iterator[tuple[VideoInfo, DecodedFrames]]:
+    """Open a video: its :class:`VideoInfo` and its :class:`DecodedFrames`.
+
+    A file that cannot be opened, or has no video stream, raises
+    :class:`~tufl.data.io.BadFileError` naming it; frames that cannot be decoded are
+    accounted for by :meth:`DecodedFrames.shortfall`.
     """
     av = import_av()
     try:
@@ -114,15 +190,29 @@ def open_video(path: str | os.PathLike[str]) -> Iterator[tuple[VideoInfo, Iterat
         rate = stream.average_rate or stream.guessed_rate or FALLBACK_RATE
         info = VideoInfo(stream.codec_context.width, stream.codec_context.height, Fraction(rate),
                          stream.frames or None)
-        yield info, _decode(av, container, stream, path)
+        yield info, DecodedFrames(av, container, stream, info)
     finally:
         container.close()
 
 
 def read_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
-    """The frames of a video, uint8 ``[H, W, 3]`` RGB, decoded one at a time."""
+    """The frames of a video that can be decoded, uint8 ``[H, W, 3]`` RGB, one at a time."""
     with open_video(path) as (_, frames):
         yield from frames
+
+
+class _Settings(NamedTuple):
+    """How every video of a call is predicted and written."""
+
+    num_classes: int
+    palette: np.ndarray
+    batch_size: int
+    options: InferenceOptions
+    resize: tuple[int, int] | None
+    label_maps: bool
+    alpha: float
+    progress: bool
+    allow_partial: bool
 
 
 def predict_videos(
@@ -139,20 +229,25 @@ def predict_videos(
     progress: bool = True,
     on_unreadable: Callable[[Path, str], None] | None = None,
     on_done: Callable[[VideoPrediction], None] | None = None,
+    classes: ModelClasses | None = None,
+    palette: PaletteName = "model",
+    allow_partial: bool = False,
 ) -> list[VideoPrediction]:
     """Predict each video file: write its overlay video and, with ``label_maps``, its
     per-frame train-id PNGs (see the module docstring for the layout).
 
     Frames go through the model ``batch_size`` at a time on ``device``; the other
     options are those of :func:`~tufl.evaluation.predict.predict_files`. A video
-    that cannot be decoded or has no frames raises
-    :class:`~tufl.data.io.BadFileError`, unless ``on_unreadable(path, message)`` is
-    given: it is then told, and the other videos are predicted. Either way nothing
-    is left of that video's outputs. ``on_done(prediction)`` is called after each
-    video (e.g. to report its speed).
+    that cannot be decoded, has no frames or is incomplete (unless
+    ``allow_partial``) raises :class:`~tufl.data.io.BadFileError`, unless
+    ``on_unreadable(path, message)`` is given: it is then told, and the other videos
+    are predicted. Either way nothing is left of that video's outputs.
+    ``on_done(prediction)`` is called after each video (e.g. to report its speed).
     """
     import_av()
     check_batching(batch_size, resize)
+    table = class_palette(checked_classes(classes, num_classes), palette)
+    settings = _Settings(num_classes, table, batch_size, options, resize, label_maps, alpha, progress, allow_partial)
     sources = [Path(f) for f in files]
     if not sources:
         raise ValueError("no input videos to predict")
@@ -163,8 +258,7 @@ def predict_videos(
     with eval_mode(model):
         for source in sources:
             try:
-                done = _predict_video(model, source, Path(out_dir), names[source], num_classes, batch_size,
-                                      options, resize, label_maps, alpha, progress)
+                done = _predict_video(model, source, Path(out_dir), names[source], settings)
             except BadFileError as error:
                 if on_unreadable is None:
                     raise
@@ -176,45 +270,39 @@ def predict_videos(
     return written
 
 
-def _predict_video(
-    model: nn.Module,
-    source: Path,
-    out: Path,
-    name: Path,
-    num_classes: int,
-    batch_size: int,
-    options: InferenceOptions,
-    resize: tuple[int, int] | None,
-    label_maps: bool,
-    alpha: float,
-    progress: bool,
-) -> VideoPrediction:
+def _predict_video(model: nn.Module, source: Path, out: Path, name: Path, settings: _Settings) -> VideoPrediction:
     av = import_av()
+    s = settings
     overlay_path = out / name.parent / f"{name.name}_overlay.mp4"
-    maps_path = out / name if label_maps else None
+    maps_path = out / name if s.label_maps else None
     start = time.perf_counter()
     count = 0
     with (
         atomic_path(overlay_path) as video_tmp,
         _staged_folder(maps_path) if maps_path else nullcontext(None) as maps_tmp,
         open_video(source) as (info, frames),
-        _OverlayEncoder(av, video_tmp, info.rate) as encoder,
-        tqdm(total=info.frames, desc=source.name, unit="frame", disable=not progress) as bar,
+        VideoWriter(av, video_tmp, info.rate) as encoder,
+        progress_bar(total=info.frames, desc=source.name, unit="frame", disable=not s.progress) as bar,
     ):
-        for batch in _chunks(frames, batch_size):
+        for batch in _chunks(frames, s.batch_size):
             images = [torch.from_numpy(frame).permute(2, 0, 1) for frame in batch]
-            for frame, pred in zip(batch, predict_train_ids(model, images, num_classes, options, resize), strict=True):
-                encoder.write(overlay(frame, pred, num_classes, alpha))
+            preds = predict_train_ids(model, images, s.num_classes, s.options, s.resize)
+            for frame, pred in zip(batch, preds, strict=True):
+                encoder.write(overlay(frame, pred, s.num_classes, s.alpha, s.palette))
                 if maps_tmp is not None:
                     Image.fromarray(as_train_id_map(pred)).save(maps_tmp / f"frame_{count:06d}.png", format="PNG")
                 count += 1
             bar.update(len(batch))
-        if count == 0:
-            raise BadFileError(source, "no video frames (the video stream is empty)")
-    return VideoPrediction(source, overlay_path, maps_path, count, time.perf_counter() - start)
+        problem = frames.shortfall()
+        if count == 0:  # even with allow_partial: there is nothing to keep
+            raise BadFileError(source, frames.nothing_read())
+        if problem and not s.allow_partial:
+            raise BadFileError(source, problem)
+    warning = f"{source}: {problem}" if problem else None
+    return VideoPrediction(source, overlay_path, maps_path, count, time.perf_counter() - start, warning)
 
 
-class _OverlayEncoder:
+class VideoWriter:
     """Encodes RGB frames into an H.264 mp4 at a constant ``rate``; the stream is
     created at the first frame, with that frame's size."""
 
@@ -225,7 +313,7 @@ class _OverlayEncoder:
         self._stream: Any = None
         self._count = 0
 
-    def __enter__(self) -> _OverlayEncoder:
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
@@ -278,15 +366,17 @@ def _staged_folder(final: Path) -> Iterator[Path]:
     fsync_path(final.parent)
 
 
-def _decode(av: ModuleType, container: Any, stream: Any, path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
-    try:
-        for frame in container.decode(stream):
-            yield frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as error:
-        raise BadFileError(path, f"cannot decode the video ({_reason(error)})") from None
+def _declared_end(container: Any, stream: Any) -> float | None:
+    """Where the stream says it ends, in seconds: its own duration, else the container's
+    when the stream is its only one; None when neither is known."""
+    if stream.duration and stream.time_base:
+        return float((stream.start_time or 0) * stream.time_base + stream.duration * stream.time_base)
+    if len(container.streams) == 1 and container.duration:
+        return ((container.start_time or 0) + container.duration) / 1_000_000  # AV_TIME_BASE units
+    return None
 
 
-def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
     batch: list[np.ndarray] = []
     for frame in frames:
         batch.append(frame)

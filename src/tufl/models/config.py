@@ -28,7 +28,8 @@ class ModelConfig:
     # over the blocks (SegFormer and DAFormer: 0.1).
     drop_path_rate: float = 0.1
     # 19 (GTA5), 16 (SYNTHIA; evaluation adds the 13-class mIoU*), 13 (Cross-City), or the
-    # class count of your class definition file (2..255; docs/own-data.md).
+    # class count of your class definition file (2..255; docs/own-data.md): derived from the
+    # file when a data section names one (a different value written here is an error).
     num_classes: int = 19
     # DeepLabV2 only: dilations of the summed-ASPP classifier. (6, 12, 18, 24) is the
     # published head; (6, 12) is what AdaptSegNet/DACS-derived code computes.

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tufl.runtime.checkpoint_files import CHECKPOINT_FORMAT
+from tufl.runtime.checkpoint_files import CHECKPOINT_FORMAT, load_problem
 from tufl.runtime.errors import WeightsError
 from tufl.models.mit_weights import MIT_FORMATS, mit_layout, mit_state, unwrap
 
@@ -93,7 +93,7 @@ def read_weights(source: str) -> dict[str, Any]:
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:
-                raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
+                raise WeightsError(f"cannot read weights file {path}: {load_problem(exc)}") from exc
     if not isinstance(obj, dict):
         raise WeightsError(f"weights file {source} holds a {type(obj).__name__}, not a state dict")
     return obj

@@ -24,7 +24,6 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from tufl.runtime.atomic import atomic_path
 from tufl.data.base import SegDataset
@@ -34,6 +33,7 @@ from tufl.data.samples import SampleKey, TargetPairs, check_key, key_rng, skippe
 from tufl.data.transforms import image_to_tensor
 from tufl.data.views import make_target_pair
 from tufl.models.build import build_model
+from tufl.runtime.progress import progress_bar
 
 CONF_SCALE = 65535
 
@@ -95,7 +95,7 @@ def write_pseudo_labels(model: nn.Module, dataset: SegDataset, folder: Path, dev
                         progress: bool = True) -> int:
     """Predict and write the pseudo-labels of every image of ``dataset``; returns the count."""
     model.to(device).eval()
-    for i in tqdm(range(len(dataset)), desc="pseudo-label", disable=not progress):
+    for i in progress_bar(range(len(dataset)), desc="pseudo-label", unit="image", disable=not progress):
         image = image_to_tensor(dataset.read_image(i))[None].to(device)
         labels, conf = predict_pseudo_labels(model, image)
         label_path, conf_path = pseudo_label_paths(folder, dataset, i)

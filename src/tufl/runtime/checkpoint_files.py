@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import random
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise WeightsError(f"cannot read checkpoint {path}: {load_problem(exc)}") from exc
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path} is not a tufl checkpoint")
     return obj
+
+
+def load_problem(error: Exception) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in one line (torch's own
+    message advises loading with ``weights_only=False``, which would run code from the file)."""
+    text = str(error)
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        holds = f" (it holds the Python object {found.group(1)})" if found else ""
+        return (f"not a tufl checkpoint or weight file: it cannot be read as plain tensors{holds}; tufl reads "
+                "only files that need no code to load")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"not a PyTorch weight file, or damaged ({first})"
 
 
 def capture_rng_state() -> dict[str, Any]:

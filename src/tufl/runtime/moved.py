@@ -44,6 +44,10 @@ MOVED: dict[str, str] = {
     "tufl.evaluation.predict_command": "tufl.cli.predict",
     "tufl.bench.command": "tufl.cli.benchmark",
     "tufl.demo.command": "tufl.demo.pipeline",
+    "tufl.demo.charts": "tufl.report.charts",
+    "tufl.demo.report": "tufl.report.writer",
+    "tufl.demo.report_figures": "tufl.report.figures",
+    "tufl.demo.report_html": "tufl.report.page",
 }
 
 

@@ -4,15 +4,20 @@
   files; mappings merge recursively, everything else is replaced.
 * ``--set a.b=value`` overrides are parsed as YAML scalars/lists and applied last.
 * Unknown keys, wrong types and impossible values are rejected with a
-  :class:`ConfigError` naming the key and the file (or ``--set``) it came from.
+  :class:`ConfigError` naming the key and the file (or ``--set``) it came from; an
+  unknown key gets the close matches at its level (``did you mean data.source?``).
   Impossible values are reported by a dataclass's optional ``problems()`` method;
   a key that was removed or renamed gets the message in the dataclass's optional
   ``REMOVED_KEYS`` mapping.
+* Fields typed ``float`` take the float spellings YAML 1.1 reads as strings
+  (``1e10``, ``1E-4``, ``inf``, ``nan``) as numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -27,6 +32,8 @@ from tufl.runtime.errors import ConfigError
 T = TypeVar("T")
 BASE_KEY = "_base_"
 OVERRIDE_ORIGIN = "--set"
+# Float spellings YAML 1.1 leaves as strings (1e10, 1E-4, 5.e3) besides its own; inf and nan too.
+_FLOAT_TEXT = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
 
 
 # ----------------------------------------------------------------------------- files
@@ -46,7 +53,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict, update: dict, origins: dict[str, str], origin: str, prefix: str = "") -> dict:
+def _merge(base: dict, update: dict, origins: dict[str, str], origin: str | dict[str, str],
+           prefix: str = "") -> dict:
+    """``update`` merged into ``base`` (mappings recursively); ``origins`` records where each key
+    set came from: ``origin`` (a file or ``--set``), or per key the update's own origins (a
+    ``_base_`` file's tree, keyed by full path)."""
     out = dict(base)
     for key, value in update.items():
         path = f"{prefix}{key}"
@@ -58,9 +69,17 @@ def _merge(base: dict, update: dict, origins: dict[str, str], origin: str, prefi
     return out
 
 
-def _set_origins(value: Any, path: str, origins: dict[str, str], origin: str) -> None:
-    for key in [k for k in origins if k == path or k.startswith(path + ".")]:
+def _under(key: str, path: str) -> bool:
+    return key == path or key.startswith(path + ".")
+
+
+def _set_origins(value: Any, path: str, origins: dict[str, str], origin: str | dict[str, str]) -> None:
+    """Record ``origin`` for ``path`` and every key under it (replacing what was recorded there)."""
+    for key in [k for k in origins if _under(k, path)]:
         del origins[key]
+    if not isinstance(origin, str):
+        origins.update((k, o) for k, o in origin.items() if _under(k, path))
+        return
     origins[path] = origin
     if isinstance(value, dict):
         for k, v in value.items():
@@ -80,9 +99,10 @@ def load_tree(path: str | Path, origins: dict[str, str], _chain: tuple[Path, ...
         raise ConfigError([f"{path}: {BASE_KEY} must be a path or a list of paths"])
     merged: dict = {}
     for base in bases:
-        merged = _merge(merged, load_tree(path.parent / base, origins, _chain + (path,)), {}, "")
-    merged = _merge(merged, data, origins, str(path))
-    return merged
+        base_origins: dict[str, str] = {}  # each key keeps the file that set it, however deep the chain
+        base_tree = load_tree(path.parent / base, base_origins, _chain + (path,))
+        merged = _merge(merged, base_tree, origins, base_origins)
+    return _merge(merged, data, origins, str(path))
 
 
 def apply_overrides(tree: dict, overrides: Iterable[str], origins: dict[str, str]) -> dict:
@@ -98,10 +118,11 @@ def apply_overrides(tree: dict, overrides: Iterable[str], origins: dict[str, str
             raise ConfigError([f"{OVERRIDE_ORIGIN} {item!r}: value is not valid YAML: {exc}"]) from exc
         parts = key.split(".")
         node = tree
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1], start=1):
             child = node.get(part)
-            if child is None:
+            if child is None:  # a section the files do not have: it comes from --set
                 child = node[part] = {}
+                _set_origins(child, ".".join(parts[:depth]), origins, OVERRIDE_ORIGIN)
             if not isinstance(child, dict):
                 raise ConfigError([f"{OVERRIDE_ORIGIN} {item!r}: {part!r} is not a section"])
             node = child
@@ -115,13 +136,34 @@ def apply_overrides(tree: dict, overrides: Iterable[str], origins: dict[str, str
 # ------------------------------------------------------------------------ validation
 
 
-def _origin(origins: dict[str, str], key: str, default: str) -> str:
+def origin_of(origins: dict[str, str], key: str, default: str) -> str:
+    """The file (or ``--set``) a key's value came from: its own entry or its nearest section's."""
     probe = key
     while probe:
         if probe in origins:
             return origins[probe]
         probe = probe.rpartition(".")[0]
     return default
+
+
+def _close_matches(word: str, known: list[str]) -> list[str]:
+    """The keys of ``known`` nearest to ``word`` (difflib), best first: those about as near as the best."""
+    scored = [(difflib.SequenceMatcher(None, word, k).ratio(), k) for k in known]
+    best = max((score for score, _ in scored), default=0.0)
+    if best < 0.6:
+        return []
+    return [k for score, k in sorted(scored, key=lambda item: -item[0]) if score >= best - 0.1][:3]
+
+
+def _as_float(value: Any) -> float | None:
+    """``value`` as a float: a number (not a bool) or a float spelling; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)
+    return None
 
 
 def _type_name(tp: Any) -> str:
@@ -146,7 +188,22 @@ class _Validator:
         self.problems: list[str] = []
 
     def fail(self, key: str, message: str) -> None:
-        self.problems.append(f"{_origin(self.origins, key, self.default_origin)}: {key}: {message}")
+        self.problems.append(f"{origin_of(self.origins, key, self.default_origin)}: {key}: {message}")
+
+    def unknown_key(self, path: str, key: str, known: list[str], prefix: str) -> None:
+        """``path`` is no field: suggest the close matches at its level (or list the keys there).
+        A key set by ``--set`` is named as typed (``--set data.sourc.root: ...``)."""
+        close = _close_matches(key, known)
+        if close:
+            hint = "did you mean " + " or ".join(f"{prefix}.{k}" if prefix else k for k in close) + "?"
+        else:
+            hint = f"known keys here: {', '.join(known)}"
+        if origin_of(self.origins, path, self.default_origin) != OVERRIDE_ORIGIN:
+            self.fail(path, f"unknown key ({hint})")
+            return
+        typed = [k for k, o in self.origins.items() if o == OVERRIDE_ORIGIN and _under(k, path)]
+        leaves = [k for k in typed if not any(other.startswith(k + ".") for other in typed)] or [path]
+        self.problems.append(f"{OVERRIDE_ORIGIN} {', '.join(leaves)}: unknown key ({hint})")
 
     def convert(self, tp: Any, value: Any, key: str) -> Any:
         origin = typing.get_origin(tp)
@@ -193,10 +250,11 @@ class _Validator:
                 self.fail(key, f"expected an integer, got {value!r}")
             return value
         if tp is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            number = _as_float(value)
+            if number is None:
                 self.fail(key, f"expected a number, got {value!r}")
                 return value
-            return float(value)
+            return number
         if tp is str:
             if not isinstance(value, str):
                 self.fail(key, f"expected a string, got {value!r}")
@@ -216,8 +274,11 @@ class _Validator:
         for key, value in data.items():
             path = f"{prefix}.{key}" if prefix else str(key)
             if key not in fields:
-                removed = getattr(cls, "REMOVED_KEYS", {})
-                self.fail(path, removed.get(key) or f"unknown key (known keys here: {', '.join(sorted(fields))})")
+                removed = getattr(cls, "REMOVED_KEYS", {}).get(key)
+                if removed:
+                    self.fail(path, removed)
+                else:
+                    self.unknown_key(path, str(key), sorted(fields), prefix)
                 continue
             kwargs[key] = self.convert(hints[key], value, path)
         obj = cls(**kwargs)
@@ -241,11 +302,17 @@ def from_dict(cls: type[T], data: dict, origins: dict[str, str] | None = None,
     return obj
 
 
+def read_config_tree(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict, dict[str, str]]:
+    """A YAML config file's tree (``_base_`` files merged, ``overrides`` applied) and the origin
+    (file or ``--set``) of each key."""
+    origins: dict[str, str] = {}
+    tree = apply_overrides(load_tree(path, origins), overrides, origins)
+    return tree, origins
+
+
 def load_config(cls: type[T], path: str | Path, overrides: Iterable[str] = ()) -> T:
     """Load a YAML config file (with ``_base_`` inheritance and overrides) into ``cls``."""
-    origins: dict[str, str] = {}
-    tree = load_tree(path, origins)
-    tree = apply_overrides(tree, overrides, origins)
+    tree, origins = read_config_tree(path, overrides)
     return from_dict(cls, tree, origins, default_origin=str(path))
 
 

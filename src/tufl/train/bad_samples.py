@@ -8,7 +8,8 @@ merges them over ranks when the run logs or checkpoints, names each file once,
 counts them per domain (``metrics.jsonl``, ``bad_samples.json``, the end-of-run
 summary) and stops the run with a clear error once more than
 ``data.max_bad_fraction`` of a domain's samples are bad. The account is saved in
-the checkpoint, so a resumed run keeps counting where it stopped.
+the checkpoint, so a resumed run keeps counting where it stopped; a fresh run removes the
+list an earlier run left in its folder.
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ class BadSamples:
 
     def counts(self) -> dict[str, int]:
         return {d: len(self.files[d]) for d in DOMAINS}
+
+    def start(self, run_dir: Path, resumed: bool) -> None:
+        """At a run's start (main rank): a fresh run removes the ``bad_samples.json`` an earlier run
+        left in ``run_dir``; a resumed one keeps it (its account, restored from the checkpoint, grows)."""
+        if not resumed:
+            (Path(run_dir) / FILE_NAME).unlink(missing_ok=True)
 
     def write(self, run_dir: Path) -> None:
         """``bad_samples.json``: every bad file with its problem, per domain (main rank)."""

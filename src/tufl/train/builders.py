@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tufl.data.base import SegDataset
 from tufl.data.class_index import ClassIndex
+from tufl.data.class_set import ModelClasses, run_classes
 from tufl.data.prepared import attach_prepared
 from tufl.data.rare_class import RareClassSampler, RareClassSourceSamples, class_labels
 from tufl.data.registry import open_dataset
@@ -17,6 +18,7 @@ from tufl.evaluation.validation import Validation
 from tufl.mixing.mixer import CrossDomainMixer
 from tufl.objective.pseudo_labels import OfflinePseudoLabels
 from tufl.runtime.distributed import DistContext
+from tufl.runtime.errors import ConfigError
 from tufl.train.config import RunConfig
 
 
@@ -87,3 +89,15 @@ def build_validation(cfg: RunConfig, ctx: DistContext) -> Validation | None:
     if cfg.data.val is None:
         return None
     return Validation(cfg.data.val, cfg.model.num_classes, cfg.eval, ctx, progress=cfg.train.progress)
+
+
+def build_classes(cfg: RunConfig) -> ModelClasses:
+    """The classes the run's model predicts (its class definition files, else the Cityscapes
+    set), checked against ``model.num_classes``."""
+    classes = run_classes([(key, getattr(cfg.data, key)) for key in ("source", "target", "val")],
+                          cfg.model.num_classes)
+    if classes.num_classes != cfg.model.num_classes:
+        raise ConfigError([f"model.num_classes: {cfg.model.num_classes}, but the class file {classes.origin} defines "
+                           f"{classes.num_classes} classes; leave model.num_classes out of the config (it is derived "
+                           "from the class file) or make the two agree"])
+    return classes

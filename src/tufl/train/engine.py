@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from tufl.data.device_views import finish_target_batch
 from tufl.data.loader import InfiniteLoader, KeyBatchesFactory, KeyedBatches
@@ -36,26 +35,17 @@ from tufl.models.weights import read_weights
 from tufl.objective import BuildContext, build_objective
 from tufl.objective.pseudo_labels import frozen_labeller
 from tufl.runtime.distributed import DistContext, init_distributed, shutdown
+from tufl.runtime.progress import progress_bar, say
 from tufl.runtime.run_log import MetricsLog
 from tufl.runtime.stop_signals import Preempted, StopSignals
 from tufl.train.bad_samples import BadSamples
-from tufl.train.builders import build_train_data, build_validation
+from tufl.train.builders import build_classes, build_train_data, build_validation
 from tufl.train.config import RunConfig
 from tufl.train.optim import build_optimizer, set_kernel, set_learning_rate
 from tufl.train.setup import place_model, seed_process
-from tufl.train.run_state import (
-    STREAMS,
-    Progress,
-    ResumeMode,
-    RunPaths,
-    capture_run_state,
-    check_same_config,
-    checkpoint_to_resume,
-    loader_positions,
-    resume_mode,
-    restore_run_state,
-    save_run_state,
-)
+from tufl.train.run_state import (STREAMS, Progress, ResumeMode, RunPaths, capture_run_state, check_same_classes,
+                                  check_same_config, checkpoint_to_resume, inference_state, loader_positions,
+                                  restore_run_state, resume_mode, save_run_state)
 from tufl.train.run_summary import announce_run, record_outcome, run_summary
 from tufl.train.step import (
     DeviceSnapshot,
@@ -92,6 +82,7 @@ class Trainer:
         init_weights = read_weights(cfg.model.pretrained) if cfg.model.pretrained else None
         self._build_network(init_weights)
         if state is not None:
+            check_same_classes(state, resumed_from, self.classes, "the checkpoint to resume", say=self._say)
             check_same_config(state, resumed_from, self.cfg, force=resume == "force", ctx=self.ctx)
         self.model, self.ddp, self.train_forward = place_model(self.model, self.cfg.train, self.ctx)
         self._build_training(init_weights)
@@ -100,6 +91,7 @@ class Trainer:
         self.log = None
         if self.ctx.is_main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
+            self.bad_samples.start(self.paths.root, resumed=state is not None)
             self.log = MetricsLog(self.paths.root, self.iteration if state is not None else None,
                                   tensorboard=self.cfg.train.tensorboard)
 
@@ -112,8 +104,11 @@ class Trainer:
         self.model: Segmentor = built.model
         self.weights_format = built.weights_format
         self.load_report = built.load_report
-        self.cfg = dataclasses.replace(  # type: ignore[type-var]
+        self.cfg = cfg = dataclasses.replace(  # type: ignore[type-var]
             self.cfg, model=dataclasses.replace(self.cfg.model, input_convention=self.model.convention.name))
+        self.classes = build_classes(cfg)  # stored in every checkpoint
+        if self.weights_format == "tufl":  # a stage starting from the previous one's checkpoint
+            check_same_classes(init_weights, cfg.model.pretrained, self.classes, "model.pretrained", say=self._say)
 
     def _build_training(self, init_weights: dict[str, Any] | None) -> None:
         """Data, objective, validation, optimiser and the step's helpers."""
@@ -134,7 +129,7 @@ class Trainer:
         self.iteration = 0
         self.best: dict[str, Any] = {"miou": None, "iteration": None}
         self.bad_samples = BadSamples({"source": len(self.data.source), "target": len(self.data.target)},
-                                      cfg.data.max_bad_fraction, self.ctx, say=tqdm.write)
+                                      cfg.data.max_bad_fraction, self.ctx, say=say)
 
     def _restore(self, state: dict[str, Any], path: Path) -> dict[str, int]:
         """Put a checkpoint back; returns the data position of each loader stream."""
@@ -252,8 +247,9 @@ class Trainer:
         if self.ctx.is_main:
             self._announce()
         self.model.train()
-        bar = tqdm(total=cfg.train.iters, initial=self.iteration, disable=not (cfg.train.progress and self.ctx.is_main),
-                   desc=f"{cfg.experiment.mode}", dynamic_ncols=True, mininterval=1.0, bar_format=BAR_FORMAT)
+        bar = progress_bar(total=cfg.train.iters, initial=self.iteration, desc=f"{cfg.experiment.mode}",
+                           disable=not (cfg.train.progress and self.ctx.is_main),
+                           dynamic_ncols=True, mininterval=1.0, bar_format=BAR_FORMAT)  # options of a terminal's bar
         window = LogWindow()
         started = time.time()
         own_stop = self.stop is None
@@ -269,7 +265,7 @@ class Trainer:
                 self.timing.iteration_done()
                 estimate = self.timing.estimate_line(cfg.train.iters - self.iteration)
                 if estimate and self.ctx.is_main:
-                    tqdm.write(estimate)
+                    say(estimate)
                 if self.iteration % cfg.train.log_every == 0 or self.iteration == cfg.train.iters:
                     self._log_window(window, bar, started)
                     window.reset()
@@ -316,7 +312,7 @@ class Trainer:
         self.bad_samples.note("source", self.data.source.base.take_skipped())  # long-tail fetches (this process)
         self.bad_samples.merge()  # collective under DDP: every rank logs and saves at the same iterations
 
-    def _log_window(self, window: LogWindow, bar: tqdm, started: float) -> None:
+    def _log_window(self, window: LogWindow, bar: Any, started: float) -> None:
         """Write the window's averages (the host reads of the step values happen here), then stop
         the run after train.max_nonfinite skipped steps in a row (every rank: the flags agree)."""
         self._merge_bad_samples()
@@ -325,7 +321,7 @@ class Trainer:
             self._write_log_line(window, timing, bar, started)
         self.nonfinite.check(self.cfg.train.max_nonfinite, self.iteration)
 
-    def _write_log_line(self, window: LogWindow, timing: dict[str, float], bar: tqdm, started: float) -> None:
+    def _write_log_line(self, window: LogWindow, timing: dict[str, float], bar: Any, started: float) -> None:
         values: dict[str, Any] = window.averages()
         values["skipped_nonfinite"] = self.counters["nonfinite_skipped"]
         values["elapsed_s"] = round(time.time() - started, 2)
@@ -353,10 +349,10 @@ class Trainer:
         if self.ctx.is_main:
             self.log.write(self.iteration, "val", {"miou": miou, "iou": dict(zip(result.class_names, result.iou)),
                                                     "best_miou": self.best["miou"]})
-            tqdm.write(f"[tufl] iteration {self.iteration}: val mIoU {100 * miou:.2f} "
-                       f"(best {100 * self.best['miou']:.2f} at {self.best['iteration']})")
+            say(f"[tufl] iteration {self.iteration}: val mIoU {100 * miou:.2f} "
+                f"(best {100 * self.best['miou']:.2f} at {self.best['iteration']})")
         if improved:
-            self.save(self.paths.best)
+            self.save(self.paths.best, inference_only=True)
 
     def _save_inspection(self) -> None:
         last = getattr(self, "_last_inputs", None)
@@ -373,15 +369,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self, path: Path, keep: int = 1) -> None:
-        """Checkpoint the run to ``path`` (keeping ``keep`` versions); collective under DDP: every
-        rank takes part."""
+    def save(self, path: Path, keep: int = 1, inference_only: bool = False) -> None:
+        """Checkpoint the run to ``path`` (keeping ``keep`` versions); with ``inference_only`` only
+        what evaluation and the next stage need (:data:`~tufl.train.run_state.INFERENCE_KEYS`).
+        Collective under DDP: every rank takes part."""
         self._merge_bad_samples()
         loaders = {"source": self.source_loader, "target": self.target_loader, "template": self.template_loader}
         progress = Progress(self.iteration, self.counters, self.best, loader_positions(loaders))
-        state = capture_run_state(self.cfg, self.ctx, progress, self.data.micro_batch, **self._checkpointed_parts())
+        state = capture_run_state(self.cfg, self.ctx, progress, self.data.micro_batch, self.classes,
+                                  **self._checkpointed_parts())
         state["bad_samples"] = self.bad_samples.state_dict()
-        save_run_state(path, state, self.ctx, keep)
+        save_run_state(path, inference_state(state) if inference_only else state, self.ctx, keep)
+
+    def _say(self, line: str) -> None:
+        if self.ctx.is_main:
+            print(line, flush=True)
 
 
 def train(cfg: RunConfig, resume: ResumeMode | bool = False) -> Path:

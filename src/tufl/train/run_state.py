@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 from tufl.runtime.errors import ConfigError
 from tufl.runtime.typed_config import to_plain
 from tufl.train.config import RunConfig
+from tufl.data.class_set import ModelClasses, checkpoint_classes
 from tufl.data.loader import InfiniteLoader
 from tufl.models.segmentor import Segmentor
 from tufl.models.weights import WeightsError
@@ -185,8 +187,8 @@ def restore_run_state(state: dict[str, Any], path: Path, ctx: DistContext, micro
     return progress
 
 
-def capture_run_state(cfg: RunConfig, ctx: DistContext, progress: Progress, micro_batch: int, *,
-                      model: Segmentor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+def capture_run_state(cfg: RunConfig, ctx: DistContext, progress: Progress, micro_batch: int, classes: ModelClasses,
+                      *, model: Segmentor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                       objective: nn.Module) -> dict[str, Any]:
     """The checkpoint dict of the run; collective under DDP (every rank's RNG state is gathered)."""
     rng = ckpt.capture_rng_state()
@@ -200,6 +202,7 @@ def capture_run_state(cfg: RunConfig, ctx: DistContext, progress: Progress, micr
         "model_config": to_plain(cfg.model),
         "input_convention": model.convention.name,
         "num_classes": cfg.model.num_classes,
+        "classes": classes.to_record(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "losses": objective.state_dict(),
@@ -213,6 +216,33 @@ def capture_run_state(cfg: RunConfig, ctx: DistContext, progress: Progress, micr
         "best": dict(progress.best),
         "config": to_plain(cfg),
     }
+
+
+# What inference needs of a checkpoint (checkpoint_best.pt keeps only these): the weights and
+# how to read them, the class set, and the config (evaluation reads its data.val and eval).
+INFERENCE_KEYS = ("iteration", "model", "model_config", "input_convention", "num_classes", "classes", "best",
+                  "config")
+
+
+def inference_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run's checkpoint that evaluation, prediction, export and the next stage use."""
+    return {key: state[key] for key in INFERENCE_KEYS if key in state}
+
+
+def check_same_classes(state: dict[str, Any], source: Path | str, classes: ModelClasses, role: str,
+                       say: Callable[[str], None] = print, mine: str = "this run") -> None:
+    """Refuse a checkpoint whose model predicts other classes (names or order) than ``classes``,
+    those of ``mine`` (``role``: what the checkpoint is to it, e.g. "the checkpoint to resume"). A
+    checkpoint of an earlier tufl that does not say is reported, not refused."""
+    stored = checkpoint_classes(state, str(source))
+    if stored is None:
+        say(f"[tufl] note: {source} does not say which classes its model predicts; assuming "
+            f"{classes.num_classes} classes ({classes.origin})")
+        return
+    differ = classes.differences(stored, mine, str(source))
+    if differ:
+        raise ConfigError([f"{source} ({role}) predicts other classes than {mine} ({classes.origin}):\n  "
+                           + "\n  ".join(differ) + "\nUse the class file it was trained with, in the same order"])
 
 
 def loader_positions(loaders: dict[str, InfiniteLoader | None]) -> dict[str, int]:

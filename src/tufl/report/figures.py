@@ -1,4 +1,4 @@
-"""The report's figures, made from the models' scores, metric records and predictions."""
+"""The report's figures, made from the runs' scores, metric records and sample predictions."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tufl.data.labels import IGNORE_INDEX
-from tufl.demo.charts import SERIES_COLOURS, Colour, LinePanel, bar_chart, image_grid, line_panels
-from tufl.demo.report_inputs import ModelReport, QualitativeRow
+from tufl.report.charts import SERIES_COLOURS, Colour, LinePanel, bar_chart, image_grid, line_panels
+from tufl.report.inputs import ModelReport, QualitativeRow, scored
 
 IOU_CHART = "miou_per_class.png"
 QUALITATIVE_CHART = "qualitative.png"
 LOSS_CHART = "loss_curves.png"
 THRESHOLD_CHART = "thresholds.png"
+MIOU_CHART = "miou_curves.png"
 
-_PREFERRED_LOSS_ORDER = ("loss", "loss_sup", "loss_unsup", "loss_mix")
+_PREFERRED_LOSS_ORDER = ("loss", "loss_sup", "loss_unsup", "loss_mix", "loss_mic")
+# Above this many classes the sample legend lists only the classes shown.
+_FULL_LEGEND_CLASSES = 30
 
 
 def report_figures(
@@ -26,25 +29,33 @@ def report_figures(
     qualitative: Sequence[QualitativeRow],
     class_names: Sequence[str],
     palette: np.ndarray,
+    scores_on: str = "the validation split",
 ) -> dict[str, Figure | None]:
     """Every figure of the report by file name; None where there is nothing to draw."""
     return {
-        IOU_CHART: iou_figure(models, class_names),
+        IOU_CHART: iou_figure(models, class_names, scores_on),
         QUALITATIVE_CHART: qualitative_figure(qualitative, models, class_names, palette) if qualitative else None,
+        MIOU_CHART: miou_figure(models),
         LOSS_CHART: loss_figure(models),
         THRESHOLD_CHART: threshold_figure(models, class_names, palette),
     }
 
 
-def iou_figure(models: Sequence[ModelReport], class_names: Sequence[str]) -> Figure:
-    """Per-class IoU bars (in %) of every model."""
+def iou_figure(models: Sequence[ModelReport], class_names: Sequence[str],
+               scores_on: str = "the validation split") -> Figure | None:
+    """Per-class IoU bars (in %) of every scored model; a class absent from the split has no
+    bar and is labelled "absent". None when no model has scores."""
+    shown = scored(models)
+    if not shown:
+        return None
     return bar_chart(
         list(class_names),
-        {m.name: [100.0 * v for v in m.iou] for m in models},
-        "Per-class IoU on the target validation split",
+        {m.name: [100.0 * v for v in m.iou or ()] for m in shown},
+        f"Per-class IoU on {scores_on}",
         "IoU (%)",
         y_max=100.0,
         size=(min(1400, max(800, 150 + 55 * len(class_names))), 520),
+        nan_label="absent",
     )
 
 
@@ -63,15 +74,28 @@ def _class_colour(palette: np.ndarray, index: int) -> Colour:
 def qualitative_figure(
     rows: Sequence[QualitativeRow], models: Sequence[ModelReport], class_names: Sequence[str], palette: np.ndarray
 ) -> Figure:
-    """Image, ground truth and each model's prediction per row, with the class colours under them."""
+    """Image, ground truth (where the rows have it) and each model's prediction per row,
+    with the class colours under them."""
     shown = [m.name for m in models if m.name in rows[0].predictions]
-    cells = [
-        [row.image, colourize(row.ground_truth, palette), *(colourize(row.predictions[n], palette) for n in shown)]
-        for row in rows
-    ]
+    labelled = rows[0].ground_truth is not None
+    cells = []
+    for row in rows:
+        maps = [row.ground_truth] if labelled else []
+        maps += [row.predictions[n] for n in shown]
+        cells.append([row.image, *(colourize(m, palette) for m in maps if m is not None)])
     height, width = rows[0].image.shape[:2]
-    legend = {name: _class_colour(palette, i) for i, name in enumerate(class_names)}
-    return image_grid(cells, ["image", "ground truth", *shown], cell_size=display_size(width, height), legend=legend)
+    if len(class_names) > _FULL_LEGEND_CLASSES:
+        seen = set()
+        for row in rows:
+            for labels in [row.ground_truth, *row.predictions.values()]:
+                if labels is not None:
+                    seen.update(int(v) for v in np.unique(labels))
+        listed = [i for i in range(len(class_names)) if i in seen]
+    else:
+        listed = list(range(len(class_names)))
+    legend = {class_names[i]: _class_colour(palette, i) for i in listed}
+    titles = ["image", *(["ground truth"] if labelled else []), *shown]
+    return image_grid(cells, titles, cell_size=display_size(width, height), legend=legend)
 
 
 def display_size(width: int, height: int) -> tuple[int, int]:
@@ -108,6 +132,20 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return np.convolve(v, kernel, mode="same") / np.convolve(np.ones_like(v), kernel, mode="same")
 
 
+def miou_figure(models: Sequence[ModelReport]) -> Figure | None:
+    """Validation mIoU (%) against the iteration, one line per run that validated; None
+    when no run has a ``val`` record."""
+    series = {}
+    for model in models:
+        records = sorted((r for r in model.metrics if r.get("kind") == "val" and _is_number(r.get("miou"))),
+                         key=lambda r: r["iter"])
+        if records:
+            series[model.name] = ([r["iter"] for r in records], [100.0 * r["miou"] for r in records])
+    if not series:
+        return None
+    return line_panels([LinePanel("Validation mIoU", series, "iteration", "mIoU (%)", integer_x=True)], panel_height=360)
+
+
 def loss_figure(models: Sequence[ModelReport]) -> Figure | None:
     """One panel of smoothed training losses per model that logged any; one colour per term throughout."""
     runs = [(m, _train_records(m)) for m in models]
@@ -128,7 +166,8 @@ def loss_figure(models: Sequence[ModelReport]) -> Figure | None:
         log_y = bool(positive) and max(positive) / min(positive) > 30
         smoothing = f", moving average of {window} logs" if window > 1 else ""
         panels.append(LinePanel(f"{model.name}: training losses{smoothing}", series, "iteration",
-                                "loss (log scale)" if log_y else "loss", log_y=log_y, colours=colours))
+                                "loss (log scale)" if log_y else "loss", log_y=log_y, colours=colours,
+                                integer_x=True))
     return line_panels(panels, panel_height=320)
 
 
@@ -165,7 +204,7 @@ def threshold_figure(models: Sequence[ModelReport], class_names: Sequence[str], 
         series = {class_names[i]: per_class[i] for i in sorted(per_class)}
         colours = {class_names[i]: _class_colour(palette, i) for i in per_class}
         panels.append(LinePanel(f"{model.name}: per-class TUFL thresholds", series, "iteration", "threshold",
-                                colours=colours))
+                                colours=colours, integer_x=True))
     return line_panels(panels, panel_height=460) if panels else None
 
 

@@ -59,10 +59,11 @@ def bar_chart(
     y_max: float | None = None,
     size: tuple[int, int] = (1200, 520),
     value_format: str | None = "{:.1f}",
+    nan_label: str = "n/a",
 ) -> Figure:
     """Bars of every series side by side for each category, legend under the title.
 
-    A NaN value draws no bar and is labelled "n/a". ``y_max`` fixes the top of the
+    A NaN value draws no bar and is labelled ``nan_label``. ``y_max`` fixes the top of the
     axis (default: a round value above the data). ``value_format`` labels each bar
     (None: no labels). Long category names are slanted.
     """
@@ -95,7 +96,7 @@ def bar_chart(
         bars = ax.bar(x + (s - (len(series) - 1) / 2) * width, np.where(np.isfinite(values), values, 0.0),
                       width * 0.95, label=name, color=colour)
         if value_format is not None:
-            labels = [value_format.format(v) if math.isfinite(v) else "n/a" for v in values]
+            labels = [value_format.format(v) if math.isfinite(v) else nan_label for v in values]
             flat = max(map(len, labels)) * 5 <= slot_px * width
             ax.bar_label(bars, labels, padding=2, fontsize=VALUE_PT, color=TEXT, rotation=0 if flat else 90)
     ax.set_ylim(lo, hi + (0.1 * (hi - lo) if value_format is not None else 0.0))  # room for the labels
@@ -115,7 +116,7 @@ class LinePanel:
     """One plot of :func:`line_panels`: ``series`` maps a name to ``(x values, y values)``.
 
     ``colours`` overrides the default palette per name; with ``log_y``, values <= 0
-    are left out.
+    are left out; ``integer_x`` puts the x ticks on whole numbers (iterations).
     """
 
     title: str
@@ -124,6 +125,7 @@ class LinePanel:
     y_label: str
     log_y: bool = False
     colours: Mapping[str, Colour] = field(default_factory=dict)
+    integer_x: bool = False
 
 
 def line_panels(panels: Sequence[LinePanel], width: int = 1000, panel_height: int = 320) -> Figure:
@@ -158,6 +160,8 @@ def _draw_panel(ax: Axes, panel: LinePanel) -> None:
                 path_effects=rim if _luminance(colour) > 0.7 else [])
     if panel.log_y:
         ax.set_yscale("log")
+    if panel.integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(panel.title, fontsize=TITLE_PT - 1, fontweight="bold", color=TEXT)
     ax.set_xlabel(panel.x_label, fontsize=LABEL_PT, color=TEXT)
     ax.set_ylabel(panel.y_label, fontsize=LABEL_PT, color=TEXT)
