@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
+import signal
 import select
 import shutil
 import subprocess
@@ -67,8 +69,10 @@ class DevTools:
         self._read, from_browser_w = os.pipe()
         command = [sys.executable, "-c", LAUNCH, str(to_browser_r), str(from_browser_w), chromium, *FLAGS,
                    f"--user-data-dir={profile}", "about:blank"]
+        # its own process group: closing it ends its helper processes too (they write to the profile)
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=None if os.environ.get("TUFL_BROWSER_LOG") else subprocess.DEVNULL, pass_fds=(to_browser_r, from_browser_w))
+                                        stderr=None if os.environ.get("TUFL_BROWSER_LOG") else subprocess.DEVNULL,
+                                        pass_fds=(to_browser_r, from_browser_w), start_new_session=True)
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._buffer = b""
@@ -126,6 +130,8 @@ class DevTools:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # helper processes left behind
         os.close(self._read)
         os.close(self._write)
 
@@ -151,7 +157,7 @@ def problems_of(events: list[dict[str, Any]]) -> list[str]:
 
 def check_page(page: Path, chromium: str, timeout: float = 60.0, screenshot: Path | None = None) -> dict[str, Any]:
     """Load ``page`` in Chromium; returns its headings, images and the problems found."""
-    with tempfile.TemporaryDirectory(prefix="tufl-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="tufl-chromium-", ignore_cleanup_errors=True) as profile:
         browser = DevTools(chromium, profile)
         try:
             targets = browser.send("Target.getTargets", timeout=timeout)["targetInfos"]

@@ -41,7 +41,7 @@ def test_header_counts_the_class_file_s_classes_and_the_label_files_found(tmp_pa
     classes = write_class_file(tmp_path / "six.yaml", classes=SIX, ignore=[255])
     status, lines = _check_data(capsys, *_folder_args(tmp_path / "ds", classes))
     assert status == 1
-    assert lines[:2] == [f"check-data: folder at {tmp_path / 'ds'} (split train, 6 classes)",
+    assert lines[:2] == [f"check-data: folder at {tmp_path / 'ds'} (6 classes)",
                          "images: 3, labels: 2 of 3 images, errors: 1, warnings: 0"]
     assert "ERROR: missing label (1)" in lines and lines[-1] == "result: FAILED (1 error)"
     report = check_dataset("folder", str(tmp_path / "ds"), "train", 19, classes=str(classes),
@@ -53,7 +53,7 @@ def test_unlabelled_images_say_so(tmp_path, capsys):
     _own_data(tmp_path / "ds", n_images=2, n_labels=0)
     status, lines = _check_data(capsys, "--dataset", "images", "--root", str(tmp_path / "ds"))
     assert status == 0
-    assert lines[:2] == [f"check-data: images at {tmp_path / 'ds'} (split train, unlabelled)",
+    assert lines[:2] == [f"check-data: images at {tmp_path / 'ds'} (unlabelled)",
                          "images: 2 (unlabelled), errors: 0, warnings: 0"]
     assert lines[-1] == "result: OK" and not any("19" in line or "class" in line for line in lines)
 
@@ -64,7 +64,7 @@ def test_a_bad_class_file_is_its_own_kind_naming_the_file(tmp_path, capsys):
         {"value": 0, "train_id": 0, "name": "a"}, {"value": 1, "train_id": 1}])
     status, lines = _check_data(capsys, *_folder_args(tmp_path / "ds", classes))
     assert status == 1
-    assert lines == [f"check-data: folder at {tmp_path / 'ds'} (split train)",
+    assert lines == [f"check-data: folder at {tmp_path / 'ds'}",
                      "errors: 1, warnings: 0",
                      "ERROR: class file (1)",
                      f"  {classes}: train id 1 has no name: give one of its entries (classes entry 2) a name",

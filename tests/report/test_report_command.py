@@ -174,7 +174,7 @@ def test_a_run_without_validation_and_an_unlabelled_target(scene_info, source_on
     assert page.headings[0] == "unlabelled"
     assert "Sample predictions" in page.headings and "qualitative.png" in page.images
     text = (out / "index.html").read_text()
-    assert "2 unlabelled images of images train" in text and "ground truth" not in text
+    assert "2 unlabelled images of images at " in text and "ground truth" not in text
     assert page.rows("runs")["adapted"][1] == "no validation record"
     assert "miou_per_class.png" not in page.images and "miou_curves.png" not in page.images
     with Image.open(out / "qualitative.png") as image:

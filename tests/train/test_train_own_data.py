@@ -195,3 +195,22 @@ def test_an_exported_model_carries_its_classes(scene_info, own_data, tmp_path):
                                          "--no-verify"]) == 0
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta["tufl.classes"])["names"] == NAMES and meta["tufl.input_convention"] == "imagenet_rgb"
+
+
+def test_num_classes_comes_from_the_class_file(scene_info, own_data, tmp_path):
+    from tufl.config import load_experiment
+    from tufl.runtime.errors import ConfigError
+
+    tree = _tree(scene_info, own_data, tmp_path / "run", "stage1")
+    del tree["model"]["num_classes"]
+    path = runs.write_yaml(tree, tmp_path / "run.yaml")
+    assert load_experiment(path).model.num_classes == 7  # counted from the class file
+    with pytest.raises(ConfigError) as error:
+        load_experiment(path, ["model.num_classes=19"])
+    assert str(error.value).splitlines()[1].strip() == (
+        f"--set: model.num_classes: 19, but the class file {CLASSES} (data.source.classes) defines 7 classes "
+        f"{NAMES}; leave model.num_classes out (it is derived from the class file) or make the two agree")
+    other = _swapped_class_file(tmp_path / "swapped.yaml")
+    tree["data"]["val"]["classes"] = str(other)  # source and val name different class sets
+    with pytest.raises(ConfigError, match="data.source.classes, data.val.classes: .*defines other classes than"):
+        load_experiment(runs.write_yaml(tree, tmp_path / "two.yaml"))

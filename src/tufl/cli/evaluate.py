@@ -124,12 +124,6 @@ def split_name(ds: Any) -> str | None:
     return None if ds.name in OWN_DATA else ds.split
 
 
-def split_title(ds: Any) -> str:
-    """How output names the evaluated data: ``cityscapes val``, or ``folder data.val at ROOT``."""
-    split = split_name(ds)
-    return f"{ds.name} {split}" if split is not None else f"{ds.name} data.val at {ds.root}"
-
-
 def inference_options(args: argparse.Namespace, options: Any) -> Any:
     """The config's ``eval`` section (an :class:`~tufl.evaluation.options.EvalConfig`) with the
     command's inference options applied; a window without a stride slides by the window."""
@@ -184,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
 
         result, cfg, state, dataset, kind = evaluate_checkpoint(args, args.checkpoint)
         title = (f"{Path(args.checkpoint)} ({kind} checkpoint, iteration {state.get('iteration')}) on "
-                 f"{split_title(cfg.data.val)}, {len(dataset)} images"
+                 f"{cfg.data.val.title}, {len(dataset)} images"
                  + (f" ({len(dataset.skipped)} unreadable left out)" if dataset.skipped else ""))
         print(format_table(result, title))
         csv_path, json_path = write_eval_report(

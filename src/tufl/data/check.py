@@ -236,7 +236,7 @@ def format_report(report: CheckReport) -> str:
 
 def _summary(report: CheckReport) -> list[str]:
     """The report's first two lines: what was checked, and the counts."""
-    about = [f"split {report.split}"]
+    about = [] if report.dataset in OWN_DATA else [f"split {report.split}"]  # your own folders have no splits
     if report.labelled is False:
         about.append("unlabelled")
     elif report.num_classes:  # 0: the class file could not be read
@@ -246,7 +246,7 @@ def _summary(report: CheckReport) -> list[str]:
         counts = f"images: {report.num_images}, labels: {report.num_labels} of {report.num_images} images, {counts}"
     elif report.opened:
         counts = f"images: {report.num_images} (unlabelled), {counts}"
-    return [f"check-data: {report.dataset} at {report.root} ({', '.join(about)})", counts]
+    return [f"check-data: {report.dataset} at {report.root}" + (f" ({', '.join(about)})" if about else ""), counts]
 
 
 def _count(number: int, singular: str, plural: str | None = None) -> str:

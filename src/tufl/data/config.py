@@ -44,6 +44,12 @@ class DatasetConfig:
     # their classes to yours (e.g. GTA5's 19 classes to 7 merged ones).
     classes: str | None = None
 
+    @property
+    def title(self) -> str:
+        """How output names the data: ``cityscapes val``, or ``folder at ROOT`` (your own
+        folders have no splits)."""
+        return f"{self.name} at {self.root}" if self.name in OWN_DATA else f"{self.name} {self.split}"
+
     def problems(self) -> list[str]:
         if self.name not in DATASETS:
             return [f"name: {DATASETS.unknown(self.name)}"]

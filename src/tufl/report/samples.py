@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tufl.data.registry import open_dataset
+from tufl.data.registry import OWN_DATA, open_dataset
 from tufl.data.transforms import image_to_tensor
 from tufl.evaluation.inference import eval_mode, predict_probs
 
@@ -31,7 +31,9 @@ class SampleSource:
 
     def describe(self) -> str:
         """``cityscapes val (data/cityscapes; data.val of stage1)``."""
-        return f"{self.section.name} {self.section.split} ({self.section.root}; {self.origin})"
+        section = self.section
+        where = "" if section.name in OWN_DATA else f"{section.root}; "  # own data: the title names its root
+        return f"{section.title} ({where}{self.origin})"
 
 
 @dataclass(frozen=True)

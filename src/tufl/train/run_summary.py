@@ -40,8 +40,8 @@ def run_summary(cfg: RunConfig, data: TrainData, optimizer: torch.optim.Optimize
         "batch_per_domain_per_gpu_step": data.micro_batch,
         "gradient_accumulation": cfg.train.accumulate,
         "world_size": world_size,
-        "source": f"{cfg.data.source.name} ({len(data.source)} images, resize {cfg.data.source.resize})",
-        "target": f"{cfg.data.target.name} ({len(data.target)} images, resize {cfg.data.target.resize})",
+        "source": f"{cfg.data.source.title} ({len(data.source)} images, resize {cfg.data.source.resize})",
+        "target": f"{cfg.data.target.title} ({len(data.target)} images, resize {cfg.data.target.resize})",
         "source_crop": list(cfg.data.source_aug.crop_size),
         "target_crop": list(cfg.data.target_views.crop_size),
         "lr_backbone": groups.get("backbone"),
@@ -63,7 +63,7 @@ def run_summary(cfg: RunConfig, data: TrainData, optimizer: torch.optim.Optimize
     }
     if validation is not None:
         assert cfg.data.val is not None
-        info["validation"] = f"{cfg.data.val.name} {cfg.data.val.split} ({len(validation.dataset)} images)"
+        info["validation"] = f"{cfg.data.val.title} ({len(validation.dataset)} images)"
     return info
 
 
