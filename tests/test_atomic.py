@@ -63,3 +63,41 @@ def test_an_exception_inside_the_block_removes_the_temporary_file(tmp_path):
             tmp.write_text("half")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writer_that_fills_the_disk_leaves_nothing_open_and_names_the_file(tmp_path):
+    target = tmp_path / "run_info.json"
+    handles = []
+
+    def fills_the_disk(handle):
+        handles.append(handle)
+        handle.write(b"{" * 10_000)  # part of it reached the file
+        handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(atomic.WriteFailed) as raised:
+        atomic.atomic_write(target, fills_the_disk)
+    assert str(raised.value) == f"[Errno 28] cannot write {target}: No space left on device"
+    assert raised.value.strerror == f"cannot write {target}: No space left on device"
+    assert raised.value.path == target and raised.value.reason == "No space left on device"
+    assert handles[0].closed and list(tmp_path.iterdir()) == []
+
+
+def test_the_reason_of_a_failure_is_the_os_error_in_its_chain():
+    try:
+        try:
+            raise OSError(errno.EFBIG, "File too large")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    except RuntimeError as error:
+        assert atomic.failure_reason(error) == "File too large" and atomic.failure_errno(error) == errno.EFBIG
+        atomic.drop_frames(error)
+        assert all(e.__traceback__ is None for e in atomic.exception_chain(error))
+    assert atomic.failure_reason(RuntimeError("first line\nsecond")) == "first line"
+
+
+def test_an_os_error_in_a_block_is_named(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    with pytest.raises(atomic.WriteFailed, match=rf"cannot write {log}: No space left on device"):
+        with atomic.naming_failures(log):
+            raise OSError(errno.ENOSPC, "No space left on device")

@@ -20,7 +20,7 @@ DEFAULTS = {
                   "builder": None},
     "data": {"out_dir": None, "images": 8, "batches": 20, "batch_size": 2, "workers": [0, 2], "size_divisor": 1,
              "seed": 0, "variants": ["original", "prepared"]},
-    "faults": {"iters": 24, "kills": 3, "seed": 0, "out": None, "json": None},
+    "faults": {"iters": 24, "kills": 3, "seed": 0, "no_probes": False, "out": None, "json": None},
 }
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from tufl.runtime.typed_config import ConfigError, load_config
+from tufl.runtime.typed_config import ALLOW_NON_FINITE, ConfigError, load_config
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Model:
     scales: list[float] = field(default_factory=lambda: [1.0])
     note: str | None = None
     steps: int = 1
+    limit: float = field(default=1.0, metadata={ALLOW_NON_FINITE: True})
 
 
 @dataclass
@@ -103,9 +104,12 @@ def test_float_fields_take_the_usual_float_spellings(tmp_path):
     assert all(isinstance(v, float) for v in cfg.model.scales)
     cfg = load_config(Top, path, ["model.lr=1e10", "model.scales=[1E-4, +5e0]"])
     assert cfg.model.lr == 10000000000.0 and cfg.model.scales == [0.0001, 5.0]
-    assert load_config(Top, path, ["model.lr=inf"]).model.lr == math.inf
-    assert load_config(Top, path, ["model.lr=-Infinity"]).model.lr == -math.inf
-    assert math.isnan(load_config(Top, path, ["model.lr=nan"]).model.lr)
+    # inf and nan are read as numbers, and then refused unless the field takes them
+    for text, number in (("inf", "inf"), ("-Infinity", "-inf"), ("nan", "nan"), (".nan", "nan")):
+        assert _problems(path, [f"model.lr={text}"]) == [f"--set: model.lr: must be a finite number, got {number}"]
+    assert load_config(Top, path, ["model.limit=inf"]).model.limit == math.inf
+    assert load_config(Top, path, ["model.limit=-Infinity"]).model.limit == -math.inf
+    assert math.isnan(load_config(Top, path, ["model.limit=nan"]).model.limit)
     # text stays text where the field is a string, integers stay strict
     assert load_config(Top, path, ["model.note=1e5"]).model.note == "1e5"
     assert _problems(path, ["model.steps=1e3"]) == ["--set: model.steps: expected an integer, got '1e3'"]

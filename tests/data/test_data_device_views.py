@@ -90,18 +90,26 @@ def test_worker_and_device_pairs_draw_the_same_values_from_the_sample_generator(
 
 
 def test_offline_pseudo_label_pairs_follow_the_strong_view_place(target_base, tmp_path):
+    import io
+
     from PIL import Image
     from torch.utils.data import default_collate
 
-    from tufl.objective.pseudo_labels import OfflinePseudoLabels, pseudo_label_paths
+    from tufl.objective.pseudo_label_files import Provenance, sample_files, write_file, write_manifest
+    from tufl.objective.pseudo_labels import OfflinePseudoLabels
 
     rng = np.random.default_rng(3)
+    files = {}
     for i in range(len(target_base)):
         height, width = target_base.load(i)[0].shape[:2]
-        label_path, conf_path = pseudo_label_paths(tmp_path, target_base, i)
-        label_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 19, (height, width), dtype=np.uint8)).save(label_path)
-        Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16)).save(conf_path)
+        arrays = (rng.integers(0, 19, (height, width), dtype=np.uint8),
+                  rng.integers(0, 65536, (height, width), dtype=np.uint16))
+        for name, array in zip(sample_files(target_base, i), arrays):
+            buffer = io.BytesIO()
+            Image.fromarray(array).save(buffer, format="PNG")
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            files[name] = write_file(tmp_path, name, buffer.getvalue())
+    write_manifest(tmp_path, Provenance("stage1.pt", "0" * 64, {}), files)  # a complete folder
     cfg = TargetViewConfig(crop_size=CROP)
     keys = [(0, 5), (4, 6)]
     worker, device = (default_collate([OfflinePseudoLabels(TargetPairs(target_base, cfg, place), tmp_path, 0.5)[key]

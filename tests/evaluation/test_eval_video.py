@@ -19,6 +19,7 @@ from tufl.evaluation.video import MissingVideoExtraError, predict_videos
 from tufl.evaluation.writers import overlay
 from tiny_models import conv_segmentor
 from tufl.models.segmentor import Segmentor
+from tufl.runtime.folder_lock import LOCK_NAME
 
 av = pytest.importorskip("av")
 
@@ -70,7 +71,9 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def _files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+    """What is under ``folder`` but the output folder's lock file (``tufl predict`` holds it)."""
+    found = folder.rglob("*") if folder.exists() else []
+    return sorted(str(p.relative_to(folder)) for p in found if p.name != LOCK_NAME)
 
 
 @pytest.mark.parametrize("options, resize", [(InferenceOptions(), None),

@@ -143,7 +143,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_previou
     def disk_full_after_first(obj, f, *args, **kwargs):
         calls.append(f)
         if len(calls) > 1:  # the second checkpoint: half written, then the disk is full
-            Path(f).write_bytes(b"PK\x03\x04 partial")
+            f.write(b"PK\x03\x04 partial")
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
         return real_save(obj, f, *args, **kwargs)
 
@@ -156,6 +156,8 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_previou
     assert "Training stopped at iteration 4" in err and "checkpoint_last.pt" in err
     assert ckpt.load_checkpoint(last)["iteration"] == 2  # the previous checkpoint, intact
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+    assert calls[1].closed  # the failed file's handle is released
+    assert "Traceback" not in err and len([line for line in err.splitlines() if line.startswith("error:")]) == 1
 
 
 def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_with_one_checkpoint(scene_info, tmp_path):

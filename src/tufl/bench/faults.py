@@ -16,27 +16,27 @@ and finally trained to the end. The check passes when the final weights, TUFL
 thresholds, optimiser state and data positions equal the reference bit for bit, no
 fault left an unreadable checkpoint, and no temporary file is left at the end (a
 SIGKILL during a write leaves one; the next start removes it).
+
+Then the probes of :mod:`tufl.bench.fault_probes` and :mod:`tufl.bench.state_probes` (a real
+full filesystem, a decompression bomb, two runs on one folder, a NaN learning rate, a kill
+inside a checkpoint rotation, a half-overwritten pseudo-label folder) run against the same
+reference; every fault is reported survived or not, with what was lost.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import resource
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
+from tufl.bench import fault_probes, state_probes
+from tufl.bench.fault_process import Segment, compare_states
 from tufl.runtime import checkpoint_files as ckpt
-from tufl.runtime.run_log import read_metrics
 from tufl.runtime.stop_signals import PREEMPTED_EXIT_STATUS
 
 
@@ -54,44 +54,6 @@ def run_config(data: Path, out: Path, iters: int) -> dict[str, Any]:
         "train": {"iters": iters, "log_every": 1, "checkpoint_every": 3, "keep_checkpoints": 2,
                   "deterministic": True, "progress": False, "tensorboard": False},
     }
-
-
-def _limit_file_size(limit: int) -> None:  # runs in the child before exec
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-
-class Segment:
-    """One ``tufl train --resume auto`` process, watched through its metrics log."""
-
-    def __init__(self, config: Path, run_dir: Path, file_size_limit: int | None = None) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.run_dir = run_dir
-        self.started = time.time()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tufl", "train", "--config", str(config), "--resume", "auto"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-            preexec_fn=(lambda: _limit_file_size(file_size_limit)) if file_size_limit else None)
-
-    def reached(self) -> int:
-        """The last iteration this process logged (0 before it has rewritten the log it resumes)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists() or path.stat().st_mtime < self.started:
-            return 0
-        return max((r["iter"] for r in read_metrics(self.run_dir, "train")), default=0)
-
-    def signal_at(self, iteration: int, signum: int, timeout: float = 600) -> tuple[int, str]:
-        """Send ``signum`` once the run has logged ``iteration``; returns (exit status, stderr)."""
-        deadline = time.time() + timeout
-        while self.proc.poll() is None and self.reached() < iteration and time.time() < deadline:
-            time.sleep(0.01)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        return self.finish(timeout)
-
-    def finish(self, timeout: float = 600) -> tuple[int, str]:
-        _, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, err
 
 
 def _checkpoint_iteration(run_dir: Path) -> int:
@@ -116,20 +78,6 @@ def _damage_report(run_dir: Path, planted: set[int] = frozenset()) -> dict[str, 
         except Exception:
             unreadable += 1
     return {"unreadable_checkpoints": unreadable, "temporary_files": len(list(run_dir.glob(".*.tmp")))}
-
-
-def compare_states(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Names of the parts of two checkpoints that differ (empty: bit-identical)."""
-    differ = [f"model.{k}" for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
-    differ += [f"losses.{k}" for k in a["losses"] if not torch.equal(a["losses"][k], b["losses"][k])]
-    for key, state in a["optimizer"]["state"].items():
-        other = b["optimizer"]["state"].get(key, {})
-        differ += [f"optimizer.{key}.{n}" for n, v in state.items()
-                   if not (isinstance(v, torch.Tensor) and torch.equal(v, other.get(n)))]
-    for key in ("iteration", "data"):
-        if a[key] != b[key]:
-            differ.append(key)
-    return differ
 
 
 def _fault_plan(kills: int) -> tuple[list[str], int]:
@@ -204,7 +152,7 @@ def _train_through(config: Path, run_dir: Path, what: str) -> None:
 
 
 def run_faults(work: Path, iters: int, kills: int, seed: int,
-               say: Callable[[str], None] = print) -> dict[str, Any]:
+               say: Callable[[str], None] = print, probes_too: bool = True) -> dict[str, Any]:
     """The whole check in ``work``; returns the results (``passed`` among them)."""
     from tufl.demo.scenes import ensure_demo_data
 
@@ -222,12 +170,57 @@ def run_faults(work: Path, iters: int, kills: int, seed: int,
     differ = compare_states(ckpt.load_checkpoint(work / "reference" / ckpt.LAST_NAME),
                             ckpt.load_checkpoint(run_dir / ckpt.LAST_NAME))
     damage = _damage_report(run_dir)
+    for event in events:
+        event["lost"] = "nothing" if not differ and not event["damage_found"]["unreadable_checkpoints"] else "state"
+    probes = run_probes(work, run_config(data, work / "probes", iters), data, work / "reference", say) if probes_too else []
     # a kill during a write leaves its temporary file; the next start removes it (counted at the end)
     passed = (not differ and all(e["stopped_cleanly"] for e in events) and not any(damage.values())
-              and not any(e["damage_found"]["unreadable_checkpoints"] for e in events))
-    return {"iterations": iters, "events": events, "faults_survived": sum(e["stopped_cleanly"] for e in events),
-            "faults": len(events), "final_differs_in": differ[:10], "bit_identical": not differ, **damage,
-            "passed": passed}
+              and not any(e["damage_found"]["unreadable_checkpoints"] for e in events)
+              and all(p["survived"] for p in probes))
+    survived = sum(e["stopped_cleanly"] for e in events) + sum(p["survived"] for p in probes)
+    return {"iterations": iters, "events": events, "probes": probes, "faults_survived": survived,
+            "faults": len(events) + len(probes), "final_differs_in": differ[:10], "bit_identical": not differ,
+            **damage, "passed": passed}
+
+
+def run_probes(work: Path, config: dict[str, Any], data: Path, reference: Path,
+               say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """The probes of :mod:`tufl.bench.fault_probes` and :mod:`tufl.bench.state_probes`, in
+    ``work / "probes"``, against the reference run in ``reference``; each printed as it ends."""
+    root = work / "probes"
+    root.mkdir(parents=True, exist_ok=True)
+    last = reference / ckpt.LAST_NAME
+    held = write_config_for(root / "held.yaml", config, root / "held")
+    steps: list[Callable[[], dict[str, Any]]] = [
+        lambda: fault_probes.full_filesystem(root, config, last),
+        lambda: fault_probes.full_filesystem_predict(root, data / "cityscapes_like" / "leftImg8bit" / "val", last),
+        lambda: fault_probes.decompression_bomb(root, config, Path(config["data"]["source"]["root"])),
+        lambda: fault_probes.concurrent_runs(root, held, root / "held", last),
+        lambda: state_probes.poisoned_learning_rates(root, config),
+        lambda: state_probes.kill_in_rotation(root, config, last),
+        lambda: state_probes.mixed_pseudo_labels(root, config, (last, ckpt.older_checkpoint(last, 1))),
+    ]
+    probes = []
+    for step in steps:
+        probe = step()
+        say(f"[faults] {probe['fault']}: {'survived' if probe['survived'] else 'NOT SURVIVED'}; lost: "
+            f"{probe['lost']}; {json.dumps({k: v for k, v in probe.items() if k not in ('fault', 'survived', 'lost')})}")
+        probes.append(probe)
+    return probes
+
+
+def write_config_for(path: Path, config: dict[str, Any], run_dir: Path) -> Path:
+    """``config`` with its output folder set to ``run_dir``, written to ``path``."""
+    return fault_probes.write_config(path, config, experiment={"output_dir": str(run_dir)})
+
+
+def fault_table(results: dict[str, Any]) -> str:
+    """One line per fault of :func:`run_faults`: survived or not, and what was lost."""
+    rows = [(e["fault"], e["stopped_cleanly"], e["lost"]) for e in results["events"]]
+    rows += [(p["fault"], p["survived"], p["lost"]) for p in results["probes"]]
+    width = max((len(name) for name, _, _ in rows), default=5)
+    return "\n".join(f"[faults] {name:<{width}}  {'survived' if ok else 'NOT SURVIVED'}  lost: {lost}"
+                     for name, ok, lost in rows)
 
 
 def summary_line(results: dict[str, Any]) -> str:

@@ -132,15 +132,16 @@ def _data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _faults(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from tufl.bench.faults import run_faults, summary_line
+    from tufl.bench.faults import fault_table, run_faults, summary_line
 
     if args.out:
         work = Path(args.out)
         work.mkdir(parents=True, exist_ok=True)
-        results = run_faults(work, args.iters, args.kills, args.seed)
+        results = run_faults(work, args.iters, args.kills, args.seed, probes_too=not args.no_probes)
     else:
         with tempfile.TemporaryDirectory(prefix="tufl-faults-") as tmp:
-            results = run_faults(Path(tmp), args.iters, args.kills, args.seed)
+            results = run_faults(Path(tmp), args.iters, args.kills, args.seed, probes_too=not args.no_probes)
+    print(fault_table(results))
     print(summary_line(results))
     _write_json(args.json, results)
     return 0 if results["passed"] else 1

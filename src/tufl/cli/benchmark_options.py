@@ -127,11 +127,15 @@ def data_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def faults_parser(prog: str) -> argparse.ArgumentParser:
-    """``tufl benchmark faults``: kills, a truncated checkpoint, a full disk and SIGTERM."""
+    """``tufl benchmark faults``: kills, a truncated checkpoint, a full disk, SIGTERM and the probes
+    of :mod:`tufl.bench.fault_probes`."""
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--iters", type=int, default=24, help="iterations of the run (default: 24)")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs at random iterations (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill iterations (default: 0)")
+    parser.add_argument("--no-probes", action="store_true",
+                        help="only the kills and resumes: skip the full filesystem, decompression bomb, concurrent "
+                             "runs, poisoned learning rates, rotation kill and pseudo-label probes")
     parser.add_argument("--out", help="working folder (default: a temporary folder, removed afterwards)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     return parser

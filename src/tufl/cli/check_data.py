@@ -12,6 +12,7 @@ from typing import Any
 
 from tufl.cli.arguments import report_error
 from tufl.data.check import check_dataset, format_report
+from tufl.data.io import DEFAULT_MAX_IMAGE_PIXELS
 from tufl.data.registry import DATASETS, OWN_DATA
 
 
@@ -42,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--section", nargs="+", choices=("source", "target", "val"), default=None,
                         help="with --config: the sections to check (default: all)")
     parser.add_argument(
+        "--max-image-pixels", type=int, default=None, metavar="N",
+        help=f"images and labels with more pixels are refused from their header, before decoding (default: "
+             f"{DEFAULT_MAX_IMAGE_PIXELS}; with --config, its data.max_image_pixels)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1),
         help="decoding processes (default: %(default)s)",
     )
@@ -49,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run check-data from parsed arguments, print the report; 0 when OK, 1 otherwise."""
+    if args.max_image_pixels is not None and args.max_image_pixels < 1:
+        return report_error("--max-image-pixels must be >= 1")
     if args.config:
         return _run_config_sections(args)
     if not args.dataset or not args.root:
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     report = check_dataset(
         args.dataset, args.root, split, args.num_classes or dataset.default_num_classes, list_file=args.list_file,
         workers=args.workers, progress=True, classes=args.classes, own_data=own_data,
+        max_image_pixels=args.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS,
     )
     print(format_report(report))
     return 0 if report.ok else 1
@@ -80,12 +89,14 @@ def _run_config_sections(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         return report_error(exc)
     status = 0
+    max_pixels = args.max_image_pixels or cfg.data.max_image_pixels
     for section in args.section or ("source", "target", "val"):
         ds = getattr(cfg.data, section)
         if ds is None:
             continue
         report = check_dataset(ds.name, ds.root, ds.split, cfg.model.num_classes, list_file=ds.list_file,
-                               workers=args.workers, progress=True, classes=ds.classes, own_data=_own_data(ds))
+                               workers=args.workers, progress=True, classes=ds.classes, own_data=_own_data(ds),
+                               max_image_pixels=max_pixels)
         print(f"[data.{section}]")
         print(format_report(report))
         status = status if report.ok else 1

@@ -106,7 +106,8 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: str):  # noqa: ANN
     classes = build_classes(cfg)
     check_same_classes(state, checkpoint, classes, "the checkpoint to evaluate", mine="the config")
     skip_bad = cfg.eval.skip_bad_files if args.skip_bad_files is None else True
-    dataset = EvalSamples(open_dataset(cfg.data.val, model.num_classes, False), skip_bad=skip_bad)
+    dataset = EvalSamples(open_dataset(cfg.data.val, model.num_classes, False, cfg.data.max_image_pixels),
+                          skip_bad=skip_bad)
     for path, problem in dataset.skipped:
         print(f"skipped: {path}: {problem}", file=sys.stderr)
     options = inference_options(args, cfg.eval)

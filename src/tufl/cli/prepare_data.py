@@ -6,8 +6,10 @@ resize, class set and sample list), and each is written at its training size to
 and says so. Rerun it after the data or these settings change: files still valid
 are kept.
 
-Exit status: 0 done; 1 some original files were unreadable (named; recorded in the
-copy, so training skips or stops on them as it would on the originals); 2 bad input.
+Exit status: 0 done; 1 some original files were unreadable or had more pixels than
+``data.max_image_pixels`` (named; recorded in the copy, so training skips or stops on
+them as it would on the originals); 2 bad input, or another process is writing the same
+copy (named: its PID and host).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         bad_total = 0
         for domain in args.domains:
             base = bases[domain]
+            base.max_image_pixels = cfg.data.max_image_pixels  # as training reads them
             size = "native size" if base.resize is None else f"{base.resize[0]}x{base.resize[1]}"
             print(f"[tufl] {domain} {base.name}: {len(base)} samples from {base.root} at {size} "
                   f"-> {cfg.data.prepared_dir}", flush=True)

@@ -1,9 +1,10 @@
 """``tufl train --config FILE [--set k=v ...] [--resume [auto|force]] [--seeds S [S ...]]``.
 
-Exit status: 0 finished; 1 stopped by an error of the run (non-finite losses, too
-many bad samples, a checkpoint that could not be written); 2 bad input (config,
-data, weights); 3 stopped by a signal (SIGTERM, SIGUSR1) after writing a
-checkpoint: run the same command with ``--resume auto`` to continue.
+Exit status: 0 finished; 1 stopped by an error of the run (non-finite losses or
+weights, too many bad samples, an output that could not be written: the message names
+it); 2 bad input (config, data, weights) or a run folder another live process is
+training in (the message names it); 3 stopped by a signal (SIGTERM, SIGUSR1) after
+writing a checkpoint: run the same command with ``--resume auto`` to continue.
 
 ``--seeds 0 1 2`` trains the config once per seed, one after the other, each in
 ``<run_dir>/seed_<s>``, then writes the mean ± sample standard deviation of the final
@@ -43,14 +44,14 @@ def train_status(start: Callable[[], object]) -> int:
     from tufl.train.bad_samples import TooManyBadSamples
     from tufl.train.engine import NonFiniteLossError
     from tufl.runtime.stop_signals import Preempted, report_preempted
-    from tufl.train.run_state import CheckpointWriteError
+    from tufl.train.run_state import CheckpointWriteError, NonFiniteWeightsError
 
     try:
         try:
             start()
         except Preempted as stop:
             return report_preempted(stop)
-        except (NonFiniteLossError, TooManyBadSamples, CheckpointWriteError) as exc:
+        except (NonFiniteLossError, NonFiniteWeightsError, TooManyBadSamples, CheckpointWriteError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     except USER_ERRORS as exc:

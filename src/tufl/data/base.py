@@ -16,109 +16,35 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 import numpy as np
 
 from tufl.data.io import (
+    DEFAULT_MAX_IMAGE_PIXELS,
     BadFileError,
     DataError,
     Interpolation,
     LayoutError,
     Size,
     image_size,
+    pixel_limit,
     read_rgb,
     resize_image,
     resize_label,
 )
+from tufl.data.label_checks import SIZE_SLACK, check_train_ids, label_size_tolerated, map_raw_label, size_text
 from tufl.data.labels import SUPPORTED_NUM_CLASSES
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-
-
-@dataclass(frozen=True)
-class SampleFiles:
-    """The files of one sample. ``name`` is relative to the image folder of the split."""
-
-    name: str
-    image: str
-    label: str | None
-
-
-def read_name_list(path: str | os.PathLike[str]) -> list[str]:
-    """Relative sample names from a split file: one per line, first column, ``#`` comments.
-
-    This is the format of the ADVENT/DACS split files (``00001.png``,
-    ``frankfurt/frankfurt_000000_000294_leftImg8bit.png``, ``pano_00368_0_0``).
-    """
-    if not os.path.isfile(path):
-        raise BadFileError(path, "list file not found")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadFileError(path, f"cannot read list file ({exc})") from None
-    names = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name = line.split()[0].replace("\\", "/")
-        parts = PurePosixPath(name).parts
-        if name.startswith("/") or ".." in parts:
-            raise BadFileError(path, f"line {number}: {name!r} must be a relative path inside the dataset")
-        names.append(name)
-    if not names:
-        raise BadFileError(path, "list file names no samples")
-    return names
-
-
-def scan_images(folder: Path, pattern: str = "*") -> list[str]:
-    """Sorted relative POSIX paths of the image files under ``folder`` matching ``pattern``."""
-    found = [
-        p.relative_to(folder).as_posix()
-        for p in folder.glob(pattern)
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    ]
-    return sorted(found)
-
-
-def resolve_listed_names(folder: Path, names: list[str]) -> list[str]:
-    """Give list entries without an extension (``pano_00368_0_0``) the one found on disk.
-
-    An entry whose file does not exist keeps ``.png``, so loading it names that file.
-    """
-    resolved = []
-    for name in names:
-        if PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS:
-            resolved.append(name)
-            continue
-        found = next((name + ext for ext in IMAGE_EXTENSIONS if (folder / (name + ext)).is_file()), None)
-        resolved.append(found or name + ".png")
-    return resolved
-
-
-def require_folders(root: Path, folders: list[str], dataset: str) -> None:
-    """Raise LayoutError naming the expected sub-folders when ``root`` lacks any of them."""
-    expected = ", ".join(f"{f}/" for f in folders)
-    if not root.is_dir():
-        raise LayoutError(f"{root}: {dataset} root not found (expected a folder with {expected})")
-    missing = [f for f in folders if not (root / f).is_dir()]
-    if missing:
-        names = ", ".join(f"{f}/" for f in missing)
-        raise LayoutError(f"{root}: not a {dataset} root: missing {names} (expected {expected})")
-
-
-@dataclass(frozen=True)
-class SplitLayout:
-    """Where the files of one split lie, as :meth:`SegDataset.locate` resolves them."""
-
-    root: Path  # the folder the other paths are relative to
-    images: str  # image folder
-    labels: str | None  # label folder; None when the split has no labels
-    labels_required: bool  # the label folder must exist (otherwise labels are used when it does)
-    split: str  # the split as the dataset names it
+from tufl.data.listing import (  # noqa: F401 - importable from here, as before
+    IMAGE_EXTENSIONS,
+    SampleFiles,
+    SplitLayout,
+    read_name_list,
+    require_folders,
+    resolve_listed_names,
+    scan_images,
+)
 
 
 class SampleStore(Protocol):
@@ -138,7 +64,9 @@ class SegDataset:
     """Base class of the segmentation datasets (see the module docstring).
 
     ``load(i)`` returns ``(image uint8 [H, W, 3] RGB, label uint8 [H, W] train ids or
-    None)`` after the dataset's resize. With ``skip_bad_files`` a sample whose files
+    None)`` after the dataset's resize. Every image and label file is refused from its
+    header when it has more than ``max_image_pixels`` (``data.max_image_pixels``). With
+    ``skip_bad_files`` a sample whose files
     are missing, corrupt or inconsistent is replaced by the next good one
     (deterministically, whatever was skipped before); :meth:`take_skipped` hands the
     bad files met since the last call to the caller, which reports them (training
@@ -153,8 +81,11 @@ class SegDataset:
     default_num_classes: ClassVar[int] = 19
     # Raw label values a valid label file may hold (checked by check-data).
     raw_label_ids: ClassVar[frozenset[int]] = frozenset()
-    # GTA5 ships a few labels whose size differs from their image: resized, with a warning.
+    # GTA5 ships a few labels whose size differs from their image: resized, with a warning,
+    # when the mismatch is of the known kind (tufl.data.label_checks.label_size_tolerated).
     resize_mismatched_labels: ClassVar[bool] = False
+    # Images and labels with more pixels are refused from their header (data.max_image_pixels).
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     # Training loads come from this prepared copy when set (see use_prepared).
     _prepared: SampleStore | None = None
 
@@ -186,6 +117,7 @@ class SegDataset:
         resize: Size | None = None,
         interpolation: Interpolation = "bilinear",
         skip_bad_files: bool = False,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         layout = self.locate(Path(root), self.default_split if split is None else split)
         num_classes = self.default_num_classes if num_classes is None else num_classes
@@ -199,14 +131,7 @@ class SegDataset:
         if not names:
             example = f" (expected {self.image_example.format(images=layout.images)})" if self.image_example else ""
             raise LayoutError(f"{base}: no images in {base / layout.images}{example}")
-        if num_classes not in self.supported_num_classes:
-            raise ValueError(
-                f"{self.name}: num_classes must be one of {self.supported_num_classes}, got {num_classes}"
-            )
-        if resize is not None and (len(resize) != 2 or min(resize) <= 0):
-            raise ValueError(f"{self.name}: resize must be (width, height) > 0, got {resize}")
-        if interpolation not in ("bilinear", "bicubic"):
-            raise ValueError(f"{self.name}: interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
+        self._check_options(num_classes, resize, interpolation, max_image_pixels)
         self.root = str(base)
         self.split = layout.split
         self.samples = [
@@ -217,12 +142,25 @@ class SegDataset:
         self.resize = None if resize is None else (int(resize[0]), int(resize[1]))
         self.interpolation: Interpolation = interpolation
         self.skip_bad_files = skip_bad_files
+        self.max_image_pixels = int(max_image_pixels)
         self.has_labels = all(s.label is not None for s in self.samples)
         self._label_folder = None if labels is None else str(base / labels)
         self._from_list = list_file is not None
         self._bad: set[int] = set()
         self._recent_bad: list[tuple[str, str]] = []
         self._warned_sizes: set[str] = set()
+
+    def _check_options(self, num_classes: int, resize: Size | None, interpolation: str, max_pixels: int) -> None:
+        if num_classes not in self.supported_num_classes:
+            raise ValueError(
+                f"{self.name}: num_classes must be one of {self.supported_num_classes}, got {num_classes}"
+            )
+        if resize is not None and (len(resize) != 2 or min(resize) <= 0):
+            raise ValueError(f"{self.name}: resize must be (width, height) > 0, got {resize}")
+        if interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"{self.name}: interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
+        if max_pixels < 1:
+            raise ValueError(f"{self.name}: max_image_pixels must be >= 1, got {max_pixels}")
 
     def _image_names(self, folder: Path, list_file: str | None) -> list[str]:
         if not list_file:
@@ -257,6 +195,13 @@ class SegDataset:
     def read_raw_label(self, path: str) -> np.ndarray:
         """The label file as stored (raw ids, ``uint8`` or ``uint16`` ``[H, W]``)."""
         raise NotImplementedError
+
+    def read_label_file(self, path: str, stored: bool = False) -> np.ndarray:
+        """:meth:`read_raw_label` (``stored``: a ``read_stored_label`` the dataset has, values
+        unchecked) under this dataset's pixel limit."""
+        reader = getattr(self, "read_stored_label", self.read_raw_label) if stored else self.read_raw_label
+        with pixel_limit(self.max_image_pixels):
+            return reader(path)
 
     @staticmethod
     def train_id_lut(num_classes: int) -> np.ndarray:
@@ -311,24 +256,30 @@ class SegDataset:
     def _label_at_image_size(self, i: int, size: Size) -> np.ndarray:
         path = self.samples[i].label
         assert path is not None
-        label = self.map_label(self.read_raw_label(path))
+        label = map_raw_label(self.map_label, self.read_label_file(path), path, self.name)
+        check_train_ids(label, self.num_classes, path)
         label_size = (label.shape[1], label.shape[0])
         if label_size != size:
-            if not self.resize_mismatched_labels:
-                raise BadFileError(
-                    path,
-                    f"label size {label_size[0]}x{label_size[1]} differs from the image size "
-                    f"{size[0]}x{size[1]} of {self.samples[i].image}",
-                )
-            if path not in self._warned_sizes:
-                self._warned_sizes.add(path)
-                warnings.warn(
-                    f"{path}: label size {label_size[0]}x{label_size[1]} differs from its image "
-                    f"({size[0]}x{size[1]}); resizing the label (nearest neighbour)",
-                    stacklevel=3,
-                )
-            label = resize_label(label, size)
+            label = self._fit_label(i, label, size)
         return label
+
+    def _fit_label(self, i: int, label: np.ndarray, size: Size) -> np.ndarray:
+        """A label of another size than its image: resized (GTA5's known mismatch) or refused."""
+        path, image = self.samples[i].label, self.samples[i].image
+        assert path is not None
+        label_size = (label.shape[1], label.shape[0])
+        if not self.resize_mismatched_labels:
+            raise BadFileError(path, f"label size {size_text(label_size)} differs from the image size "
+                                     f"{size_text(size)} of {image}")
+        if not label_size_tolerated(label_size, size):
+            raise BadFileError(path, f"label size {size_text(label_size)} does not fit the image size "
+                                     f"{size_text(size)} of {image} (only labels of the image's aspect ratio, "
+                                     f"or at most {SIZE_SLACK} pixels off, are resized to it)")
+        if path not in self._warned_sizes:
+            self._warned_sizes.add(path)
+            warnings.warn(f"{path}: label size {size_text(label_size)} differs from its image "
+                          f"({size_text(size)}); resizing the label (nearest neighbour)", stacklevel=4)
+        return resize_label(label, size)
 
     def read_label(self, i: int, full_resolution: bool = False) -> np.ndarray | None:
         """Train-id label of sample ``i`` (``None`` without labels), resized unless ``full_resolution``.
@@ -337,14 +288,14 @@ class SegDataset:
         """
         if self.samples[i].label is None:
             return None
-        label = self._label_at_image_size(i, image_size(self.samples[i].image))
+        label = self._label_at_image_size(i, image_size(self.samples[i].image, self.max_image_pixels))
         if self.resize is not None and not full_resolution:
             label = resize_label(label, self.resize)
         return label
 
     def read_image(self, i: int) -> np.ndarray:
         """Image of sample ``i`` after the dataset's resize, ``uint8`` ``[H, W, 3]``."""
-        image = read_rgb(self.samples[i].image)
+        image = read_rgb(self.samples[i].image, self.max_image_pixels)
         if self.resize is not None:
             image = resize_image(image, self.resize, self.interpolation)
         return image
@@ -362,7 +313,7 @@ class SegDataset:
         return self._load_original(i)
 
     def _load_original(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_rgb(self.samples[i].image)
+        image = read_rgb(self.samples[i].image, self.max_image_pixels)
         label = None
         if self.samples[i].label is not None:
             label = self._label_at_image_size(i, (image.shape[1], image.shape[0]))

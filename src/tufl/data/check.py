@@ -1,10 +1,12 @@
 """The checks of ``tufl check-data``: verify a dataset on disk before training on it.
 
 Checks, in order: the class definition file, if one is given; the folder layout;
-image/label pairing (missing labels, orphan labels); that every image and label decodes; that each label has its image's
-size (a mismatch is a warning for GTA5, whose few mismatched labels are known and
-resized at load time, and an error elsewhere); that label values are raw ids the
-dataset can hold; and the pixel share of each class. The result is a
+image/label pairing (missing labels, orphan labels); that no image or label has more
+pixels than ``max_image_pixels`` (read from the header, before decoding); that every
+image and label decodes (16-bit colour images are refused); that each label has its
+image's size (a mismatch of GTA5's known kind, the same aspect ratio or a few pixels
+off, is a warning: such labels are resized at load time; any other is an error); that
+label values are raw ids the dataset can hold; and the pixel share of each class. The result is a
 :class:`CheckReport`; :func:`format_report` prints it as a summary table.
 """
 
@@ -21,7 +23,8 @@ from tufl.data.base import SegDataset
 from tufl.data.class_file import ClassFileError, load_class_set
 from tufl.data.registry import DATASETS, OWN_DATA, build_dataset
 from tufl.data.folder import FolderDataset
-from tufl.data.io import BadFileError, DataError, read_rgb
+from tufl.data.io import DEFAULT_MAX_IMAGE_PIXELS, BadFileError, DataError, ImageTooLargeError, read_rgb
+from tufl.data.label_checks import label_size_tolerated, size_text
 from tufl.data.labels import IGNORE_INDEX, class_names
 from tufl.data.parallel import map_index_chunks
 
@@ -79,16 +82,31 @@ class _SampleResult:
     label_found: bool = False  # the sample's label file exists
 
 
+def _file_issue(exc: BadFileError, kind: str = "unreadable file") -> Issue:
+    """The issue of a file a reader refused (too many pixels have their own kind)."""
+    return Issue("too many pixels" if isinstance(exc, ImageTooLargeError) else kind, exc.path, exc.problem)
+
+
+def _size_issue(dataset: SegDataset, label_path: str, label_size: tuple[int, int],
+                size: tuple[int, int]) -> Issue:
+    """A label whose size differs from its image's: a warning when the dataset resizes it."""
+    resized = dataset.resize_mismatched_labels and label_size_tolerated(label_size, size)
+    note = " (resized to the image at load time)" if resized else ""
+    if dataset.resize_mismatched_labels and not resized:
+        note = " (not the same aspect ratio nor a few pixels off: a bad sample)"
+    return Issue("size mismatch", label_path, f"label {size_text(label_size)} vs image {size_text(size)}{note}",
+                 "warning" if resized else "error")
+
+
 def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
     issues: list[Issue] = []
     image_path, label_path = dataset.image_path(i), dataset.label_path(i)
     size = None
     try:
-        image = read_rgb(image_path)
+        image = read_rgb(image_path, dataset.max_image_pixels)
         size = (image.shape[1], image.shape[0])
     except BadFileError as exc:
-        kind = "missing image" if not os.path.isfile(image_path) else "unreadable file"
-        issues.append(Issue(kind, image_path, exc.problem))
+        issues.append(_file_issue(exc, "missing image" if not os.path.isfile(image_path) else "unreadable file"))
     if label_path is None:
         return _SampleResult(issues, None)
     if not os.path.isfile(label_path):
@@ -96,21 +114,13 @@ def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
         return _SampleResult(issues, None)
     try:
         # Folder datasets check their values on load; here unmapped ones are reported below.
-        raw = getattr(dataset, "read_stored_label", dataset.read_raw_label)(label_path)
+        raw = dataset.read_label_file(label_path, stored=True)
     except BadFileError as exc:
-        issues.append(Issue("unreadable file", label_path, exc.problem))
+        issues.append(_file_issue(exc))
         return _SampleResult(issues, None, label_found=True)
     label_size = (raw.shape[1], raw.shape[0])
     if size is not None and label_size != size:
-        issues.append(
-            Issue(
-                "size mismatch",
-                label_path,
-                f"label {label_size[0]}x{label_size[1]} vs image {size[0]}x{size[1]}"
-                + (" (resized to the image at load time)" if dataset.resize_mismatched_labels else ""),
-                "warning" if dataset.resize_mismatched_labels else "error",
-            )
-        )
+        issues.append(_size_issue(dataset, label_path, label_size, size))
     present = np.flatnonzero(np.bincount(raw.ravel()))
     unknown = sorted(set(present.tolist()) - dataset.raw_label_ids)
     if unknown:
@@ -121,7 +131,10 @@ def _check_sample(dataset: SegDataset, i: int) -> _SampleResult:
                                 f"values {shown} are not mapped by the class file {class_set.path}"))
         else:
             issues.append(Issue("unknown label value", label_path, f"values {shown} are not {dataset.name} label ids"))
-    counts = np.bincount(dataset.map_label(raw).ravel(), minlength=256)
+    try:
+        counts = np.bincount(dataset.map_label(raw).ravel(), minlength=256)
+    except IndexError:  # values beyond the look-up table: reported above
+        return _SampleResult(issues, None, label_found=True)
     return _SampleResult(issues, counts.tolist(), label_found=True)
 
 
@@ -145,11 +158,12 @@ def check_dataset(
     progress: bool = False,
     classes: str | None = None,
     own_data: dict[str, Any] | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> CheckReport:
     """Run every check on one dataset split (``workers`` > 1 decodes files in a process pool).
 
-    ``classes`` and ``own_data`` (images, labels, label_rule) as for :func:`build_dataset`;
-    the class file of a folder dataset gives the class count and names.
+    ``classes``, ``own_data`` (images, labels, label_rule) and ``max_image_pixels`` as for
+    :func:`build_dataset`; the class file of a folder dataset gives the class count and names.
     """
     report = CheckReport(name, str(root), split, num_classes)
     if name in DATASETS and not getattr(DATASETS[name], "labels_allowed", True):
@@ -164,7 +178,8 @@ def check_dataset(
             class_set = load_class_set(classes)
             num_classes = report.num_classes = class_set.num_classes
             report.class_names = class_set.names
-        dataset = build_dataset(name, root, split, num_classes, list_file=list_file, classes=classes, **options)
+        dataset = build_dataset(name, root, split, num_classes, list_file=list_file, classes=classes,
+                                max_image_pixels=max_image_pixels, **options)
     except ClassFileError as exc:
         if not report.class_names:  # the file itself is wrong: its class count is unknown
             report.num_classes = 0

@@ -9,7 +9,15 @@ from tufl.data.rare_class import RareClassSamplingConfig
 from tufl.data.registry import DATASETS, OWN_DATA
 from tufl.data.transforms import SourceAugConfig
 from tufl.data.views import TargetViewConfig
-from tufl.runtime.checks import at_least, within
+from tufl.runtime.checks import (
+    MAX_BATCH_SIZE,
+    MAX_IMAGE_PIXELS,
+    MAX_IMAGE_SIDE,
+    count_within,
+    size_problems,
+    within,
+    workers_problems,
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,8 @@ class DatasetConfig:
         if self.name not in DATASETS:
             return [f"name: {DATASETS.unknown(self.name)}"]
         out = []
-        if self.resize is not None and min(self.resize) < 1:
-            out.append("resize: width and height must be >= 1")
+        if self.resize is not None:
+            out += size_problems("resize", self.resize, MAX_IMAGE_SIDE)
         own_data = self.name in OWN_DATA
         for key, default in (("images", ()), ("labels", None), ("label_rule", "stem")):
             if not own_data and getattr(self, key) != default:
@@ -94,6 +102,10 @@ class DataConfig:
     skip_bad_files: bool = True
     # Training stops with an error once more than this fraction of a domain's samples is bad.
     max_bad_fraction: float = 0.01
+    # Images larger than this many pixels are refused before they are decoded (read from the
+    # file's header): a bad sample in training, a named skip in check-data and predict. The
+    # default (64 Mpixel) admits 8K frames; it guards against decompression bombs.
+    max_image_pixels: int = 64_000_000
     # Source augmentation: random scale, crop (width, height), flip, optional jitter.
     source_aug: SourceAugConfig = field(default_factory=SourceAugConfig)
     # Target weak view (scale, crop, flip) and strong view (photometric T + affine A).
@@ -110,5 +122,7 @@ class DataConfig:
     prepared_dir: str | None = "data/prepared"
 
     def problems(self) -> list[str]:
-        return (at_least("batch_size", self.batch_size, 1) + at_least("num_workers", self.num_workers, 0)
-                + within("max_bad_fraction", self.max_bad_fraction, 0, 1))
+        return (count_within("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+                + workers_problems("num_workers", self.num_workers)
+                + within("max_bad_fraction", self.max_bad_fraction, 0, 1)
+                + count_within("max_image_pixels", self.max_image_pixels, 1, MAX_IMAGE_PIXELS))

@@ -29,7 +29,7 @@ import numpy as np
 
 from tufl.data.base import IMAGE_EXTENSIONS, SampleFiles, SegDataset, SplitLayout
 from tufl.data.class_set import UNMAPPED, ClassSet, load_class_set
-from tufl.data.io import BadFileError, LayoutError, _open_loaded
+from tufl.data.io import BadFileError, LayoutError, open_image
 
 _WILDCARDS = set("*?[")
 _LABEL_MODES_8BIT = ("L", "P")
@@ -50,10 +50,11 @@ class UnmappedLabelError(BadFileError):
         super().__init__(path, f"label values {shown} are not mapped by the class file {class_file}")
 
 
-def read_label_values(path: str | os.PathLike[str]) -> np.ndarray:
+def read_label_values(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
     """Raw values of an 8-bit grey, palette (indices) or 16-bit grey PNG label map,
-    ``uint8`` or ``uint16`` ``[H, W]``."""
-    image = _open_loaded(path)
+    ``uint8`` or ``uint16`` ``[H, W]``; refused from its header over ``max_pixels``
+    (:func:`tufl.data.io.open_image`)."""
+    image = open_image(path, max_pixels)
     if image.mode in _LABEL_MODES_8BIT:
         return np.asarray(image, dtype=np.uint8)
     if image.mode in _LABEL_MODES_16BIT:
@@ -111,9 +112,9 @@ class FolderDataset(SegDataset):
         require_label_files: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        """``resize``, ``interpolation`` and ``skip_bad_files`` (``args``, ``kwargs``) as for
-        :class:`SegDataset`; ``require_label_files`` (default: unless skipping bad files)
-        makes a missing label file an error now."""
+        """``resize``, ``interpolation``, ``skip_bad_files`` and ``max_image_pixels`` (``args``,
+        ``kwargs``) as for :class:`SegDataset`; ``require_label_files`` (default: unless skipping
+        bad files) makes a missing label file an error now."""
         if labels is not None and not self.labels_allowed:
             raise ValueError(f"{self.name}: an images dataset has no labels; use name: folder for labelled data")
         if images and list_file:
@@ -274,11 +275,11 @@ class FolderDataset(SegDataset):
 
     def read_stored_label(self, path: str) -> np.ndarray:
         """The label file's raw values, unchecked (check-data reports unmapped ones)."""
-        return read_label_values(path)
+        return read_label_values(path, self.max_image_pixels)
 
     def read_raw_label(self, path: str) -> np.ndarray:
         """Raw values, checked against the class file (:class:`UnmappedLabelError`)."""
-        raw = read_label_values(path)
+        raw = read_label_values(path, self.max_image_pixels)
         assert self._lut is not None and self.class_set is not None
         unmapped = self._lut[raw] == UNMAPPED
         if unmapped.any():

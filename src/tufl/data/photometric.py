@@ -100,8 +100,8 @@ class PhotometricConfig:
             crop = [f"shadow_crop: fractions must be > 0, got {self.shadow_crop}"]
         out += crop
         std = self.noise_std
-        if not isinstance(std, (tuple, list)) or not std or min(std) < 0:
-            out.append(f"noise_std: must be a non-empty list of standard deviations >= 0, got {std}")
+        if not isinstance(std, (tuple, list)) or not std or not all(0 <= s <= 255 for s in std):
+            out.append(f"noise_std: must be a non-empty list of standard deviations in [0, 255], got {std}")
         out += range_problems("blur_sigma", self.blur_sigma, 0.0, 50.0)
         return out
 

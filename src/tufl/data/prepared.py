@@ -10,10 +10,16 @@ and the samples are bit for bit those of the original files.
 A copy lives in ``<prepared_dir>/<dataset>-<split>-<W>x<H>-<hash12>/``; the hash is
 that of its identity (dataset class, absolute root, split, sample list, resize,
 interpolation, number of classes, label mapping), so other settings get another
-folder. Each file is written under a temporary name and renamed; ``manifest.json``
-comes last, after every file was read back and its CRC-32 checked. It records the
-originals' size and mtime, which :func:`find_prepared` compares (``stat`` only)
-before training uses the copy (:func:`attach_prepared`). Writing a copy,
+folder. Each file is written under a temporary name and renamed, while the folder is
+locked against a second writer; ``manifest.json`` comes last, after every file was read
+back and its CRC-32 checked. It records the originals' size and mtime, which
+:func:`find_prepared` compares (``stat`` only) before training uses the copy
+(:func:`attach_prepared`). Each prepared file is checked against its recorded size and
+CRC-32 again when a sample is loaded (a 1280x720 ``npy`` sample: 3.7 MB read and
+summed, 0.6 to 1.5 ms more than ``np.load`` alone; ``png``: about 1 ms on 22 ms of
+decoding); a file that fails, or a label holding values that are not
+train ids, is not used: the sample comes from its original files, said once per file
+and counted (:attr:`PreparedCopy.fallbacks`). Writing a copy,
 :func:`prepare`, lives in :mod:`tufl.data.prepared_write`; the layout shared by both in
 :mod:`tufl.data.prepared_layout`. Their public names are importable from here.
 """
@@ -29,6 +35,7 @@ import numpy as np
 
 from tufl.data.base import SegDataset
 from tufl.data.io import BadFileError
+from tufl.data.label_checks import check_train_ids
 from tufl.data.prepared_layout import (
     FORMATS,
     JOURNAL,
@@ -40,10 +47,12 @@ from tufl.data.prepared_layout import (
     copy_folder,
     copy_identity,
     decode,
+    decode_bytes,
     encode,
     file_stat,
     label_mapping_digest,
     original_stats,
+    read_checked,
     read_manifest,
     sample_file,
 )
@@ -53,6 +62,10 @@ _READ_ERRORS = (OSError, ValueError, EOFError, SyntaxError)
 
 
 # --- loading ----------------------------------------------------------------------------
+# A prepared file as the manifest records it: (relative path, size, CRC-32).
+_File = tuple[str, int, int]
+
+
 class PreparedCopy:
     """A verified prepared copy, attached with :meth:`SegDataset.use_prepared`."""
 
@@ -61,16 +74,16 @@ class PreparedCopy:
         self.format: str = manifest["format"]
         self.total_bytes: int = int(manifest["total_bytes"])
         # per sample: (image file, label file, (height, width), (bad path, problem))
-        self.entries: list[tuple[str | None, str | None, tuple[int, int] | None, tuple[str, str] | None]] = []
+        self.entries: list[tuple[_File | None, _File | None, tuple[int, int] | None, tuple[str, str] | None]] = []
         for r in manifest["records"]:
-            files = r["files"]
+            files = {part: (str(f[0]), int(f[1]), int(f[2])) for part, f in r["files"].items()}
             self.entries.append((
-                files["image"][0] if "image" in files else None,
-                files["label"][0] if "label" in files else None,
+                files.get("image"),
+                files.get("label"),
                 None if r["shape"] is None else (int(r["shape"][0]), int(r["shape"][1])),
                 None if r["bad"] is None else (str(r["bad"][0]), str(r["bad"][1])),
             ))
-        self._warned: set[str] = set()
+        self._fallbacks: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -80,34 +93,49 @@ class PreparedCopy:
         """``(file, problem)`` of the originals that could not be read when the copy was written."""
         return [e[3] for e in self.entries if e[3] is not None]
 
-    def _read(self, relative: str, shape: tuple[int, ...]) -> np.ndarray:
-        array = decode(self.folder / relative, self.format)
-        if array.dtype != np.uint8 or array.shape != shape:
-            raise ValueError(f"holds a {array.dtype} array of shape {array.shape}, expected uint8 {shape}")
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """Prepared files found unusable by this process (path -> problem); their samples were
+        read from the original files."""
+        return dict(self._fallbacks)
+
+    def _read(self, file: _File, shape: tuple[int, ...], base: SegDataset) -> np.ndarray:
+        relative, size, crc = file
+        path = self.folder / relative
+        try:
+            array = decode_bytes(read_checked(path, size, crc), self.format, path, base.max_image_pixels)
+            if array.dtype != np.uint8 or array.shape != shape:
+                raise ValueError(f"holds a {array.dtype} array of shape {array.shape}, expected uint8 {shape}")
+            if len(shape) == 2:
+                check_train_ids(array, base.num_classes, path)
+        except BadFileError as exc:
+            raise ValueError(exc.problem) from None
         return array
 
     def load(self, base: SegDataset, index: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Sample ``index`` as ``base._load_original`` gives it; an unreadable prepared file
-        falls back to the original files, with one warning per file."""
+        """Sample ``index`` as ``base._load_original`` gives it; a prepared file that is unreadable,
+        differs from its recorded size and CRC-32 or holds no train ids falls back to the original
+        files, with one warning per file (counted in :attr:`fallbacks`)."""
         image_file, label_file, shape, bad = self.entries[index]
         if bad is not None:
             raise BadFileError(*bad)
         assert image_file is not None and shape is not None
         current = image_file
         try:
-            image = self._read(image_file, (*shape, 3))
+            image = self._read(image_file, (*shape, 3), base)
             label = None
             if label_file is not None:
                 current = label_file
-                label = self._read(label_file, shape)
+                label = self._read(label_file, shape, base)
             return image, label
         except _READ_ERRORS as exc:
-            path = str(self.folder / current)
-            if path not in self._warned:
-                self._warned.add(path)
+            path = str(self.folder / current[0])
+            if path not in self._fallbacks:
+                self._fallbacks[path] = str(exc)
                 warnings.warn(f"{path}: prepared file unusable ({exc}); reading sample {index} from its original "
                               f"files {base.samples[index].image} instead (rerun tufl prepare-data to repair the "
-                              "copy)", RuntimeWarning, stacklevel=2)
+                              f"copy; {len(self._fallbacks)} prepared file(s) unusable so far)", RuntimeWarning,
+                              stacklevel=2)
             return base._load_original(index)
 
 
@@ -204,9 +232,11 @@ __all__ = [
     "copy_folder",
     "copy_identity",
     "decode",
+    "decode_bytes",
     "encode",
     "find_prepared",
     "label_mapping_digest",
     "prepare",
+    "read_checked",
     "sample_file",
 ]

@@ -3,7 +3,9 @@
 Shared by reading a copy (:mod:`tufl.data.prepared`) and writing one
 (:mod:`tufl.data.prepared_write`): what a copy depends on (:func:`copy_identity`),
 where it and its files lie (:func:`copy_folder`, :func:`sample_file`), how a file
-encodes an array, and the ``stat`` records that tell whether the originals changed.
+encodes an array (:func:`encode`, and back: :func:`decode`, or :func:`read_checked` then
+:func:`decode_bytes`, which checks the file against its recorded size and CRC-32 first),
+and the ``stat`` records that tell whether the originals changed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from tufl.data.base import SegDataset
+from tufl.data.io import DEFAULT_MAX_IMAGE_PIXELS, open_image
 
 FORMATS = ("npy", "png")
 MANIFEST = "manifest.json"
@@ -31,6 +35,7 @@ PNG_COMPRESS_LEVEL = 1
 
 # One sample of a copy as its manifest records it: index, name, originals, files, shape, bad.
 Record = dict[str, Any]
+_NPY_HEAD = 4096  # bytes that hold an npy header (np.save writes about 128)
 
 
 # --- identity ---------------------------------------------------------------------------
@@ -59,7 +64,7 @@ def copy_identity(base: SegDataset) -> dict[str, Any]:
     for s in base.samples:
         label = "-" if s.label is None else os.path.relpath(s.label, root)
         listing.update(f"{s.name}\t{os.path.relpath(s.image, root)}\t{label}\n".encode())
-    return {
+    identity: dict[str, Any] = {
         "dataset": type(base).__name__,
         "root": root,
         "split": base.split,
@@ -70,6 +75,9 @@ def copy_identity(base: SegDataset) -> dict[str, Any]:
         "num_classes": base.num_classes,
         "label_mapping": label_mapping_digest(base),
     }
+    if base.max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:  # which originals are bad depends on it
+        identity["max_image_pixels"] = base.max_image_pixels
+    return identity
 
 
 def copy_folder(base: SegDataset, prepared_dir: str | os.PathLike[str]) -> Path:
@@ -100,9 +108,36 @@ def decode(path: str | os.PathLike[str], fmt: str) -> np.ndarray:
     """The array of one prepared file (:func:`encode` read back)."""
     if fmt == "npy":
         return np.load(path, allow_pickle=False)
-    with Image.open(path) as image:
-        image.load()
-        return np.asarray(image)
+    return np.asarray(open_image(path, DEFAULT_MAX_IMAGE_PIXELS))
+
+
+def read_checked(path: str | os.PathLike[str], size: int, crc: int) -> bytearray:
+    """The bytes of a prepared file; ValueError when they are not the ``size`` bytes of CRC-32
+    ``crc`` its manifest records (bit rot, a partial overwrite)."""
+    data = bytearray(size)
+    with open(path, "rb") as handle:
+        got = handle.readinto(data)
+        extra = handle.read(1)
+    if got != size or extra:
+        raise ValueError(f"holds another number of bytes than the {size} recorded")
+    if zlib.crc32(data) != crc:
+        raise ValueError("its CRC-32 differs from the one recorded (the file changed on the disk)")
+    return data
+
+
+def decode_bytes(data: bytearray, fmt: str, path: str | os.PathLike[str], max_pixels: int) -> np.ndarray:
+    """The array of the bytes of the prepared file ``path`` (:func:`read_checked`); ``npy``
+    without a copy, ``png`` through :func:`tufl.data.io.open_image` (``max_pixels``)."""
+    if fmt != "npy":
+        return np.asarray(open_image(path, max_pixels, data))
+    head = io.BytesIO(bytes(memoryview(data)[:_NPY_HEAD]))
+    version = np.lib.format.read_magic(head)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = reader(head)
+    if dtype.hasobject:
+        raise ValueError("holds Python objects")
+    array = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=head.tell())
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def file_stat(path: str | os.PathLike[str] | None) -> list[int] | None:

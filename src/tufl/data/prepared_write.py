@@ -1,7 +1,9 @@
 """Writing prepared copies (:mod:`tufl.data.prepared`): resumable, parallel, verified.
 
-:func:`prepare` keeps the files of an earlier (finished or interrupted) run whose
-originals are unchanged and whose CRC-32 still matches, rewrites the others in a
+:func:`prepare` locks the copy's folder (a second ``prepare`` of it is refused, naming
+the holder; the lock ends with the process, however it ends), deletes the temporary
+files of killed writes, keeps the files of an earlier (finished or interrupted) run
+whose originals are unchanged and whose CRC-32 still matches, rewrites the others in a
 process pool, reads every file back, and writes ``manifest.json`` last. Progress is
 journaled in ``progress.jsonl`` (one record per finished sample) until then.
 """
@@ -39,6 +41,7 @@ from tufl.data.prepared_layout import (
     sample_file,
 )
 from tufl.runtime.atomic import atomic_write_text
+from tufl.runtime.folder_lock import FolderLock
 from tufl.runtime.progress import progress_bar
 
 _CHUNK = 8  # samples per pool task (progress is journaled per finished task)
@@ -219,14 +222,31 @@ def prepare(base: SegDataset, prepared_dir: str | os.PathLike[str], fmt: str = "
     matches are kept; the others are rewritten. Every file is read back and checked
     before ``manifest.json`` is written. Unreadable originals are recorded as bad (the
     copy then raises their :class:`BadFileError`, for the training's skip policy).
+    Raises :class:`~tufl.runtime.errors.FolderLockedError` while another process writes
+    the same copy.
     """
     if fmt not in FORMATS:
         raise ValueError(f"prepared copy format must be one of {FORMATS}, got {fmt!r}")
     start = time.perf_counter()
     workers = (os.cpu_count() or 1) if workers is None else workers
     folder = copy_folder(base, prepared_dir)
+    with FolderLock(folder, "prepared copy"):
+        _remove_temporaries(folder)
+        return _prepare_locked(base, folder, fmt, workers, progress, start)
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Delete what killed writes left (``.NAME.*.tmp`` beside the manifest and the sample files);
+    the folder is locked, so no live writer owns them."""
+    for path in [*folder.glob(".*.tmp"), *(folder / SAMPLES).rglob(".*.tmp")]:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def _prepare_locked(base: SegDataset, folder: Path, fmt: str, workers: int, progress: bool,
+                    start: float) -> PrepareResult:
+    """:func:`prepare` in its locked folder."""
     identity = copy_identity(base)
-    folder.mkdir(parents=True, exist_ok=True)
     old = _previous_records(folder, identity)
     _check_free_space(base, folder, fmt, old)
     _start_journal(folder, identity, old)

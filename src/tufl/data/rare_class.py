@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tufl.runtime.checks import at_least, within
+from tufl.runtime.checks import MAX_IMAGE_SIDE, count_within, within
 from tufl.data.base import SegDataset
 from tufl.data.class_index import ClassIndex
 from tufl.data.io import DataError
@@ -57,7 +57,7 @@ class RareClassSamplingConfig:
     # len(source) samples). false: shuffled passes over the images, as the TUFL paper.
     # DAFormer (Hoyer et al., CVPR 2022) uses it in its GTA5/SYNTHIA runs.
     enabled: bool = False
-    # T of that softmax: smaller favours the rarest classes more. DAFormer: 0.01.
+    # T of that softmax, in [1e-6, 1e6]: smaller favours the rarest classes more. DAFormer: 0.01.
     temperature: float = 0.01
     # Pixels of the class an image must hold to be drawn for it, counted in the label
     # after the dataset's resize (DAFormer counts at the label file's resolution and
@@ -75,8 +75,9 @@ class RareClassSamplingConfig:
         return int(np.ceil(self.min_crop_ratio * self.min_pixels))
 
     def problems(self) -> list[str]:
-        out = [] if self.temperature > 0 else [f"temperature: must be > 0, got {self.temperature}"]
-        return out + at_least("min_pixels", self.min_pixels, 1) + within("min_crop_ratio", self.min_crop_ratio, 0, 1)
+        return (within("temperature", self.temperature, 1e-6, 1e6)  # 1 / T stays a usable logit scale
+                + count_within("min_pixels", self.min_pixels, 1, MAX_IMAGE_SIDE**2)
+                + within("min_crop_ratio", self.min_crop_ratio, 0, 1))
 
 
 def class_probabilities(pixel_counts: Sequence[int], temperature: float,

@@ -19,7 +19,7 @@ from tufl.data.crosscity import CrossCityDataset
 from tufl.data.dark_zurich import DarkZurichDataset
 from tufl.data.folder import FolderDataset, ImagesDataset
 from tufl.data.gta5 import GTA5Dataset
-from tufl.data.io import Interpolation, Size
+from tufl.data.io import DEFAULT_MAX_IMAGE_PIXELS, Interpolation, Size
 from tufl.data.mapillary import MapillaryDataset
 from tufl.data.synthia import SynthiaDataset
 from tufl.runtime.registry import Registry
@@ -43,6 +43,7 @@ def build_dataset(
     skip_bad_files: bool = False,
     interpolation: Interpolation = "bilinear",
     classes: str | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     **own_data: object,
 ) -> SegDataset:
     """Build dataset ``name`` from its official layout, or your own data (folder, images).
@@ -52,17 +53,19 @@ def build_dataset(
     ``classes`` is a class definition file: the classes of folder/images data, or for
     an official dataset the ``from_source`` mapping of its classes to yours.
     ``own_data`` (folder/images only): ``images``, ``labels``, ``label_rule``.
+    ``max_image_pixels`` (``data.max_image_pixels``): images and labels with more pixels are
+    refused from their header, before decoding (bad samples).
     """
     cls = DATASETS.get(name)
+    common = {"list_file": list_file, "resize": resize, "interpolation": interpolation,
+              "skip_bad_files": skip_bad_files, "max_image_pixels": max_image_pixels}
     if issubclass(cls, FolderDataset):
-        return cls(root, split=split, num_classes=num_classes, list_file=list_file, resize=resize,
-                   interpolation=interpolation, skip_bad_files=skip_bad_files, classes=classes,
+        return cls(root, split=split, num_classes=num_classes, classes=classes, **common,
                    **own_data)  # type: ignore[arg-type]
     if own_data:
         raise ValueError(f"{name}: {sorted(own_data)} only apply to folder and images datasets")
     if classes:
-        native = cls(root, split=split, num_classes=cls.default_num_classes, list_file=list_file, resize=resize,
-                     interpolation=interpolation, skip_bad_files=skip_bad_files)
+        native = cls(root, split=split, num_classes=cls.default_num_classes, **common)  # type: ignore[arg-type]
         return apply_class_set(native, load_class_set(classes), num_classes)
     if num_classes not in cls.supported_num_classes:
         raise ValueError(
@@ -70,22 +73,16 @@ def build_dataset(
             f"{name} with your own class set, give it a class definition file (classes) with a from_source "
             "section (docs/own-data.md)"
         )
-    return cls(
-        root,
-        split=split,
-        num_classes=num_classes,
-        list_file=list_file,
-        resize=resize,
-        interpolation=interpolation,
-        skip_bad_files=skip_bad_files,
-    )
+    return cls(root, split=split, num_classes=num_classes, **common)  # type: ignore[arg-type]
 
 
-def open_dataset(ds: Any, num_classes: int, skip_bad_files: bool) -> SegDataset:
+def open_dataset(ds: Any, num_classes: int, skip_bad_files: bool,
+                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> SegDataset:
     """Build the dataset a config section (a :class:`~tufl.data.config.DatasetConfig`:
-    ``data.source``, ``data.target``, ``data.val``) names."""
+    ``data.source``, ``data.target``, ``data.val``) names; ``max_image_pixels`` is
+    ``data.max_image_pixels``."""
     own = {"images": tuple(ds.images), "labels": ds.labels, "label_rule": ds.label_rule}
     own_data = own if ds.name in OWN_DATA else {}
     return build_dataset(ds.name, ds.root, ds.split, num_classes, list_file=ds.list_file,
                          resize=ds.resize, skip_bad_files=skip_bad_files, interpolation=ds.interpolation,
-                         classes=ds.classes, **own_data)
+                         classes=ds.classes, max_image_pixels=max_image_pixels, **own_data)

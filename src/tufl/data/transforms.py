@@ -35,9 +35,9 @@ def _source_jitter() -> PhotometricConfig:
 class SourceAugConfig:
     """Augmentation of a labelled source sample: random scale, crop (padded), flip, jitter."""
 
-    # Crop (width, height); padded with ignore where the scaled image is smaller.
+    # Crop (width, height), sides 1..16384 pixels; padded with ignore where the scaled image is smaller.
     crop_size: tuple[int, int] = (512, 512)
-    # Random rescaling factor range before cropping.
+    # Random rescaling factor range before cropping, within [0.001, 100].
     scale_range: tuple[float, float] = (1.0, 1.0)
     # Random horizontal flip (p = 0.5).
     hflip: bool = True

@@ -80,9 +80,9 @@ class TargetViewConfig:
     ``scale_range[0]`` large enough for the target resize and crop.
     """
 
-    # Weak-view crop (width, height).
+    # Weak-view crop (width, height), sides 1..16384 pixels.
     crop_size: tuple[int, int] = (512, 512)
-    # Weak-view random rescaling range before cropping.
+    # Weak-view random rescaling range before cropping, within [0.001, 100].
     scale_range: tuple[float, float] = (1.0, 1.5)
     # Weak-view random horizontal flip.
     hflip: bool = True

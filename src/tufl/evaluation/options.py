@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tufl.runtime.checks import MAX_BATCH_SIZE, MAX_IMAGE_SIDE, count_within, workers_problems
+
+# The largest test scale (an image is resized by it before the network sees it).
+MAX_SCALE = 16.0
+
 
 @dataclass(frozen=True)
 class InferenceOptions:
     """Test scales, horizontal flip, a sliding window and mixed precision."""
 
-    # Test scales; several = multi-scale inference (e.g. 0.5 ... 1.75).
+    # Test scales, each in (0, 16]; several = multi-scale inference (e.g. 0.5 ... 1.75).
     scales: tuple[float, ...] = (1.0,)
     # Average with the horizontally flipped input.
     flip: bool = False
-    # Sliding-window size (height, width) and stride; null = whole image at once.
+    # Sliding-window size (height, width), sides 1..32768 pixels; null = whole image at once.
     window: tuple[int, int] | None = None
     # Sliding-window stride (height, width); null with a window = the window (no overlap).
     stride: tuple[int, int] | None = None
@@ -28,10 +33,11 @@ class InferenceOptions:
     def problems(self) -> list[str]:
         """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""
         out = []
-        if len(self.scales) == 0 or any(s <= 0 for s in self.scales):
-            out.append(f"scales: must be a non-empty list of positive numbers, got {list(self.scales)}")
-        if self.window is not None and (len(self.window) != 2 or min(self.window) < 1):
-            out.append(f"window: must be two positive sizes (height, width), got {self.window}")
+        if len(self.scales) == 0 or not all(0 < s <= MAX_SCALE for s in self.scales):
+            out.append(f"scales: must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {list(self.scales)}")
+        window = self.window
+        if window is not None and (len(window) != 2 or not all(1 <= w <= MAX_IMAGE_SIDE for w in window)):
+            out.append(f"window: must be two sizes (height, width) in 1..{MAX_IMAGE_SIDE} pixels, got {self.window}")
         elif self.stride is not None:
             if self.window is None:
                 out.append("stride: is only used with a sliding window: give window as well")
@@ -58,8 +64,9 @@ class EvalConfig(InferenceOptions):
 
     # Mixed precision (autocast: bfloat16 where supported, else float16).
     amp: bool = True
-    # Evaluation images per forward pass and loader workers.
+    # Evaluation images per forward pass (1..4096).
     batch_size: int = 1
+    # Data-loading worker processes (0..4 per CPU).
     num_workers: int = 2
     # Leave unreadable validation samples out (each named, the count reported) instead of
     # stopping with an error naming the file; the mIoU is then over fewer images.
@@ -69,6 +76,5 @@ class EvalConfig(InferenceOptions):
         out = super().problems()
         if (self.window is None) != (self.stride is None):
             out.append("window: window and stride go together")
-        if self.batch_size < 1:
-            out.append("batch_size: must be >= 1")
-        return out
+        out += count_within("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        return out + workers_problems("num_workers", self.num_workers)

@@ -16,7 +16,6 @@ the Cityscapes colours of their names. Videos are predicted by
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,13 +24,20 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from tufl.data.class_set import ModelClasses, checkpoint_classes
+from tufl.data.io import BadFileError, read_rgb
 from tufl.data.labels import SUPPORTED_NUM_CLASSES, generic_palette
 from tufl.evaluation.inference import eval_mode, model_device, predict_probs
 from tufl.evaluation.options import InferenceOptions
+from tufl.evaluation.predict_inputs import (  # noqa: F401 - collect_inputs and the suffixes are part of this API
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    SymlinkLoopError,
+    collect_inputs,
+    relative_output_names,
+)
 from tufl.evaluation.writers import (
     PaletteName,
     cityscapes_set_size,
@@ -43,9 +49,6 @@ from tufl.evaluation.writers import (
 )
 from tufl.runtime.progress import progress_bar
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-
 
 class PredictionFiles(NamedTuple):
     """The files written for one input image."""
@@ -55,40 +58,6 @@ class PredictionFiles(NamedTuple):
     overlay: Path
     train_ids: Path
     label_ids: Path | None
-
-
-def collect_inputs(paths: Sequence[str | os.PathLike[str]], videos: bool = False) -> list[Path]:
-    """Image files named by ``paths``: files, folders (searched recursively) or glob patterns.
-
-    With ``videos``, video files (:data:`VIDEO_SUFFIXES`) are collected as well.
-    Order: as given, folders and patterns sorted; duplicates are dropped. Raises
-    ``FileNotFoundError`` naming every entry that matches no input.
-    """
-    suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES if videos else IMAGE_SUFFIXES
-    kind = "an image or video" if videos else "an image"
-
-    def wanted(path: Path) -> bool:
-        return path.suffix.lower() in suffixes and path.is_file()
-
-    found: dict[Path, None] = {}
-    unmatched: list[str] = []
-    for entry in paths:
-        text = os.fspath(entry)
-        path = Path(text)
-        if path.is_file():
-            if path.suffix.lower() not in suffixes:
-                raise ValueError(f"{path}: not {kind} file (expected one of {', '.join(suffixes)})")
-            matches = [path]
-        elif path.is_dir():
-            matches = sorted(p for p in path.rglob("*") if wanted(p))
-        else:
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if wanted(Path(p)))
-        if not matches:
-            unmatched.append(text)
-        found.update(dict.fromkeys(matches))
-    if unmatched:
-        raise FileNotFoundError(f"no {'image or video' if videos else 'image'} found for: {', '.join(unmatched)}")
-    return list(found)
 
 
 def is_video(path: str | os.PathLike[str]) -> bool:
@@ -111,6 +80,7 @@ def predict_files(
     on_unreadable: Callable[[Path, str], None] | None = None,
     classes: ModelClasses | None = None,
     palette: PaletteName = "model",
+    max_pixels: int | None = None,
 ) -> list[PredictionFiles]:
     """Predict each image file and write its colour, overlay and train-id PNGs.
 
@@ -121,8 +91,10 @@ def predict_files(
     picks their colours (:func:`~tufl.evaluation.writers.class_palette`).
     ``label_ids`` also writes Cityscapes label ids (models of a Cityscapes class set
     only). The model is moved to ``device`` and run in eval mode. An image that
-    cannot be read raises ``ValueError``, unless ``on_unreadable(path, message)`` is
-    given: it is then told, and the other images are predicted.
+    cannot be read (or has more than ``max_pixels``: :func:`load_rgb`) raises
+    ``ValueError``, unless ``on_unreadable(path, message)`` is given: it is then told,
+    and the other images are predicted. An output that cannot be written raises
+    ``OSError`` ("cannot write PATH: reason"); that image's other outputs are removed.
     """
     check_batching(batch_size, resize)
     classes = checked_classes(classes, num_classes)
@@ -144,7 +116,7 @@ def predict_files(
             on_unreadable(source, message)
             bar.update(1)
 
-        for batch in _batches(sources, batch_size, resize, skip):
+        for batch in _batches(sources, batch_size, resize, skip, max_pixels):
             images = [image for _, image in batch]
             preds = predict_train_ids(model, images, num_classes, options, resize)
             for (source, image), pred in zip(batch, preds, strict=True):
@@ -234,38 +206,27 @@ def predict_train_ids(
     return preds
 
 
-def load_rgb(path: Path) -> Tensor:
-    """An image file as a uint8 ``[3, H, W]`` RGB tensor."""
+def load_rgb(path: Path, max_pixels: int | None = None) -> Tensor:
+    """An image file as a uint8 ``[3, H, W]`` RGB tensor, read by :func:`tufl.data.io.read_rgb`:
+    one over ``max_pixels`` (default: ``DEFAULT_MAX_IMAGE_PIXELS``) is refused from its header.
+    ``ValueError`` naming the file when it cannot be read."""
     try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{path}: cannot read the image ({error})") from error
+        array = read_rgb(path, max_pixels=max_pixels)
+    except BadFileError as error:
+        raise ValueError(f"{path}: cannot read the image ({error.problem})") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def relative_output_names(sources: list[Path]) -> dict[Path, Path]:
-    """Output name (relative path without suffix) of each source, unique per source."""
-    resolved = [s.resolve() for s in sources]
-    root = Path(os.path.commonpath([r.parent for r in resolved]))
-    names = {s: r.relative_to(root).with_suffix("") for s, r in zip(sources, resolved, strict=True)}
-    seen: dict[Path, Path] = {}
-    for source, name in names.items():
-        if name in seen:
-            raise ValueError(f"{seen[name]} and {source} would write the same outputs (same name, different suffix)")
-        seen[name] = source
-    return names
-
-
 def _batches(
-    sources: list[Path], batch_size: int, resize: tuple[int, int] | None, skip: Callable[[Path, str], None]
+    sources: list[Path], batch_size: int, resize: tuple[int, int] | None, skip: Callable[[Path, str], None],
+    max_pixels: int | None = None,
 ) -> Iterator[list[tuple[Path, Tensor]]]:
     """Consecutive (path, image) groups whose network inputs share one size; unreadable
     images go to ``skip(path, message)``."""
     batch: list[tuple[Path, Tensor]] = []
     for source in sources:
         try:
-            image = load_rgb(source)
+            image = load_rgb(source, max_pixels)
         except ValueError as error:
             skip(source, str(error))
             continue
@@ -293,12 +254,24 @@ def _write(
     alpha: float,
     source: Path,
 ) -> PredictionFiles:
-    """Write one image's outputs, coloured with ``palette``."""
+    """Write one image's outputs, coloured with ``palette``; when one cannot be written, those
+    already written are removed (no image is left with part of its outputs)."""
     file = name.parent / f"{name.name}.png"
-    return PredictionFiles(
-        source=source,
-        color=save_color(out / "color" / file, pred, num_classes, palette),
-        overlay=save_overlay(out / "overlay" / file, image, pred, num_classes, alpha, palette),
-        train_ids=save_train_ids(out / "trainid" / file, pred),
-        label_ids=save_label_ids(out / "labelIds" / file, pred, num_classes) if label_ids else None,
-    )
+    done: list[Path] = []
+
+    def keep(path: Path) -> Path:
+        done.append(path)
+        return path
+
+    try:
+        return PredictionFiles(
+            source=source,
+            color=keep(save_color(out / "color" / file, pred, num_classes, palette)),
+            overlay=keep(save_overlay(out / "overlay" / file, image, pred, num_classes, alpha, palette)),
+            train_ids=keep(save_train_ids(out / "trainid" / file, pred)),
+            label_ids=keep(save_label_ids(out / "labelIds" / file, pred, num_classes)) if label_ids else None,
+        )
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tufl.data.io import DEFAULT_MAX_IMAGE_PIXELS
 from tufl.data.loader import eval_loader
 from tufl.data.registry import open_dataset
 from tufl.data.samples import EvalSamples
@@ -17,12 +18,13 @@ class Validation:
     """Periodic mIoU on a labelled split (a ``data.val`` section), sharded over ranks."""
 
     def __init__(self, split: Any, num_classes: int, options: EvalConfig, ctx: DistContext,
-                 progress: bool = True) -> None:
+                 progress: bool = True, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
         self.num_classes = num_classes
         self.options = options
         self.ctx = ctx
         self.progress = progress and ctx.is_main
-        self.dataset = EvalSamples(open_dataset(split, num_classes, False), skip_bad=options.skip_bad_files)
+        self.dataset = EvalSamples(open_dataset(split, num_classes, False, max_image_pixels),
+                                   skip_bad=options.skip_bad_files)
         if ctx.is_main:
             for path, problem in self.dataset.skipped:
                 print(f"[tufl] validation: left out {path}: {problem} (eval.skip_bad_files)")

@@ -18,6 +18,7 @@ from torch import nn
 from tufl.losses import baselines
 from tufl.losses.supervised import SupervisedCE, SupervisedConfig
 from tufl.losses.tufl import TUFL
+from tufl.runtime.checks import at_least
 
 
 class UnsupervisedLoss(Protocol):
@@ -60,7 +61,7 @@ class _LossSection:
         return getattr(self, self.unsupervised)
 
     def problems(self) -> list[str]:
-        return ["lambda_u: must be >= 0"] if self.lambda_u < 0 else []
+        return at_least("lambda_u", self.lambda_u, 0.0)
 
 
 LossConfig = dataclasses.make_dataclass(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tufl.data.labels import class_names
-from tufl.runtime.checks import at_least, within
+from tufl.data.labels import MAX_CLASSES, class_names
+from tufl.runtime.checks import MAX_CROP_SIDE, at_least, count_within, counts_within, within
 
 MIX_MODES = ("single", "dual_soft")
+# Upper bounds of the long-tail counts (each instance is fetched and pasted per sample).
+MAX_LONGTAIL_INSTANCES = 64
+MAX_FETCH_RETRIES = 1000
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class MixConfig:
     lambda_mix: float = 0.5
     # Probability that a sample takes the long-tail branch (single mode).
     p_longtail: float = 0.3
-    # Number of long-tail instances of such a sample: uniform over these values.
+    # Number of long-tail instances of such a sample: uniform over these values (1..64).
     longtail_k: tuple[int, ...] = (2, 3, 4)
     # Target pixels weigh the fraction of pseudo-labels at least this confident.
     confidence_threshold: float = 0.968
@@ -50,7 +53,7 @@ class MixConfig:
     # Heads the mixed loss is averaged over: main (authors) or all (main + auxiliary).
     loss_heads: Literal["main", "all"] = "main"
     # Extra fetch attempts for a long-tail instance whose class is not visible
-    # in the loaded image (so 1 + max_fetch_retries attempts in all).
+    # in the loaded image (so 1 + max_fetch_retries attempts in all); 0..1000.
     max_fetch_retries: int = 3
     # Blending weight of the template in dual_soft mode (and of its label's loss).
     dual_alpha: float = 0.8
@@ -69,14 +72,12 @@ class MixConfig:
         found: list[str] = []
         if self.mode not in MIX_MODES:
             found.append(f"mode: must be one of {MIX_MODES}, got {self.mode!r}")
-        if not self.longtail_k:
-            found.append("longtail_k: must list at least one instance count")
-        elif any(k < 1 for k in self.longtail_k):
-            found.append(f"longtail_k: counts must be >= 1, got {tuple(self.longtail_k)}")
-        found += (at_least("lambda_mix", self.lambda_mix, 0) + at_least("boundary_band", self.boundary_band, 0, " (0 = off)")
-                  + at_least("boundary_weight", self.boundary_weight, 0)
-                  + at_least("max_fetch_retries", self.max_fetch_retries, 0)
-                  + at_least("dual_longtail_count", self.dual_longtail_count, 0))
+        found += counts_within("longtail_k", self.longtail_k, 1, MAX_LONGTAIL_INSTANCES)
+        found += (at_least("lambda_mix", self.lambda_mix, 0.0)
+                  + count_within("boundary_band", self.boundary_band, 0, MAX_CROP_SIDE, " (0 = off)")
+                  + at_least("boundary_weight", self.boundary_weight, 0.0)
+                  + count_within("max_fetch_retries", self.max_fetch_retries, 0, MAX_FETCH_RETRIES)
+                  + count_within("dual_longtail_count", self.dual_longtail_count, 0, MAX_CLASSES))
         for name in ("p_longtail", "confidence_threshold", "dual_alpha"):
             found += within(name, getattr(self, name), 0, 1)
         known = class_names(19)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from tufl.data.labels import MAX_CLASSES, MIN_CLASSES
 from tufl.models.registry import NETWORKS
+from tufl.runtime.checks import MAX_CROP_SIDE, counts_within
 
 FreezeBN = Literal["none", "backbone", "all"]
 MiTVariant = Literal["mit_b0", "mit_b1", "mit_b2", "mit_b3", "mit_b4", "mit_b5"]
@@ -31,7 +32,7 @@ class ModelConfig:
     # class count of your class definition file (2..255; docs/own-data.md): derived from the
     # file when a data section names one (a different value written here is an error).
     num_classes: int = 19
-    # DeepLabV2 only: dilations of the summed-ASPP classifier. (6, 12, 18, 24) is the
+    # DeepLabV2 only: dilations (1..16384) of the summed-ASPP classifier. (6, 12, 18, 24) is the
     # published head; (6, 12) is what AdaptSegNet/DACS-derived code computes.
     aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)
     # DeepLabV2 only: auxiliary classifier on layer3 (ADVENT multi-level).
@@ -66,8 +67,7 @@ class ModelConfig:
         if not MIN_CLASSES <= self.num_classes <= MAX_CLASSES:
             out.append(f"num_classes: must be {MIN_CLASSES}..{MAX_CLASSES} (19/16/13 for the Cityscapes class sets, "
                        f"or the count of your class definition file), got {self.num_classes}")
-        if not self.aspp_dilations or any(d < 1 for d in self.aspp_dilations):
-            out.append("aspp_dilations: needs at least one dilation, all >= 1")
+        out += counts_within("aspp_dilations", self.aspp_dilations, 1, MAX_CROP_SIDE)
         if not 0.0 <= self.drop_path_rate < 1.0:
             out.append(f"drop_path_rate: must be in [0, 1), got {self.drop_path_rate}")
         return out

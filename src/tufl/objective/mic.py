@@ -37,7 +37,7 @@ from torch import Tensor
 from tufl.data.photometric import photometric_batch
 from tufl.mixing.pixel_weights import confident_fraction, mixed_loss
 from tufl.objective.term import BuildContext, Outputs, Step, Term, TermLoss, TermSpec
-from tufl.runtime.checks import at_least, within
+from tufl.runtime.checks import MAX_CROP_SIDE, at_least, count_within, within
 from tufl.runtime.draws import uniform
 
 Photometric = Callable[[Tensor, torch.Generator], Tensor]
@@ -65,7 +65,8 @@ class MicConfig:
     photometric: bool = True
 
     def problems(self) -> list[str]:
-        return (at_least("weight", self.weight, 0, " (0 = off)") + at_least("patch_size", self.patch_size, 1)
+        return (at_least("weight", self.weight, 0.0, " (0 = off)")
+                + count_within("patch_size", self.patch_size, 1, MAX_CROP_SIDE)
                 + within("mask_ratio", self.mask_ratio, 0, 1))
 
     @property

@@ -7,7 +7,8 @@ stage-one model (``online``).
 
 ``tufl pseudo-label`` writes, for every image of a target split (at the dataset's
 resize), ``<name>_pseudo.png`` (8-bit train ids) and ``<name>_conf.png`` (16-bit
-confidence, ``round(conf * 65535)``) into a folder. With
+confidence, ``round(conf * 65535)``) into a folder, then its manifest (where they come
+from, each file's size and CRC-32: :mod:`tufl.objective.pseudo_label_files`). With
 ``pseudo_labels.source: offline`` stage two reads them instead of running the
 frozen stage-one model every step; the weak-view crop/scale/flip of each target
 sample is applied to them exactly as to the image (nearest neighbour).
@@ -15,6 +16,8 @@ sample is applied to them exactly as to the image (nearest neighbour).
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +28,6 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from tufl.runtime.atomic import atomic_path
 from tufl.data.base import SegDataset
 from tufl.data.io import BadFileError
 from tufl.data.labels import IGNORE_INDEX
@@ -33,7 +35,19 @@ from tufl.data.samples import SampleKey, TargetPairs, check_key, key_rng, skippe
 from tufl.data.transforms import image_to_tensor
 from tufl.data.views import make_target_pair
 from tufl.models.build import build_model
-from tufl.runtime.progress import progress_bar
+from tufl.objective.pseudo_label_files import (
+    FileEntry,
+    Provenance,
+    check_folder,
+    model_sha256,
+    sample_files,
+    start_folder,
+    verified_bytes,
+    write_file,
+    write_manifest,
+)
+from tufl.runtime.folder_lock import FolderLock
+from tufl.runtime.progress import progress_bar, say
 
 CONF_SCALE = 65535
 
@@ -76,55 +90,82 @@ def predict_pseudo_labels(model: nn.Module, images: Tensor) -> tuple[Tensor, Ten
     return labels, conf
 
 
-def _stem(dataset: SegDataset, index: int) -> str:
-    name = dataset.sample_name(index)
-    return name.rsplit(".", 1)[0]
-
-
 def pseudo_label_paths(folder: Path, dataset: SegDataset, index: int) -> tuple[Path, Path]:
-    stem = _stem(dataset, index)
-    return folder / f"{stem}_pseudo.png", folder / f"{stem}_conf.png"
+    """The ``_pseudo.png`` and ``_conf.png`` files of sample ``index`` in ``folder``."""
+    label_name, conf_name = sample_files(dataset, index)
+    return folder / label_name, folder / conf_name
 
 
-def _save_png(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def write_pseudo_labels(model: nn.Module, dataset: SegDataset, folder: Path, device: torch.device,
-                        progress: bool = True) -> int:
-    """Predict and write the pseudo-labels of every image of ``dataset``; returns the count."""
-    model.to(device).eval()
-    for i in progress_bar(range(len(dataset)), desc="pseudo-label", unit="image", disable=not progress):
-        image = image_to_tensor(dataset.read_image(i))[None].to(device)
-        labels, conf = predict_pseudo_labels(model, image)
-        label_path, conf_path = pseudo_label_paths(folder, dataset, i)
-        _save_png(label_path, labels[0].to(torch.uint8).cpu().numpy())
-        quantised = (conf[0] * CONF_SCALE).round().to(torch.int32).cpu().numpy().astype(np.uint16)
-        _save_png(conf_path, quantised)
+                        progress: bool = True, source: Provenance | None = None) -> int:
+    """Predict and write the pseudo-labels of every image of ``dataset``, then the folder's
+    manifest (:mod:`tufl.objective.pseudo_label_files`); returns the count.
+
+    ``source`` records where they come from (default: the model's weights and the
+    dataset's resize only). The folder is locked while it is written; leftovers of
+    killed writes are removed, and old pseudo-labels of another source too, first.
+    """
+    folder = Path(folder)
+    if source is None:
+        resize = list(dataset.resize) if dataset.resize else None
+        source = Provenance("", model_sha256(model), {"resize": resize})
+    with FolderLock(folder, "pseudo-labels"):
+        for note in start_folder(folder, source):
+            say(f"[tufl] {note}")
+        files = _write_files(model, dataset, folder, device, progress)
+        write_manifest(folder, source, files)
     return len(dataset)
 
 
-def read_pseudo_label(folder: Path, dataset: SegDataset, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels uint8 [H, W], confidence float32 [H, W])`` of one target image."""
-    label_path, conf_path = pseudo_label_paths(folder, dataset, index)
+def _write_files(model: nn.Module, dataset: SegDataset, folder: Path, device: torch.device,
+                 progress: bool) -> dict[str, FileEntry]:
+    """Write every sample's two PNGs; returns their manifest entries."""
+    files: dict[str, FileEntry] = {}
+    model.to(device).eval()
+    for i in progress_bar(range(len(dataset)), desc="pseudo-label", unit="image", disable=not progress):
+        label_name, conf_name = sample_files(dataset, i)
+        if label_name in files:
+            raise BadFileError(dataset.image_path(i), f"its pseudo-labels would overwrite those of another "
+                                                      f"sample ({label_name}): same name, different suffix")
+        image = image_to_tensor(dataset.read_image(i))[None].to(device)
+        labels, conf = predict_pseudo_labels(model, image)
+        quantised = (conf[0] * CONF_SCALE).round().to(torch.int32).cpu().numpy().astype(np.uint16)
+        files[label_name] = write_file(folder, label_name, _png_bytes(labels[0].to(torch.uint8).cpu().numpy()))
+        files[conf_name] = write_file(folder, conf_name, _png_bytes(quantised))
+    return files
+
+
+def read_pseudo_label(folder: Path, dataset: SegDataset, index: int,
+                      files: Mapping[str, FileEntry] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels uint8 [H, W], confidence float32 [H, W])`` of one target image; with the
+    manifest's ``files``, each file's size and CRC-32 are checked against it."""
+    names = sample_files(dataset, index)
     out = []
-    for path in (label_path, conf_path):
-        if not path.is_file():
-            raise BadFileError(path, "pseudo-label file missing (run `tufl pseudo-label` for this split)")
+    for name in names:
+        path = Path(folder) / name
+        data = verified_bytes(path, None if files is None else files.get(name))
         try:
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 out.append(np.asarray(img))
-        except OSError as exc:
-            raise BadFileError(path, f"unreadable pseudo-label file: {exc}") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise BadFileError(path, f"unreadable pseudo-label file: {exc}") from None
     labels, conf = out
     if labels.shape != conf.shape:
-        raise BadFileError(label_path, f"size {labels.shape} differs from {conf_path} {conf.shape}")
+        raise BadFileError(Path(folder) / names[0], f"size {labels.shape} differs from {names[1]} {conf.shape}")
     return labels.astype(np.uint8), conf.astype(np.float32) / CONF_SCALE
 
 
 class OfflinePseudoLabels(Dataset):
     """Target pairs whose ``pseudo_label``/``confidence`` come from files on disk.
+
+    The folder must match its manifest (:func:`~tufl.objective.pseudo_label_files.check_folder`,
+    at construction); each file's CRC-32 is checked as it is read.
 
     The pseudo-label and a one-bit "confident" flag are packed into one map
     (``2 * label + flag``) so the weak view's nearest-neighbour crop/scale/flip moves
@@ -140,6 +181,7 @@ class OfflinePseudoLabels(Dataset):
         self.base = pairs.base
         self.folder = Path(folder)
         self.threshold = threshold
+        self.files = check_folder(self.folder, self.base)  # before training: manifest, samples, sizes
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -147,7 +189,7 @@ class OfflinePseudoLabels(Dataset):
     def __getitem__(self, key: SampleKey) -> dict[str, Tensor | int]:
         index = check_key(key, len(self.base))
         image, _ = self.base.load(index)
-        labels, conf = read_pseudo_label(self.folder, self.base, index)
+        labels, conf = read_pseudo_label(self.folder, self.base, index, self.files)
         if labels.shape != image.shape[:2]:
             raise BadFileError(
                 pseudo_label_paths(self.folder, self.base, index)[0],

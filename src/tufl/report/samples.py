@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tufl.data.io import DEFAULT_MAX_IMAGE_PIXELS
 from tufl.data.registry import OWN_DATA, open_dataset
 from tufl.data.transforms import image_to_tensor
 from tufl.evaluation.inference import eval_mode, predict_probs
@@ -28,6 +29,8 @@ class SampleSource:
     labelled: bool
     # Where the section comes from, e.g. "data.val of stage1".
     origin: str
+    # data.max_image_pixels of the run's config: larger images are refused before decoding.
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     def describe(self) -> str:
         """``cityscapes val (data/cityscapes; data.val of stage1)``."""
@@ -50,10 +53,10 @@ def sample_source(configs: Sequence[tuple[str, Any]]) -> SampleSource | None:
     ``data.target`` of the first that has one; None when no run has either."""
     for label, cfg in configs:
         if cfg.data.val is not None:
-            return SampleSource(cfg.data.val, True, f"data.val of {label}")
+            return SampleSource(cfg.data.val, True, f"data.val of {label}", cfg.data.max_image_pixels)
     for label, cfg in configs:
         if cfg.data.target is not None:
-            return SampleSource(cfg.data.target, False, f"data.target of {label}")
+            return SampleSource(cfg.data.target, False, f"data.target of {label}", cfg.data.max_image_pixels)
     return None
 
 
@@ -70,7 +73,7 @@ def read_samples(source: SampleSource, num_classes: int, count: int) -> list[Sam
     """``count`` images of ``source`` (with labels when it is labelled and has them)."""
     if count <= 0:
         return []
-    dataset = open_dataset(source.section, num_classes, skip_bad_files=False)
+    dataset = open_dataset(source.section, num_classes, False, source.max_image_pixels)
     with_labels = source.labelled and dataset.has_labels
     samples = []
     for i in spread_indices(len(dataset), count):

@@ -11,23 +11,24 @@ A checkpoint is a plain dict of tensors and primitive values (loadable with
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import random
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
-from tufl.runtime.atomic import atomic_path
+from tufl.runtime.atomic import (WriteFailed, atomic_write, drop_frames, exception_chain, failure_errno,
+                                 failure_reason, fsync_path)
 from tufl.runtime.errors import WeightsError
 
 CHECKPOINT_FORMAT = "tufl-checkpoint"
 CHECKPOINT_VERSION = 1
 LAST_NAME = "checkpoint_last.pt"
 BEST_NAME = "checkpoint_best.pt"
+PENDING_TAG = "new"  # checkpoint_last.new.pt: see pending_checkpoint
 
 
 def older_checkpoint(path: str | Path, age: int) -> Path:
@@ -36,38 +37,89 @@ def older_checkpoint(path: str | Path, age: int) -> Path:
     return path.with_name(f"{path.stem}.{age}{path.suffix}")
 
 
+def pending_checkpoint(path: str | Path) -> Path:
+    """Where a new version of ``path`` waits, complete, while the older ones are shifted:
+    ``checkpoint_last.new.pt``. Only a complete, flushed file ever has this name, and it is
+    newer than ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{PENDING_TAG}{path.suffix}")
+
+
 def checkpoint_versions(path: str | Path) -> list[Path]:
-    """``path`` and its previous versions that exist, newest first."""
+    """The complete versions of ``path`` that exist, newest first: a pending one (a save stopped
+    between its write and its rename), ``path``, then its previous versions."""
     path = Path(path)
     ages = []
     for candidate in path.parent.glob(f"{path.stem}.*{path.suffix}"):
         middle = candidate.name[len(path.stem) + 1 : -len(path.suffix)]
         if middle.isdigit():
             ages.append(int(middle))
-    return [p for p in [path, *(older_checkpoint(path, a) for a in sorted(ages))] if p.is_file()]
+    versions = [pending_checkpoint(path), path, *(older_checkpoint(path, a) for a in sorted(ages))]
+    return [p for p in versions if p.is_file()]
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], keep: int = 1) -> None:
-    """Write ``state`` atomically and durably (temporary file, fsync, rename, fsync).
+    """Write ``state`` to ``path`` atomically and durably, keeping ``keep - 1`` previous versions.
 
-    With ``keep > 1`` the previous ``keep - 1`` versions stay beside it
-    (``<name>.1.pt`` the newest), shifted once the new file is complete, so that a
-    damaged last checkpoint still leaves one to resume from.
+    The order keeps a complete newest checkpoint under a name :func:`checkpoint_versions`
+    lists at every instant: the new file is written under a temporary name, flushed and renamed
+    to :func:`pending_checkpoint`; then the versions shift (``path`` becomes ``<name>.1.pt``,
+    ``.1`` becomes ``.2``, ... the oldest beyond ``keep`` goes); then the pending file takes
+    ``path``. A failure names ``path`` (:class:`~tufl.runtime.atomic.WriteFailed`) and leaves the
+    earlier versions as they were; the failed file's space is given back before it propagates.
     """
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    with atomic_path(path) as tmp:
-        try:
-            torch.save(payload, tmp)
-        except RuntimeError as error:  # torch's zip writer reports a full disk as a RuntimeError
-            detail = str(error).splitlines()[0] if str(error) else "no detail"
-            raise OSError(errno.EIO, f"the write failed; is the disk full? ({detail})") from error
-        if keep > 1 and path.is_file():
-            older_checkpoint(path, keep - 1).unlink(missing_ok=True)
-            for age in range(keep - 2, 0, -1):
-                if older_checkpoint(path, age).is_file():
-                    os.replace(older_checkpoint(path, age), older_checkpoint(path, age + 1))
-            os.replace(path, older_checkpoint(path, 1))
+    pending = pending_checkpoint(path)
+    try:
+        atomic_write(pending, lambda handle: _torch_save(payload, handle))
+    except WriteFailed as error:
+        raise WriteFailed(path, error.reason, error.errno) from None
+    if keep > 1 and path.is_file():
+        _renamed(None, older_checkpoint(path, keep - 1), path)
+        for age in range(keep - 2, 0, -1):
+            if older_checkpoint(path, age).is_file():
+                _renamed(older_checkpoint(path, age), older_checkpoint(path, age + 1), path)
+        _renamed(path, older_checkpoint(path, 1), path)
+    _renamed(pending, path, path)
+    fsync_path(path.parent)
+
+
+def finish_interrupted_save(path: str | Path) -> bool:
+    """Give ``path`` its pending version, left complete by a save stopped before its rename
+    (for files kept in one version, e.g. ``checkpoint_best.pt``); returns whether there was one."""
+    pending = pending_checkpoint(path)
+    if not pending.is_file():
+        return False
+    _renamed(pending, Path(path), Path(path))
+    fsync_path(Path(path).parent)
+    return True
+
+
+def _torch_save(payload: dict[str, Any], handle: IO[bytes]) -> None:
+    """``torch.save`` into an open file; a failed write becomes an OSError with the OS's reason
+    (torch's zip writer reports one as a RuntimeError), without the frames that hold its writer."""
+    try:
+        torch.save(payload, handle)
+    except (OSError, RuntimeError) as error:
+        reason = failure_reason(error)
+        if not any(isinstance(c, OSError) for c in exception_chain(error)):
+            reason = f"the write failed; is the disk full? ({reason})"
+        number = failure_errno(error)
+        drop_frames(error)
+        raise OSError(number, reason) from None
+
+
+def _renamed(source: Path | None, target: Path, saving: Path) -> None:
+    """Move ``source`` to ``target`` (None: delete ``target``); a failure names the checkpoint being saved."""
+    try:
+        if source is None:
+            target.unlink(missing_ok=True)
+        else:
+            os.replace(source, target)
+    except OSError as error:
+        what = f"remove {target.name}" if source is None else f"rename {source.name} to {target.name}"
+        raise WriteFailed(saving, f"cannot {what}: {error.strerror or error}", error.errno) from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

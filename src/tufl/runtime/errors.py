@@ -58,4 +58,9 @@ class WeightsError(RuntimeError):
     """A weight file cannot be read or does not fit the network."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, WeightsError, FileExistsError, FileNotFoundError)
+class FolderLockedError(RuntimeError):
+    """Another live process writes the folder (:class:`tufl.runtime.folder_lock.FolderLock`)."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, WeightsError, FolderLockedError, FileExistsError,
+                                            FileNotFoundError)

@@ -10,13 +10,15 @@
   a key that was removed or renamed gets the message in the dataclass's optional
   ``REMOVED_KEYS`` mapping.
 * Fields typed ``float`` take the float spellings YAML 1.1 reads as strings
-  (``1e10``, ``1E-4``, ``inf``, ``nan``) as numbers.
+  (``1e10``, ``1E-4``, ``inf``, ``nan``) as numbers; every float (in lists too) must
+  then be finite, unless its field says ``metadata={ALLOW_NON_FINITE: True}``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -31,6 +33,9 @@ from tufl.runtime.errors import ConfigError
 
 T = TypeVar("T")
 BASE_KEY = "_base_"
+# Field metadata key: the field's floats may be NaN or infinite (no field of the experiment
+# config takes them; every other float must be finite).
+ALLOW_NON_FINITE = "allow_non_finite"
 OVERRIDE_ORIGIN = "--set"
 # Float spellings YAML 1.1 leaves as strings (1e10, 1E-4, 5.e3) besides its own; inf and nan too.
 _FLOAT_TEXT = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
@@ -138,7 +143,7 @@ def apply_overrides(tree: dict, overrides: Iterable[str], origins: dict[str, str
 
 def origin_of(origins: dict[str, str], key: str, default: str) -> str:
     """The file (or ``--set``) a key's value came from: its own entry or its nearest section's."""
-    probe = key
+    probe = re.sub(r"(\[\d+\])+$", "", key)  # a list item comes from where its list does
     while probe:
         if probe in origins:
             return origins[probe]
@@ -164,6 +169,16 @@ def _as_float(value: Any) -> float | None:
     if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
         return float(value)
     return None
+
+
+def _non_finite(value: Any, key: str) -> Iterable[tuple[str, float]]:
+    """The floats of ``value`` (a field's converted value, lists and tuples searched) that are
+    NaN or infinite, with their keys (``scale_range[1]``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield key, value
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{key}[{index}]")
 
 
 def _type_name(tp: Any) -> str:
@@ -268,9 +283,10 @@ class _Validator:
             self.fail(prefix or "<top>", f"expected a mapping, got {data!r}")
             return cls()
         hints = typing.get_type_hints(cls)
-        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         kwargs = {}
         known_before = len(self.problems)
+        refused: list[str] = []  # a field per NaN or infinity it holds
         for key, value in data.items():
             path = f"{prefix}.{key}" if prefix else str(key)
             if key not in fields:
@@ -281,15 +297,28 @@ class _Validator:
                     self.unknown_key(path, str(key), sorted(fields), prefix)
                 continue
             kwargs[key] = self.convert(hints[key], value, path)
+            if not fields[key].metadata.get(ALLOW_NON_FINITE, False):
+                for item_key, number in _non_finite(kwargs[key], path):
+                    self.fail(item_key, f"must be a finite number, got {number}")
+                    refused.append(key)
         obj = cls(**kwargs)
-        problems = getattr(obj, "problems", None)
-        # Value checks only make sense once every field has the right type.
-        if callable(problems) and len(self.problems) == known_before:
-            for message in problems():
-                field, _, text = message.partition(":")
-                path = f"{prefix}.{field.strip()}" if prefix else field.strip()
-                self.fail(path, text.strip() or message)
+        # Value checks only make sense once every field has the right type (a non-finite number
+        # has it); a field refused above is not reported again.
+        if len(self.problems) == known_before + len(refused):
+            self.value_problems(obj, prefix, set(refused))
         return obj
+
+    def value_problems(self, obj: Any, prefix: str, skip: set[str]) -> None:
+        """Report ``obj.problems()`` (if it has the method) under ``prefix``, but for fields in ``skip``."""
+        problems = getattr(obj, "problems", None)
+        if not callable(problems):
+            return
+        for message in problems():
+            field, _, text = message.partition(":")
+            name = field.strip()
+            if re.split(r"[.\[]", name, maxsplit=1)[0] in skip:
+                continue
+            self.fail(f"{prefix}.{name}" if prefix else name, text.strip() or message)
 
 
 def from_dict(cls: type[T], data: dict, origins: dict[str, str] | None = None,

@@ -87,6 +87,14 @@ class BadSamples:
     def counts(self) -> dict[str, int]:
         return {d: len(self.files[d]) for d in DOMAINS}
 
+    def summary_note(self, run_dir: Path) -> str:
+        """``; skipped bad samples: ...`` for the end-of-run line ("" when there were none)."""
+        counts = self.counts()
+        if not any(counts.values()):
+            return ""
+        return (f"; skipped bad samples: source {counts['source']}, target {counts['target']} "
+                f"(listed in {Path(run_dir) / FILE_NAME})")
+
     def start(self, run_dir: Path, resumed: bool) -> None:
         """At a run's start (main rank): a fresh run removes the ``bad_samples.json`` an earlier run
         left in ``run_dir``; a resumed one keeps it (its account, restored from the checkpoint, grows)."""

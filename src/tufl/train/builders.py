@@ -50,7 +50,8 @@ def micro_batch_size(batch_size: int, world_size: int, accumulate: int) -> int:
 def open_training_datasets(cfg: RunConfig) -> dict[str, SegDataset]:
     """The source and target datasets a run trains on (``tufl prepare-data`` prepares these)."""
     n, skip = cfg.model.num_classes, cfg.data.skip_bad_files
-    return {"source": open_dataset(cfg.data.source, n, skip), "target": open_dataset(cfg.data.target, n, skip)}
+    limit = cfg.data.max_image_pixels
+    return {"source": open_dataset(cfg.data.source, n, skip, limit), "target": open_dataset(cfg.data.target, n, skip, limit)}
 
 
 def build_train_data(cfg: RunConfig, ctx: DistContext, run_dir: Path) -> TrainData:
@@ -88,7 +89,8 @@ def build_validation(cfg: RunConfig, ctx: DistContext) -> Validation | None:
     """The run's periodic validation, or None when the config has no ``data.val``."""
     if cfg.data.val is None:
         return None
-    return Validation(cfg.data.val, cfg.model.num_classes, cfg.eval, ctx, progress=cfg.train.progress)
+    return Validation(cfg.data.val, cfg.model.num_classes, cfg.eval, ctx, progress=cfg.train.progress,
+                      max_image_pixels=cfg.data.max_image_pixels)
 
 
 def build_classes(cfg: RunConfig) -> ModelClasses:

@@ -6,13 +6,15 @@ then loops: learning-rate schedule, micro-batches with gradient accumulation,
 mixed precision, logging, periodic checkpoints and validation. The optimiser step,
 non-finite steps dropped on the device without a host synchronisation, is
 :mod:`tufl.train.step`; the iteration timing and the duration estimate printed after
-the first iterations are :mod:`tufl.train.timing`. ``resume="auto"`` restores the last checkpoint of the same config
-(model, optimiser, scaler, loss thresholds, RNG states, data positions, counters;
-see :mod:`tufl.train.run_state`), so an interrupted run ends with exactly the
-weights of an uninterrupted one. A stop signal (SIGTERM, SIGUSR1) ends the run at
-the end of the iteration with a checkpoint (:mod:`tufl.runtime.stop_signals`); bad
-samples are accounted in :mod:`tufl.train.bad_samples`. The start-up summary is
-:mod:`tufl.train.run_summary`, validation :mod:`tufl.evaluation.validation`.
+the first iterations are :mod:`tufl.train.timing`. ``resume="auto"`` restores the last
+checkpoint of the same config (model, optimiser, scaler, loss thresholds, RNG states, data
+positions, counters; see :mod:`tufl.train.run_state`), so an interrupted run ends with exactly
+the weights of an uninterrupted one. A stop signal (SIGTERM, SIGUSR1) ends the run at the end
+of the iteration with a checkpoint (:mod:`tufl.runtime.stop_signals`); bad samples are
+accounted in :mod:`tufl.train.bad_samples`. The run holds its folder's lock from before it
+reads anything there until it ends, and its last writes never hide the error that ended it
+(:mod:`tufl.train.run_folder`). The start-up summary is :mod:`tufl.train.run_summary`,
+validation :mod:`tufl.evaluation.validation`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,12 +31,13 @@ import torch
 from torch import Tensor
 
 from tufl.data.device_views import finish_target_batch
-from tufl.data.loader import InfiniteLoader, KeyBatchesFactory, KeyedBatches
+from tufl.data.loader import InfiniteLoader
 from tufl.models.build import build_model
 from tufl.models.segmentor import Segmentor
 from tufl.models.weights import read_weights
 from tufl.objective import BuildContext, build_objective
 from tufl.objective.pseudo_labels import frozen_labeller
+from tufl.runtime.atomic import naming_failures
 from tufl.runtime.distributed import DistContext, init_distributed, shutdown
 from tufl.runtime.progress import progress_bar, say
 from tufl.runtime.run_log import MetricsLog
@@ -41,25 +45,17 @@ from tufl.runtime.stop_signals import Preempted, StopSignals
 from tufl.train.bad_samples import BadSamples
 from tufl.train.builders import build_classes, build_train_data, build_validation
 from tufl.train.config import RunConfig
+from tufl.train.log_line import bar_postfix, save_inspection, train_values
 from tufl.train.optim import build_optimizer, set_kernel, set_learning_rate
 from tufl.train.setup import place_model, seed_process
 from tufl.train.run_state import (STREAMS, Progress, ResumeMode, RunPaths, capture_run_state, check_same_classes,
                                   check_same_config, checkpoint_to_resume, inference_state, loader_positions,
                                   restore_run_state, resume_mode, save_run_state)
+from tufl.train.run_folder import EndWrite, finish_writes, lock_run_folder, release_lock
 from tufl.train.run_summary import announce_run, record_outcome, run_summary
-from tufl.train.step import (
-    DeviceSnapshot,
-    LogWindow,
-    NonFiniteCounters,
-    NonFiniteLossError,
-    OptimizerStep,
-    StepLog,
-    all_ranks_finite,
-    amp_settings,
-    grads_finite,
-    stack_logs,
-    step_generator,
-)
+from tufl.train.step import (DeviceSnapshot, LogWindow, NonFiniteCounters, NonFiniteLossError, OptimizerStep, StepLog,
+                             all_ranks_finite, amp_settings, finish_step, grads_finite, stack_logs, step_generator)
+from tufl.train.streams import open_streams, to_device
 from tufl.train.timing import BAR_FORMAT, RunTiming
 
 __all__ = ["NonFiniteLossError", "Trainer", "amp_settings", "step_generator", "train"]
@@ -75,7 +71,19 @@ class Trainer:
         self.ctx = ctx or init_distributed(cfg.experiment.device)
         self.paths = RunPaths(cfg.experiment.run_dir)
         self.device = self.ctx.device
-        resume = resume_mode(resume, cfg.train.auto_resume)
+        self.log: MetricsLog | None = None
+        self.source_loader = self.target_loader = self.template_loader = None
+        # held until the run ends (or the trainer is dropped): taken before anything in the folder is read
+        self.lock = lock_run_folder(self.paths.root, self.ctx)
+        self._unlock = weakref.finalize(self, release_lock, self.lock)
+        try:
+            self._set_up(resume_mode(resume, cfg.train.auto_resume))
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, resume: ResumeMode) -> None:
+        cfg = self.cfg
         resumed = checkpoint_to_resume(self.paths, resume, self.ctx)
         state, resumed_from = resumed if resumed is not None else (None, None)
         seed_process(cfg.experiment.seed, cfg.train.deterministic, self.device)
@@ -88,12 +96,28 @@ class Trainer:
         self._build_training(init_weights)
         positions = self._restore(state, resumed_from) if state is not None else dict.fromkeys(STREAMS, 0)
         self._open_loaders(positions)
-        self.log = None
         if self.ctx.is_main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
             self.bad_samples.start(self.paths.root, resumed=state is not None)
-            self.log = MetricsLog(self.paths.root, self.iteration if state is not None else None,
-                                  tensorboard=self.cfg.train.tensorboard)
+            with naming_failures(self.paths.root / "metrics.jsonl"):
+                self.log = MetricsLog(self.paths.root, self.iteration if state is not None else None,
+                                      tensorboard=self.cfg.train.tensorboard)
+
+    def close(self) -> None:
+        """Stop the loaders' workers, close the metrics log, release the run folder (as run() does)."""
+        self._close_loaders()
+        self._close_log()
+        self._unlock()
+
+    def _close_loaders(self) -> None:
+        for loader in (self.source_loader, self.target_loader, self.template_loader):
+            if loader is not None:
+                loader.close()
+
+    def _close_log(self) -> None:
+        log, self.log = self.log, None
+        if log is not None:
+            log.close()
 
     # ------------------------------------------------------------------ set-up
 
@@ -142,21 +166,8 @@ class Trainer:
         return restored.positions
 
     def _open_loaders(self, positions: dict[str, int]) -> None:
-        rare = self.data.rare_classes  # data.rare_class_sampling: class-first source draws
-        self.source_loader = self._loader(self.data.source, 0, positions["source"],
-                                          keys=rare.key_batches if rare is not None else KeyedBatches)
-        self.target_loader = (self._loader(self.data.target, 1, positions["target"])
-                              if self.objective.needs_target else None)
-        # dual_soft: a third source stream, the templates (no workers: one small batch a step)
-        self.template_loader = (self._loader(self.data.source, 2, positions["template"], workers=0)
-                                if self.data.needs_template else None)
-
-    def _loader(self, dataset: Any, stream: int, start: int, workers: int | None = None,
-                keys: KeyBatchesFactory = KeyedBatches) -> InfiniteLoader:
-        cfg = self.cfg
-        return InfiniteLoader(dataset, self.data.micro_batch, cfg.experiment.seed + stream, self.ctx.rank,
-                              self.ctx.world_size, cfg.data.num_workers if workers is None else workers,
-                              start_batch=start, pin_memory=self.device.type == "cuda", key_batches=keys)
+        self.source_loader, self.target_loader, self.template_loader = open_streams(
+            self.cfg, self.data, self.ctx, positions, self.objective.needs_target)
 
     def _checkpointed_parts(self) -> dict[str, Any]:
         return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler,
@@ -196,18 +207,12 @@ class Trainer:
             yield source, target
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for key, value in batch.items():
-            if isinstance(value, Tensor):
-                value = value.to(self.device, non_blocking=True)
-                if self.cfg.train.channels_last and value.dim() == 4 and value.shape[1] == 3:
-                    value = value.contiguous(memory_format=torch.channels_last)
-            out[key] = value
-        return out
+        return to_device(batch, self.device, self.cfg.train.channels_last)
 
     def train_step(self) -> StepLog:
         """One optimiser step, queued without a host read. A step whose loss (on any rank) or
-        gradients are not finite leaves no trace and is counted (:mod:`tufl.train.step`)."""
+        gradients are not finite, or whose update is not, leaves no trace and is counted
+        (:mod:`tufl.train.step`)."""
         cfg = self.cfg
         lr = set_learning_rate(self.optimizer, self.iteration, cfg.train.iters, cfg.optim)
         self.snapshot.save()  # thresholds and BatchNorm statistics change in the forward pass
@@ -231,10 +236,8 @@ class Trainer:
             logs = values / cfg.train.accumulate if logs is None else logs + values / cfg.train.accumulate
         if self.update.checks_gradients():
             finite &= grads_finite(self.model.parameters(), self.device)
-        finite = all_ranks_finite(finite, self.ctx)
-        self.snapshot.restore_unless(finite)
-        self.nonfinite.update(finite)
-        grad_norm = self.update(finite)
+        # the optimiser step, undone on the device when it leaves a weight non-finite (step.py)
+        finite, grad_norm = finish_step(all_ranks_finite(finite, self.ctx), self.update, self.snapshot, self.nonfinite)
         self.objective.after_step(self.model, finite, self.iteration + 1)  # EMA teacher
         if grad_norm is not None:
             keys, logs = (*keys, "grad_norm"), torch.cat([logs, grad_norm.detach().float().reshape(1)])
@@ -242,71 +245,79 @@ class Trainer:
 
     def run(self) -> Path:
         """Train to ``train.iters``; returns the run directory. Raises :class:`Preempted` after
-        writing a checkpoint when a stop signal arrives (see :mod:`tufl.runtime.stop_signals`)."""
+        writing a checkpoint when a stop signal arrives (see :mod:`tufl.runtime.stop_signals`).
+        The run folder is released when it ends, however it ends."""
         cfg = self.cfg
-        if self.ctx.is_main:
-            self._announce()
-        self.model.train()
         bar = progress_bar(total=cfg.train.iters, initial=self.iteration, desc=f"{cfg.experiment.mode}",
                            disable=not (cfg.train.progress and self.ctx.is_main),
                            dynamic_ncols=True, mininterval=1.0, bar_format=BAR_FORMAT)  # options of a terminal's bar
-        window = LogWindow()
         started = time.time()
         own_stop = self.stop is None
         stop = StopSignals(cfg.train.stop_signals, self.ctx) if own_stop else self.stop
+        failure: BaseException | None = None
         try:
             if own_stop:
                 stop.__enter__()
-            self.timing.start()
-            while self.iteration < cfg.train.iters:
-                window.add(self.train_step())  # values stay on the device until logged
-                self.iteration += 1
-                bar.update(1)
-                self.timing.iteration_done()
-                estimate = self.timing.estimate_line(cfg.train.iters - self.iteration)
-                if estimate and self.ctx.is_main:
-                    say(estimate)
-                if self.iteration % cfg.train.log_every == 0 or self.iteration == cfg.train.iters:
-                    self._log_window(window, bar, started)
-                    window.reset()
-                with self.timing.paused():  # not part of the iteration time
-                    if cfg.train.inspect_every and self.iteration % cfg.train.inspect_every == 0:
-                        self._save_inspection()
-                    # Validate before checkpointing, so the checkpoint's best-so-far is current.
-                    validate_now = cfg.train.val_every and self.iteration % cfg.train.val_every == 0
-                    if self.validation is not None and (validate_now or self.iteration == cfg.train.iters):
-                        self._validate()
-                    saved = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters
-                    if saved:
-                        self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
-                signal_name = stop.stop_requested()
-                if signal_name and self.iteration < cfg.train.iters:
-                    if not saved:
-                        self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
-                    raise Preempted(signal_name, self.iteration, str(self.paths.last))
+            if self.ctx.is_main:
+                self._announce()
+            self._loop(stop, bar, started)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
             if own_stop:
                 stop.__exit__()
             bar.close()
-            for loader in (self.source_loader, self.target_loader, self.template_loader):
-                if loader is not None:
-                    loader.close()
-            if self.log is not None:
-                self.log.close()
-            if self.ctx.is_main:
-                self.bad_samples.write(self.paths.root)
-                record_outcome(self.paths.root, self.iteration, self.bad_samples.counts())
+            self._end(failure)
         if self.ctx.is_main:
             print(f"[tufl] finished {cfg.train.iters} iterations in {time.time() - started:.0f} s; "
-                  f"checkpoint: {self.paths.last}{self._bad_sample_note()}")
+                  f"checkpoint: {self.paths.last}{self.bad_samples.summary_note(self.paths.root)}")
         return self.paths.root
 
-    def _bad_sample_note(self) -> str:
-        counts = self.bad_samples.counts()
-        if not any(counts.values()):
-            return ""
-        return (f"; skipped bad samples: source {counts['source']}, target {counts['target']} "
-                f"(listed in {self.paths.root / 'bad_samples.json'})")
+    def _loop(self, stop: StopSignals, bar: Any, started: float) -> None:
+        cfg = self.cfg
+        self.model.train()
+        window = LogWindow()
+        self.timing.start()
+        while self.iteration < cfg.train.iters:
+            window.add(self.train_step())  # values stay on the device until logged
+            self.iteration += 1
+            bar.update(1)
+            self.timing.iteration_done()
+            estimate = self.timing.estimate_line(cfg.train.iters - self.iteration)
+            if estimate and self.ctx.is_main:
+                say(estimate)
+            if self.iteration % cfg.train.log_every == 0 or self.iteration == cfg.train.iters:
+                self._log_window(window, bar, started)
+                window.reset()
+            with self.timing.paused():  # not part of the iteration time
+                if cfg.train.inspect_every and self.iteration % cfg.train.inspect_every == 0:
+                    self._save_inspection()
+                # Validate before checkpointing, so the checkpoint's best-so-far is current.
+                validate_now = cfg.train.val_every and self.iteration % cfg.train.val_every == 0
+                if self.validation is not None and (validate_now or self.iteration == cfg.train.iters):
+                    self._validate()
+                saved = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == cfg.train.iters
+                if saved:
+                    self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
+            signal_name = stop.stop_requested()
+            if signal_name and self.iteration < cfg.train.iters:
+                if not saved:
+                    self.save(self.paths.last, keep=cfg.train.keep_checkpoints)
+                raise Preempted(signal_name, self.iteration, str(self.paths.last))
+
+    def _end(self, failure: BaseException | None) -> None:
+        """The writes that end the run, which never hide the error that ended it; then release the folder."""
+        root = self.paths.root
+        writes: list[EndWrite] = [(root / "metrics.jsonl", self._close_log)]
+        if self.ctx.is_main:
+            writes += [(root / "bad_samples.json", lambda: self.bad_samples.write(root)),
+                       (root / "run_info.json", lambda: record_outcome(root, self.iteration, self.bad_samples.counts()))]
+        try:
+            self._close_loaders()
+            finish_writes(writes, failure)
+        finally:
+            self._unlock()
 
     def _merge_bad_samples(self) -> None:
         self.bad_samples.note("source", self.data.source.base.take_skipped())  # long-tail fetches (this process)
@@ -322,20 +333,15 @@ class Trainer:
         self.nonfinite.check(self.cfg.train.max_nonfinite, self.iteration)
 
     def _write_log_line(self, window: LogWindow, timing: dict[str, float], bar: Any, started: float) -> None:
-        values: dict[str, Any] = window.averages()
-        values["skipped_nonfinite"] = self.counters["nonfinite_skipped"]
-        values["elapsed_s"] = round(time.time() - started, 2)
-        values.update(timing)
-        thresholds = getattr(self.objective, "thresholds", None)
-        if thresholds is not None:
-            values["thresholds"] = {str(i): round(float(t), 5) for i, t in enumerate(thresholds.tolist())}
-        if any(self.bad_samples.counts().values()):
-            values["bad_samples"] = self.bad_samples.counts()
-        self.log.write(self.iteration, "train", values)
-        shown = {k: f"{values[k]:.4g}"
-                 for k in ("loss", "loss_sup", "loss_unsup", "loss_mix", "loss_mic", "pass_fraction", "lr")
-                 if k in values}
-        bar.set_postfix(shown, refresh=False)
+        values = train_values(window, timing, self.counters["nonfinite_skipped"], self.objective,
+                              self.bad_samples.counts(), started)
+        self._log(self.iteration, "train", values)
+        bar.set_postfix(bar_postfix(values), refresh=False)
+
+    def _log(self, iteration: int, kind: str, values: dict[str, Any]) -> None:
+        assert self.log is not None
+        with naming_failures(self.log.path):  # a full disk: the error names metrics.jsonl
+            self.log.write(iteration, kind, values)
 
     def _validate(self) -> None:
         # Every rank evaluates its shard; the confusion matrix is summed over ranks, so
@@ -347,8 +353,8 @@ class Trainer:
         if improved:
             self.best = {"miou": miou, "iteration": self.iteration}
         if self.ctx.is_main:
-            self.log.write(self.iteration, "val", {"miou": miou, "iou": dict(zip(result.class_names, result.iou)),
-                                                    "best_miou": self.best["miou"]})
+            self._log(self.iteration, "val", {"miou": miou, "iou": dict(zip(result.class_names, result.iou)),
+                                              "best_miou": self.best["miou"]})
             say(f"[tufl] iteration {self.iteration}: val mIoU {100 * miou:.2f} "
                 f"(best {100 * self.best['miou']:.2f} at {self.best['iteration']})")
         if improved:
@@ -356,16 +362,8 @@ class Trainer:
 
     def _save_inspection(self) -> None:
         last = getattr(self, "_last_inputs", None)
-        if last is None or not self.ctx.is_main:
-            return
-        sources, targets, mix = last
-        from tufl.data.labels import palette
-        from tufl.mixing.grid import save_mix_grid
-
-        view = mix.target
-        save_mix_grid(self.paths.root / "inspect" / f"mix_{self.iteration:07d}.png",
-                      sources, targets, view.images, view.labels, view.weights,
-                      palette(self.cfg.model.num_classes))
+        if last is not None and self.ctx.is_main:
+            save_inspection(self.paths.root, self.iteration, last, self.cfg.model.num_classes)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -5,7 +5,9 @@ The runs go to ``<run_dir>/seed_<s>`` (``run_dir`` being the config's
 the other. With ``--resume auto|force`` an interrupted job continues: a seed that
 finished (its ``run_info.json`` says so, or its last checkpoint is at ``train.iters``)
 is not rerun, an interrupted one resumes from its checkpoint. Without ``--resume`` a
-seed folder holding a checkpoint is refused before anything trains. After the runs,
+seed folder holding a checkpoint is refused before anything trains. Each run holds its seed
+folder's lock while it trains (:mod:`tufl.train.run_folder`): a seed folder another live process
+trains in stops the job (status 2), naming that process. After the runs,
 ``seeds.json`` and ``seeds.md`` (:mod:`tufl.evaluation.seed_runs`) land in ``run_dir``.
 
 Exit status: a run stopped by a signal (3) or by bad input (2) ends the job at once
@@ -82,7 +84,7 @@ def finished_run(cfg: RunConfig, force: bool = False) -> int | None:
     last = info.get("last_iteration")
     stored: Any = None
     if not (info.get("iterations") == iters and isinstance(last, int) and last >= iters):
-        peeked = _peek_checkpoint(root / ckpt.LAST_NAME)
+        peeked = _peek_newest_checkpoint(root / ckpt.LAST_NAME)
         if peeked is None or peeked[0] < iters:
             return None
         last, stored = peeked
@@ -181,6 +183,16 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return None
+
+
+def _peek_newest_checkpoint(last: Path) -> tuple[int, Any] | None:
+    """The iteration and stored config of the newest readable version of ``last`` (a pending one
+    first: a save stopped before its rename), or None when there is none."""
+    for path in ckpt.checkpoint_versions(last):
+        peeked = _peek_checkpoint(path)
+        if peeked is not None:
+            return peeked
+    return None
 
 
 def _peek_checkpoint(path: Path) -> tuple[int, Any] | None:

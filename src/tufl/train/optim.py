@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from tufl.models.resnet import FrozenBatchNorm2d
+from tufl.runtime.checks import MAX_ITERS, above, at_least, count_within
 from tufl.models.segmentor import Segmentor
 
 
@@ -32,9 +33,9 @@ class OptimConfig:
     # (0.9, 0.999), weight_decay 0.01, head_lr_mult 10, backbone_norm_decay false,
     # warmup_iters 1500, poly_power 1.0).
     name: Literal["sgd", "adamw"] = "sgd"
-    # Base learning rate (backbone).
+    # Base learning rate (backbone): a number in (0, 100] (1e-4 and 5e-5 are read as numbers).
     lr: float = 2.5e-4
-    # Learning-rate multiplier of the classifier heads (10x is the DeepLabV2 convention).
+    # Learning-rate multiplier of the classifier heads, in (0, 1000] (10x is the DeepLabV2 convention).
     head_lr_mult: float = 10.0
     # SGD momentum (sgd only) and weight decay (both; AdamW's is decoupled from the gradient).
     momentum: float = 0.9
@@ -62,28 +63,26 @@ class OptimConfig:
     fused: bool | Literal["auto"] = "auto"
 
     def problems(self) -> list[str]:
-        out = []
-        if self.lr <= 0:
-            out.append("lr: must be > 0")
-        if self.head_lr_mult <= 0:
-            out.append("head_lr_mult: must be > 0")
+        out = above("lr", self.lr, 0.0, MAX_LR) + above("head_lr_mult", self.head_lr_mult, 0.0, MAX_LR_MULT)
         if not 0 <= self.momentum < 1:
-            out.append("momentum: must be in [0, 1)")
+            out.append(f"momentum: must be in [0, 1), got {self.momentum}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             out.append(f"betas: two values in [0, 1), got {list(self.betas)}")
         if self.name == "adamw" and self.nesterov:
             out.append("nesterov: only for optim.name: sgd")
-        if self.weight_decay < 0:
-            out.append("weight_decay: must be >= 0")
-        if self.poly_power < 0:
-            out.append("poly_power: must be >= 0")
-        if self.warmup_iters < 0:
-            out.append("warmup_iters: must be >= 0")
+        out += at_least("weight_decay", self.weight_decay, 0.0) + at_least("poly_power", self.poly_power, 0.0)
+        out += count_within("warmup_iters", self.warmup_iters, 0, MAX_ITERS, " (0 = off)")
         if not 0 < self.warmup_ratio <= 1:
-            out.append("warmup_ratio: must be in (0, 1]")
+            out.append(f"warmup_ratio: must be in (0, 1], got {self.warmup_ratio}")
         if not (isinstance(self.fused, bool) or self.fused == "auto"):
             out.append("fused: must be auto, true or false")
         return out
+
+
+# Bounds of the learning rate and of the head's multiplier: larger values only make weights
+# non-finite (such steps are skipped, see tufl.train.step), so they are refused at load.
+MAX_LR = 100.0
+MAX_LR_MULT = 1000.0
 
 
 def fused_supported(params: list[nn.Parameter]) -> bool:

@@ -86,12 +86,17 @@ def resume_mode(requested: ResumeMode | bool | None, auto_resume: bool = False) 
 
 def checkpoint_to_resume(paths: RunPaths, resume: ResumeMode | bool, ctx: DistContext
                          ) -> tuple[dict[str, Any], Path] | None:
-    """The newest readable checkpoint and its path when resuming; refuses to overwrite a run
-    when not resuming. A damaged last checkpoint (truncated, unreadable) is reported and the
-    previous one kept beside it is used."""
+    """The newest readable checkpoint and its path when resuming (one line says which); refuses to
+    overwrite a run when not resuming. A complete checkpoint whose save stopped before its rename
+    is found under its pending name (``checkpoint_last.new.pt``); a damaged last checkpoint
+    (truncated, unreadable) is reported and the previous one kept beside it is used. Call it
+    holding the run folder's lock: it removes the temporary files of interrupted writes."""
     resume = resume_mode(resume)
     if resume != "never" and ctx.is_main:
         remove_stale_temporary_files(paths.root)
+        if ckpt.finish_interrupted_save(paths.best):
+            print(f"[tufl] --resume: completed the interrupted save of {paths.best} (its new version was "
+                  "complete)", flush=True)
     versions = ckpt.checkpoint_versions(paths.last)
     if resume == "never":
         if versions:
@@ -111,10 +116,20 @@ def checkpoint_to_resume(paths: RunPaths, resume: ResumeMode | bool, ctx: DistCo
         except WeightsError as error:
             problems.append(str(error))
             continue
-        if problems and ctx.is_main:
-            print(f"[tufl] --resume: {'; '.join(problems)}; resuming from {path} instead", flush=True)
+        if ctx.is_main:
+            print(resume_line(path, state, problems, paths.last), flush=True)
         return state, path
     raise WeightsError("cannot resume: no readable checkpoint: " + "; ".join(problems))
+
+
+def resume_line(path: Path, state: dict[str, Any], problems: list[str], last: Path) -> str:
+    """The line saying which checkpoint a run resumes from, and why when it is not ``last``."""
+    detail = f"iteration {state.get('iteration', '?')}"
+    if path == ckpt.pending_checkpoint(last):
+        detail += f"; complete, but the run stopped before renaming it to {last.name}"
+    if problems:
+        return f"[tufl] --resume: {'; '.join(problems)}; resuming from {path} instead ({detail})"
+    return f"[tufl] --resume: resuming from {path} ({detail})"
 
 
 def remove_stale_temporary_files(run_dir: Path) -> list[Path]:
@@ -258,20 +273,56 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (disk full, no permission); the run stops cleanly."""
 
 
+class NonFiniteWeightsError(RuntimeError):
+    """The model's weights hold NaN or inf: no checkpoint of them is written, the run stops."""
+
+
+def nonfinite_tensors(tensors: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding NaN or inf (one host read per device)."""
+    floats = [(name, t) for name, t in tensors.items() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for name, t in floats:
+        by_device.setdefault(t.device, []).append((name, t))
+    bad = []
+    for items in by_device.values():
+        flags = torch.stack([torch.isfinite(t).all() for _, t in items]).tolist()
+        bad += [name for (name, _), ok in zip(items, flags) if not ok]
+    return bad
+
+
+def _nonfinite_problem(path: Path, state: dict[str, Any]) -> NonFiniteWeightsError | None:
+    bad = nonfinite_tensors(state.get("model", {}))
+    if not bad:
+        return None
+    kept = [p.name for p in ckpt.checkpoint_versions(path)]
+    named = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return NonFiniteWeightsError(
+        f"the run in {path.parent} has non-finite weights (NaN or inf) at iteration {state['iteration']}: {named}. "
+        f"Not writing {path.name}; the checkpoints already written are intact ({', '.join(kept) or 'none yet'}). "
+        "Training diverged: check optim.lr, set train.grad_clip or turn train.amp off, and start again from a "
+        "checkpoint written before it")
+
+
 def save_run_state(path: Path, state: dict[str, Any], ctx: DistContext, keep: int = 1) -> None:
-    """Write ``state`` from the main rank (keeping ``keep`` versions). Under DDP every rank learns
-    whether it worked, so a failed write stops every rank rather than leaving them waiting."""
-    error: OSError | None = None
+    """Write ``state`` from the main rank (keeping ``keep`` versions), unless its weights are not
+    finite (:class:`NonFiniteWeightsError`). Under DDP every rank learns whether it worked, so a
+    failed write stops every rank rather than leaving them waiting."""
+    error: OSError | NonFiniteWeightsError | None = None
     if ctx.is_main:
+        error = _nonfinite_problem(path, state)
         try:
-            ckpt.save_checkpoint(path, state, keep)
+            if error is None:
+                ckpt.save_checkpoint(path, state, keep)
         except OSError as exc:
             error = exc
-    if not all_true(error is None, ctx) or error is not None:
-        kept = [p.name for p in ckpt.checkpoint_versions(path)]
-        reason = (error.strerror or str(error)) if error is not None else f"rank 0 could not write {path}"
-        raise CheckpointWriteError(
-            f"{reason}. Training stopped at iteration {state['iteration']} rather than going on without a way "
-            f"back; the checkpoints already written are intact ({', '.join(kept) or 'none yet'}). Free space or "
-            "fix the folder's permissions, then continue with --resume auto"
-        ) from error
+    if all_true(error is None, ctx) and error is None:
+        return
+    if isinstance(error, NonFiniteWeightsError):
+        raise error
+    kept = [p.name for p in ckpt.checkpoint_versions(path)]
+    reason = (error.strerror or str(error)) if error is not None else f"rank 0 could not write {path}"
+    raise CheckpointWriteError(
+        f"{reason}. Training stopped at iteration {state['iteration']} rather than going on without a way "
+        f"back; the checkpoints already written are intact ({', '.join(kept) or 'none yet'}). Free space or "
+        "fix the folder's permissions, then continue with --resume auto"
+    ) from error

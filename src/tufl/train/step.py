@@ -10,8 +10,12 @@ applied on the device:
 * the fused SGD kernel reads ``optimizer.found_inf`` and leaves weights and momentum
   untouched when it is set (:class:`OptimizerStep`); with fp16 loss scaling the
   GradScaler takes that decision from the gradients, which a dropped step poisons;
+* a step that leaves a weight non-finite (a NaN learning rate, an overflowing update) is
+  undone after it: the weights and the optimiser's state are copied before the step and
+  put back with ``torch.where`` (:class:`WeightGuard`), and the step counts as skipped;
 * the non-finite counters are device tensors (:class:`NonFiniteCounters`), read and
   checked against ``train.max_nonfinite`` when a log line is written.
+:func:`finish_step` is that sequence after the backward pass.
 
 Only the foreach (non-fused) SGD, where fused SGD is unavailable or turned off, reads the
 flag on the host (one synchronisation per step), as does GradScaler with it.
@@ -59,29 +63,34 @@ def all_ranks_finite(finite: Tensor, ctx: DistContext) -> Tensor:
     return flag.reshape(()) > 0.5
 
 
-def grads_finite(params: Iterable[nn.Parameter], device: torch.device) -> Tensor:
-    """Whether every gradient is finite (bool device tensor), read in one pass per device and dtype."""
+def _by_device_and_dtype(tensors: Iterable[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[Tensor]]:
     groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
-    for p in params:
-        if p.grad is not None:
-            groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    return groups
+
+
+@torch.no_grad()
+def all_finite(tensors: Iterable[Tensor], device: torch.device) -> Tensor:
+    """Whether every element of ``tensors`` is finite (bool tensor on ``device``), read in one
+    pass per device and dtype, without a host read."""
     found = torch.zeros((), dtype=torch.float32, device=device)
-    for (grad_device, _), grads in groups.items():
-        found_here = torch.zeros((), dtype=torch.float32, device=grad_device)
-        one = torch.ones((), dtype=torch.float32, device=grad_device)
-        # GradScaler's check: sets found_here where a gradient is inf/NaN (x 1.0 leaves them exact).
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, found_here, one)
+    for (where, _), group in _by_device_and_dtype(tensors).items():
+        found_here = torch.zeros((), dtype=torch.float32, device=where)
+        one = torch.ones((), dtype=torch.float32, device=where)
+        # GradScaler's check: sets found_here where a value is inf/NaN (x 1.0 leaves them exact).
+        torch._amp_foreach_non_finite_check_and_unscale_(group, found_here, one)
         found = found + found_here.to(device, non_blocking=True)
     return found == 0
 
 
+def grads_finite(params: Iterable[nn.Parameter], device: torch.device) -> Tensor:
+    """Whether every gradient is finite (bool device tensor), read in one pass per device and dtype."""
+    return all_finite((p.grad for p in params if p.grad is not None), device)
+
+
 def _copy_all(targets: list[Tensor], sources: list[Tensor]) -> None:
-    copy_ = getattr(torch, "_foreach_copy_", None)
-    if copy_ is not None:
-        copy_(targets, sources)
-    else:  # pragma: no cover - torch builds without the foreach copy
-        for target, source in zip(targets, sources):
-            target.copy_(source)
+    torch._foreach_copy_(targets, sources)  # one multi-tensor copy (torch >= 2.1)
 
 
 class DeviceSnapshot:
@@ -143,6 +152,68 @@ class DeviceSnapshot:
             self.extra_owner.load_state_dict(self.extra, strict=False)  # type: ignore[union-attr]
 
 
+# Devices whose flag the weight check reads on the host (no device to wait for there).
+HOST_READ_DEVICES = ("cpu",)
+
+
+class WeightGuard:
+    """Undoes, on the device, an optimiser step that left a weight or an optimiser state tensor
+    non-finite (a NaN or huge learning rate, an overflowing update). :meth:`save` copies them
+    before the step into one persistent buffer per device and dtype (memory: one copy of the
+    weights and the optimiser state); :meth:`check` returns the flag and puts the copies back
+    with ``torch.where`` where it is false; state the step created goes back to zeros (as it
+    starts). A host read only for foreach AdamW on a GPU (its step counts live on the CPU).
+    Under DDP the ranks compute the same update, so their flags agree without an all-reduce."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.saved: list[tuple[list[Tensor], list[Tensor]]] = []  # (tensors, their copies) per buffer
+        self.known: set[int] = set()
+        self._layout: tuple[tuple[int, int], ...] = ()
+
+    def _tensors(self) -> list[Tensor]:
+        out: list[Tensor] = []
+        seen: set[int] = set()
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                for t in (p, *self.optimizer.state.get(p, {}).values()):
+                    if isinstance(t, Tensor) and t.is_floating_point() and id(t) not in seen:
+                        seen.add(id(t))
+                        out.append(t)
+        return out
+
+    @torch.no_grad()
+    def save(self) -> None:
+        tensors = self._tensors()
+        layout = tuple((id(t), t.numel()) for t in tensors)
+        if layout != self._layout:  # the first step, or new state: new buffers
+            self._layout, self.known = layout, {id(t) for t in tensors}
+            self.saved = []
+            for (device, dtype), group in _by_device_and_dtype(tensors).items():
+                flat = torch.empty(sum(t.numel() for t in group), device=device, dtype=dtype)
+                copies = [c.view(t.shape) for c, t in zip(flat.split([t.numel() for t in group]), group)]
+                self.saved.append((group, copies))
+        for group, copies in self.saved:
+            _copy_all(copies, group)
+
+    @torch.no_grad()
+    def check(self, device: torch.device) -> Tensor:
+        """Whether the step left every weight and state tensor finite (bool tensor on ``device``);
+        where not, the step is undone."""
+        tensors = self._tensors()
+        finite = all_finite(tensors, device)
+        if device.type in HOST_READ_DEVICES and bool(finite):  # nothing to wait for: restore only if needed
+            return finite
+        for group, copies in self.saved:
+            keep = finite.to(group[0].device)  # a host read only for CPU state beside device weights
+            for t, copy_ in zip(group, copies):
+                torch.where(keep, t, copy_, out=t)
+        for t in tensors:
+            if id(t) not in self.known:  # created by this step
+                t.masked_fill_(~finite.to(t.device), 0)
+        return finite
+
+
 class NonFiniteCounters:
     """Skipped steps, the current run of them and the longest run since the last check (device)."""
 
@@ -185,11 +256,13 @@ class OptimizerStep:
     when the optimiser is fused."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                 params: list[nn.Parameter], grad_clip: float | None) -> None:
+                 params: list[nn.Parameter], grad_clip: float | None, check_weights: bool = True) -> None:
         self.optimizer = optimizer
         self.scaler = scaler
         self.params = params
         self.grad_clip = grad_clip
+        self.guard = WeightGuard(optimizer) if check_weights else None
+        self.weights_finite: Tensor | None = None  # the last step's weight check (a device flag)
         self._momentum_ready = False
 
     @property
@@ -201,9 +274,18 @@ class OptimizerStep:
         return not self.scaler.is_enabled()
 
     def __call__(self, finite: Tensor) -> Tensor | None:
-        """Apply the step; returns the gradient norm before clipping when ``grad_clip`` is set."""
+        """Apply the step, undone when it leaves a weight non-finite (:class:`WeightGuard`; its flag
+        is then ``weights_finite``); returns the gradient norm before clipping when ``grad_clip`` is set."""
         if self.fused:
             self._zero_missing_momentum()
+        if self.guard is None:
+            return self._step(finite)
+        self.guard.save()
+        norm = self._step(finite)
+        self.weights_finite = self.guard.check(finite.device)
+        return norm
+
+    def _step(self, finite: Tensor) -> Tensor | None:
         norm = None
         if self.scaler.is_enabled():
             self._poison_unless(finite)  # the scaler finds inf and skips (and lowers its scale)
@@ -251,6 +333,19 @@ class OptimizerStep:
                         continue
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         self._momentum_ready = ready
+
+
+def finish_step(finite: Tensor, update: OptimizerStep, snapshot: DeviceSnapshot,
+                counters: NonFiniteCounters) -> tuple[Tensor, Tensor | None]:
+    """The end of a step, after the backward pass: step the optimiser unless ``finite`` is false,
+    and-in its weight check, put ``snapshot`` back unless the result is true and count it.
+    Returns that flag and the gradient norm (``grad_clip``), all without a host read."""
+    norm = update(finite)
+    if update.weights_finite is not None:
+        finite = finite & update.weights_finite
+    snapshot.restore_unless(finite)
+    counters.update(finite)
+    return finite, norm
 
 
 @dataclass
