@@ -109,8 +109,9 @@ def test_max_nonfinite_stops_the_run_at_the_next_log_line(scene_info, tmp_path, 
     tree = runs.run_tree(scene_info, tmp_path / "nan", "source_only", iters=8,
                          train={"max_nonfinite": 2, "log_every": 4, "checkpoint_every": 100})
     trainer = Trainer(runs.config(tree))
-    with pytest.raises(NonFiniteLossError, match=r"2 non-finite losses in a row \(train.max_nonfinite: 2\) "
-                                                 r"by iteration 4: stopping. Lower optim.lr"):
+    expected = (r"2 non-finite losses in a row \(steps skipped for a non-finite loss, gradient or updated "
+                r"weight; train.max_nonfinite: 2\) by iteration 4: stopping. Lower optim.lr")
+    with pytest.raises(NonFiniteLossError, match=expected):
         trainer.run()
     assert trainer.iteration == 4
     (record,) = read_metrics(tmp_path / "nan", "train")  # the log line is written first

@@ -245,7 +245,8 @@ class NonFiniteCounters:
         self.longest.copy_(self.in_row)
         if longest >= limit:
             raise NonFiniteLossError(
-                f"{longest} non-finite losses in a row (train.max_nonfinite: {limit}) by iteration "
+                f"{longest} non-finite losses in a row (steps skipped for a non-finite loss, gradient or "
+                f"updated weight; train.max_nonfinite: {limit}) by iteration "
                 f"{iteration}: stopping. Lower optim.lr, set train.grad_clip, disable train.amp, "
                 "or check the data (tufl check-data)."
             )
