@@ -16,7 +16,7 @@ ROOT = Path(tufl.__file__).parent
 # Bottom to top: each package may import itself and the packages before it. Modules at the
 # top of the package (tufl/__init__.py, tufl/__main__.py) are the entry points, above all.
 LAYERS = ("runtime", "data", "models", "losses", "mixing", "objective", "evaluation", "train", "config",
-          "report", "demo", "bench", "cli")
+          "report", "demo", "ablation", "bench", "cli")
 ENTRY = len(LAYERS)
 
 

@@ -203,6 +203,18 @@ def test_dual_soft_views_get_the_photometric_transform_only_when_asked(dual_phot
         assert torch.equal(view.images, want)
 
 
+@pytest.mark.parametrize("single_photometric", [True, False])
+def test_the_single_mixed_image_gets_the_photometric_transform_unless_turned_off(single_photometric):
+    xs, ys, xt, yt, conf = _batch()
+    cfg = MixConfig(mode="single", p_longtail=0.0, single_photometric=single_photometric)
+    result = CrossDomainMixer(cfg, C, photometric=lambda images, g: 255 - images)(
+        xs, ys, xt, yt, conf, torch.Generator().manual_seed(0))
+    plain = CrossDomainMixer(cfg, C)(xs, ys, xt, yt, conf, torch.Generator().manual_seed(0))
+    (view,), (base,) = result.views(), plain.views()
+    assert torch.equal(view.images, 255 - base.images if single_photometric else base.images)
+    assert torch.equal(view.labels, base.labels)
+
+
 def test_longtail_instances_bring_related_classes_by_default():
     rider, bicycle, car = NAMES.index("rider"), NAMES.index("bicycle"), NAMES.index("car")
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "demo": "run the built-in synthetic->realistic benchmark end to end",
     "train": "train a model (source_only, stage1 or stage2) from a config",
+    "ablate": "train a grid of config overrides over several seeds and tabulate mean, std and paired differences",
     "evaluate": "evaluate a checkpoint on a labelled split (mIoU)",
     "report": "write an HTML report of training runs (curves, per-class IoU, sample predictions)",
     "predict": "predict images, folders or globs to colour maps",

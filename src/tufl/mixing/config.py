@@ -66,6 +66,8 @@ class MixConfig:
     dual_longtail_count: int = 2
     # Apply the photometric transform T to the two dual_soft views (authors: no).
     dual_photometric: bool = False
+    # Apply the photometric transform T to the single-mode mixed image (authors: yes).
+    single_photometric: bool = True
 
     def problems(self) -> list[str]:
         """Messages ``"field: what is wrong"`` for impossible values (empty if none)."""

@@ -12,7 +12,8 @@ computes its own loss from the student's logits, so the trainer does::
 
 and scales it by ``lambda_mix``. The photometric transform ``T`` (owned by the
 data package) is applied to the single-mode mixed image after mixing, and to
-the dual_soft views only with ``dual_photometric`` (the authors do not).
+the dual_soft views only with ``dual_photometric`` (the authors do not), to the single-mode
+image unless ``single_photometric`` is off (the authors apply it).
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ class CrossDomainMixer:
                 images, labels, mask, longtail, thresholds, generator
             )
         view = MixedView(
-            images=self._finish(images, generator),
+            images=self._finish(images, generator) if self.config.single_photometric else images,
             labels=labels,
             weights=self._weights(mask, target_weight),
             mask=mask,

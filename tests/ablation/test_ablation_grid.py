@@ -1,0 +1,122 @@
+"""Grid files and run plans of ``tufl ablate``: validation before anything runs, the shipped
+grids, and the sharing of earlier-stage runs between rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import runs
+from tufl.ablation.grid import GridError, parse_grid
+from tufl.ablation.job import AblationOptions, prepare
+from tufl.cli import main
+from tufl.runtime.typed_config import to_plain
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((REPO / "configs" / "ablations").glob("*.yaml"))
+RUNNER_KEYS = ("experiment.output_dir", "experiment.seed", "model.pretrained")
+
+
+def _grid(path: Path, rows: list[dict], **top) -> Path:
+    path.write_text(yaml.safe_dump({**top, "rows": rows}))
+    return path
+
+
+@pytest.fixture
+def stage1_config(scene_info, tmp_path) -> Path:
+    return runs.write_yaml(runs.run_tree(scene_info, tmp_path / "unused", "stage1"), tmp_path / "stage1.yaml")
+
+
+def test_rows_with_an_unknown_key_or_a_refused_value_stop_everything_naming_row_and_key(
+        stage1_config, tmp_path, capsys):
+    grid = _grid(tmp_path / "grid.yaml", [
+        {"name": "good", "set": ["optim.lr=0.02"]},
+        {"name": "bad_key", "set": ["loss.tufl.gama=1"]},
+        {"name": "bad_value", "set": {"mix.p_longtail": 2}},
+        {"name": "owns_seed", "set": ["experiment.seed=4"]},
+    ])
+    out = tmp_path / "out"
+    status = main(["ablate", "--grid", str(grid), "--config", str(stage1_config), "--seeds", "0", "1",
+                   "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = err.splitlines()
+    assert any("row 'bad_key'" in line and "loss.tufl.gama" in line and "unknown key" in line for line in lines), err
+    assert any("row 'bad_value'" in line and "mix.p_longtail" in line for line in lines), err
+    assert any("row 'owns_seed'" in line and "experiment.seed" in line for line in lines), err
+    assert "row 'good'" not in err and "nothing was run" in err
+    assert not out.exists()  # nothing created, nothing run
+
+
+def test_grid_file_mistakes_are_reported_with_their_row(tmp_path):
+    grid = _grid(tmp_path / "grid.yaml", [{"name": "a", "sett": ["optim.lr=1"]}, {"name": "a"},
+                                          {"name": "b", "set": ["stage3:optim.lr=1", "optim.lr"]}],
+                 baseline="nobody")
+    with pytest.raises(GridError) as caught:
+        parse_grid(grid)
+    text = str(caught.value)
+    assert "row 'a': unknown key sett" in text and "repeated: a" in text
+    assert "row 'b': set: 'stage3:optim.lr=1': unknown stage 'stage3'" in text
+    assert "row 'b': set: 'optim.lr': expected KEY=VALUE" in text and "baseline: 'nobody' is not a row" in text
+
+
+@pytest.mark.parametrize("grid_path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("scale", ["full", "demo"])
+def test_every_shipped_grid_validates_against_its_base_config(grid_path, scale, tmp_path):
+    out = tmp_path / "out"
+    grid, setup, plan, baseline = prepare(AblationOptions(grid_path, out, scale=scale))
+    assert baseline == "authors" and grid.rows[0].name == "authors"
+    assert setup.stage == grid.stage and grid.stage in setup.chain
+    assert not out.exists()
+    base = to_plain(plan.row_runs(baseline)[0].cfg)
+    for row in grid.rows:
+        specs = plan.row_runs(row.name)
+        assert sorted(specs) == [0, 1, 2]
+        if row.name == baseline:
+            continue
+        # every row flips something of its run (or of the run it starts from) against the baseline's
+        mine = to_plain(specs[0].cfg)
+        changed = _differences(base, mine) or _differences(
+            to_plain(plan.runs[plan.row_runs(baseline)[0].parent].cfg), to_plain(plan.runs[specs[0].parent].cfg))
+        assert changed, f"row {row.name} trains the same config as the baseline"
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        path = f"{prefix}{key}"
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            out += _differences(a[key], b[key], path + ".")
+        elif a.get(key) != b.get(key) and path not in RUNNER_KEYS:
+            out.append(path)
+    return out
+
+
+def test_rows_share_the_earlier_stage_they_train_alike(scene_info, tmp_path):
+    stage1 = runs.write_yaml(runs.run_tree(scene_info, tmp_path / "u1", "stage1"), tmp_path / "stage1.yaml")
+    stage2 = runs.write_yaml(runs.run_tree(scene_info, tmp_path / "u2", "stage2", model={"pretrained": "s1.pt"}),
+                             tmp_path / "stage2.yaml")
+    grid = _grid(tmp_path / "grid.yaml", [
+        {"name": "authors"}, {"name": "dual", "set": ["mix.mode=dual_soft"]},
+        {"name": "own_stage1", "set": ["stage1:optim.lr=0.02"]}, {"name": "stage1_only", "stage": "stage1"},
+    ], stage="stage2")
+    out = tmp_path / "out"
+    _, setup, plan, _ = prepare(AblationOptions(grid, out, seeds=(0, 1), config=str(stage2),
+                                                before=(f"stage1={stage1}",)))
+    assert setup.chain == ("stage1", "stage2")
+    assert len(plan.runs) == 2 * 5  # per seed: 2 stage-one runs, 3 stage-two runs
+    for seed in (0, 1):
+        shared = plan.row_runs("stage1_only")[seed]  # the row measuring stage one is the run the others start from
+        assert shared.run_dir == out / "stage1_only" / f"seed_{seed}" and shared.parent is None
+        for row in ("authors", "dual"):
+            spec = plan.row_runs(row)[seed]
+            assert spec.parent == shared.key
+            assert f"model.pretrained={shared.run_dir / 'checkpoint_last.pt'}" in spec.overrides
+            assert spec.cfg.model.pretrained == str(shared.run_dir / "checkpoint_last.pt")
+        own = plan.runs[plan.row_runs("own_stage1")[seed].parent]
+        assert own.key != shared.key and own.run_dir.parent.name.startswith("stage1-")
+        assert own.cfg.optim.lr == 0.02 and shared.cfg.optim.lr == 0.01 and own.cfg.experiment.seed == seed
+    keys = list(plan.runs)
+    assert all(keys.index(s.parent) < keys.index(s.key) for s in plan.runs.values() if s.parent)
