@@ -81,6 +81,11 @@ fi
 # the CUDA tests (the step without host synchronisation, device views, losses, mixing, evaluation)
 [ -n "${SMOKE:-}" ] || step 150 $py -m pytest -q -p no:cacheprovider -m cuda tests
 
+# the cost of the weight check (WeightGuard) on the GPU, at the step benchmark's size
+if [ -n "${SMOKE:-}" ]; then guard_args=(--archs bisenet --size 32 32 --repeats 4); else guard_args=(--size 512 512); fi
+step 90 env PYTHONPATH="$(pwd)/src${PYTHONPATH:+:$PYTHONPATH}" $py benchmarks/weight_guard_cost.py --device "$device" \
+    "${guard_args[@]}"
+
 # 3. compiled: whole iterations (after settings; reuses the generated data and prepared copy), step alone
 [ -n "${SMOKE:-}" ] || step 240 $py -m tufl benchmark train "${e2e[@]}" "${new[@]}" --set train.compile=true \
     --set "data.prepared_dir=$work/e2e/prepared" --set data.target_views.strong_view=device \
