@@ -120,3 +120,28 @@ def test_rows_share_the_earlier_stage_they_train_alike(scene_info, tmp_path):
         assert own.cfg.optim.lr == 0.02 and shared.cfg.optim.lr == 0.01 and own.cfg.experiment.seed == seed
     keys = list(plan.runs)
     assert all(keys.index(s.parent) < keys.index(s.key) for s in plan.runs.values() if s.parent)
+
+
+def test_rows_select_a_subset_and_refuse_unknown_names(tmp_path):
+    grid_path = REPO / "configs" / "ablations" / "cim_components.yaml"
+    grid, _, plan, _ = prepare(AblationOptions(grid_path, tmp_path / "out", scale="demo",
+                                               rows=("no_strong_view", "authors")))
+    assert [row.name for row in grid.rows] == ["authors", "no_strong_view"]  # the grid's order
+    assert sorted({spec.row for spec in plan.runs.values() if spec.row}) == ["authors", "no_strong_view"]
+    with pytest.raises(GridError, match="--rows nobody: not a row"):
+        prepare(AblationOptions(grid_path, tmp_path / "out", scale="demo", rows=("authors", "nobody")))
+
+
+def test_the_data_seed_generates_the_scenes_the_runs_train_on(tmp_path, monkeypatch):
+    import tufl.demo.scenes as scenes
+    import tufl.train.builders as builders
+
+    seen: list[int] = []
+    monkeypatch.setattr(scenes, "ensure_demo_data", lambda root, seed, **_: seen.append(seed))
+    monkeypatch.setattr(builders, "open_training_datasets", lambda cfg: {})
+    grid_path = REPO / "configs" / "ablations" / "cim_components.yaml"
+    _, setup, plan, _ = prepare(AblationOptions(grid_path, tmp_path / "out", scale="demo", data_seed=7))
+    setup.prepare(next(iter(plan.runs.values())).cfg)
+    assert seen == [7] and "data seed 7" in setup.description
+    with pytest.raises(GridError, match="--data-seed: only with --scale demo"):
+        prepare(AblationOptions(grid_path, tmp_path / "out", data_seed=7))

@@ -9,14 +9,14 @@ stopped ones resume). Bad input (the grid, a row's config) raises a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tufl.ablation.execute import STOPPED, Runner, stop_on_signals, train_command
 from tufl.ablation.grid import Grid, GridError, parse_grid
 from tufl.ablation.output import JSON_NAME, MARKDOWN_NAME, cell, signed_cell, write_outputs
 from tufl.ablation.plan import Plan, RunSpec, plan_runs
-from tufl.ablation.scale import Setup, demo_setup, full_setup
+from tufl.ablation.scale import DEMO_DATA_SEED, Setup, demo_setup, full_setup
 from tufl.ablation.table import AblationTable, RowTable, build_table
 from tufl.evaluation.seed_runs import read_run_result
 from tufl.runtime.atomic import atomic_write_json
@@ -44,27 +44,41 @@ class AblationOptions:
     jobs: int = 1
     report: bool = False
     workers: int = 2
+    data_seed: int = DEMO_DATA_SEED
+    rows: tuple[str, ...] = ()
 
 
 def prepare(options: AblationOptions) -> tuple[Grid, Setup, Plan, str]:
     """The grid, its setup, its validated plan and the baseline row; nothing is written."""
     if options.jobs < 1:
         raise GridError([f"--jobs: give at least 1, got {options.jobs}"])
-    grid = parse_grid(options.grid)
+    grid = select_rows(parse_grid(options.grid), options.rows)
     out = options.out.absolute()  # the runs' paths (output folders, chained checkpoints) hold from any folder
     if options.scale == "demo":
         if options.config is not None or options.before:
             raise GridError(["--config, --before: not with --scale demo, which trains the demo's configs"])
-        setup = demo_setup(grid, (options.data_dir or out / "data").absolute(), options.quick, options.workers)
+        setup = demo_setup(grid, (options.data_dir or out / "data").absolute(), options.quick, options.workers,
+                           options.data_seed)
     else:
-        if options.quick:
-            raise GridError(["--quick: only with --scale demo"])
+        if options.quick or options.data_seed != DEMO_DATA_SEED:
+            raise GridError(["--quick, --data-seed: only with --scale demo"])
         setup = full_setup(grid, options.config, options.before)
     baseline = options.baseline or grid.baseline or grid.rows[0].name
     if baseline not in [row.name for row in grid.rows]:
         raise GridError([f"--baseline {baseline!r}: not a row of {grid.path}; rows: "
                          + ", ".join(row.name for row in grid.rows)])
     return grid, setup, plan_runs(grid, setup, options.seeds, out, options.overrides), baseline
+
+
+def select_rows(grid: Grid, names: tuple[str, ...]) -> Grid:
+    """The grid with only the rows named (all of them when none is); an unknown name is refused."""
+    if not names:
+        return grid
+    known = [row.name for row in grid.rows]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise GridError([f"--rows {', '.join(unknown)}: not a row of {grid.path}; rows: {', '.join(known)}"])
+    return replace(grid, rows=tuple(row for row in grid.rows if row.name in names))
 
 
 def describe(spec: RunSpec) -> str:

@@ -20,7 +20,8 @@ from tufl.objective.registry import MODES
 from tufl.runtime.typed_config import read_config_tree
 
 SCALES = ("full", "demo")
-# The data seed of the demo scale: every training seed sees the same generated scenes.
+# The default data seed of the demo scale: every training seed sees the same generated
+# scenes. Another data seed generates other scenes (a disjoint split to check decisions on).
 DEMO_DATA_SEED = 0
 
 
@@ -88,10 +89,11 @@ def full_setup(grid: Grid, config: str | None, before: Sequence[str]) -> Setup:
     return Setup(_ordered_chain(stated, stage, base), stage, description=f"configs: {base}")
 
 
-def demo_setup(grid: Grid, data_dir: Path, quick: bool = False, workers: int = 2) -> Setup:
+def demo_setup(grid: Grid, data_dir: Path, quick: bool = False, workers: int = 2,
+               data_seed: int = DEMO_DATA_SEED) -> Setup:
     """The grid on the demo's generated scenes with the demo's stage configs and schedule
-    (``tufl demo``; ``quick``: its ``--quick`` data and iterations): the chain is the demo's
-    stages up to the grid's stage."""
+    (``tufl demo``; ``quick``: its ``--quick`` data and iterations; ``data_seed``: the seed of
+    the generated scenes): the chain is the demo's stages up to the grid's stage."""
     from tufl.demo.pipeline import DEFAULT, QUICK, STAGE_NAMES, config_path
     from tufl.demo.scenes import SOURCE_DIR, TARGET_DIR
 
@@ -107,22 +109,22 @@ def demo_setup(grid: Grid, data_dir: Path, quick: bool = False, workers: int = 2
     overrides = {s: common + ((f"train.iters={iters[s]}",) if s in iters else ()) for s in stages}
 
     def prepare(cfg: Any) -> None:
-        _demo_data(data_dir, settings, workers, cfg)
+        _demo_data(data_dir, settings, workers, cfg, data_seed)
 
     size = f"{settings.size[0]}x{settings.size[1]}"
     return Setup({s: config_path(s) for s in stages}, grid.stage, overrides, prepare,
-                 f"demo scale{' (quick)' if quick else ''}: generated {size} scenes in {data_dir}, "
+                 f"demo scale{' (quick)' if quick else ''}: generated {size} scenes (data seed {data_seed}) in {data_dir}, "
                  f"the demo's configs and schedule")
 
 
-def _demo_data(data_dir: Path, settings: Any, workers: int, cfg: Any) -> None:
+def _demo_data(data_dir: Path, settings: Any, workers: int, cfg: Any, data_seed: int) -> None:
     """Generate (or reuse) the demo's scenes and write their prepared copies (``tufl prepare-data``)."""
     from tufl.data.prepared import prepare
     from tufl.demo.scenes import ensure_demo_data
     from tufl.train.builders import open_training_datasets
 
     started = time.time()
-    ensure_demo_data(data_dir, seed=DEMO_DATA_SEED, size=settings.size, n_source=settings.n_source,
+    ensure_demo_data(data_dir, seed=data_seed, size=settings.size, n_source=settings.n_source,
                      n_target_train=settings.n_target_train, n_target_val=settings.n_target_val, workers=workers)
     for base in open_training_datasets(cfg).values():
         prepare(base, cfg.data.prepared_dir, workers=max(1, workers), progress=False)

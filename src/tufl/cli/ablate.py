@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write DIR/report (tufl report of each row's first finished seed: curves, "
                              "per-class IoU), linked from index.html")
     parser.add_argument("--workers", type=int, default=2, help="--scale demo: processes generating the data")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="--scale demo: seed of the generated scenes (default 0); another seed gives other "
+                             "scenes, a disjoint split to check a decision on")
+    parser.add_argument("--rows", nargs="+", default=[], metavar="ROW",
+                        help="train only these rows of the grid (default: all; the baseline row must be one)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         grid=Path(args.grid), out=Path(args.out), seeds=tuple(args.seeds), config=args.config,
         before=tuple(args.before), overrides=tuple(args.overrides), scale=args.scale, quick=args.quick,
         data_dir=Path(args.data_dir) if args.data_dir else None, baseline=args.baseline, jobs=args.jobs,
-        report=args.report, workers=args.workers)
+        report=args.report, workers=args.workers, data_seed=args.data_seed, rows=tuple(args.rows))
     try:
         return run_ablation(options)
     except USER_ERRORS as error:
