@@ -8,6 +8,8 @@ error line) is reported and the runs that start from it are not trained. Runs go
 a time, or ``jobs`` at a time, never before the run they start from. The output of each
 run goes to ``<out>/logs/<run>.log``. A SIGTERM or SIGINT stops the runs cleanly: each
 running one gets SIGTERM (it checkpoints and exits with status 3), no new one starts.
+On Linux a run also gets SIGTERM when ``tufl ablate`` dies without a word (SIGKILL, an OOM
+kill), so no orphan keeps training beside the rerun.
 """
 
 from __future__ import annotations
@@ -57,6 +59,24 @@ class _Running:
     process: subprocess.Popen
     started: float
     log: Path
+
+
+def stop_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to send the child SIGTERM when this process dies
+    (``PR_SET_PDEATHSIG``); None elsewhere. A child whose parent is already gone exits."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(PREEMPTED_EXIT_STATUS)
+
+    return preexec
 
 
 def log_path(out: Path, spec: RunSpec) -> Path:
@@ -151,7 +171,8 @@ class Runner:
             stream.flush()
             # A session of its own: a Ctrl-C at the terminal reaches tufl ablate, which forwards a SIGTERM.
             process = subprocess.Popen(train_command(spec), stdout=stream, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=stop_with_parent())
         self._running.append(_Running(spec, process, time.time(), log))
 
     def _reap(self) -> None:
