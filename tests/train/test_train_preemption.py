@@ -185,3 +185,31 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_one_iteration_with_one_checkpoi
     assert len(reports) == 2, output[-3000:]
     assert all(f"at iteration {stopped_at};" in line for line in reports)
     assert "/tufl/" not in output  # the only traceback is torchrun's own (its agent re-raises the signal)
+
+
+POOL_SCRIPT = textwrap.dedent("""
+    import multiprocessing, os, signal, sys, time
+    from tufl.runtime.distributed import DistContext
+    from tufl.runtime.stop_signals import StopSignals
+
+    def block_forever():
+        multiprocessing.Event().wait()
+
+    with StopSignals(["SIGTERM", "SIGUSR1"], DistContext()) as stop:
+        child = multiprocessing.get_context("fork").Process(target=block_forever)
+        child.start()
+        time.sleep(0.2)
+        child.terminate()  # what Pool.terminate does to its workers: SIGTERM
+        child.join(timeout=60)
+        print("child", child.exitcode, "run", stop.stop_requested(), flush=True)
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_a_process_forked_during_a_run_dies_of_sigterm_and_the_run_goes_on():
+    """A multiprocessing pool built while the run's stop signals are caught (the class index of
+    stage two) ends its workers with SIGTERM; inheriting the run's handler, they used to print
+    'SIGTERM received' and block forever, and the run hung in Pool.terminate."""
+    done = subprocess.run([sys.executable, "-c", POOL_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["child", str(-signal.SIGTERM), "run", "None"], done.stdout + done.stderr
+    assert "SIGTERM received" not in done.stderr

@@ -60,12 +60,14 @@ class StopSignals:
         self.received: str | None = None
         self._previous: dict[int, Any] = {}
         self._group = None
+        self._owner = os.getpid()
 
     def __enter__(self) -> StopSignals:
         if self.ctx.enabled and dist.is_initialized():
             backend = dist.get_backend()
             self._group = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
         if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            self._owner = os.getpid()
             for number in self.numbers:
                 self._previous[number] = signal.signal(number, self._handle)
         return self
@@ -76,6 +78,12 @@ class StopSignals:
         self._previous.clear()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._owner:
+            # A process forked while the run is active (a multiprocessing pool's worker) inherits
+            # this handler; the signal is meant for it (Pool.terminate), not for the run: die of it.
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            return
         name = signal.Signals(number).name
         if self.received is not None:
             # os.write: safe inside a signal handler, unlike print
