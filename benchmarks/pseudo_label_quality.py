@@ -37,7 +37,6 @@ def measure(run_dir: Path, threshold: float | None, device: str) -> dict:
     dataset = open_dataset(cfg.data.target, cfg.model.num_classes, cfg.data.skip_bad_files)
     thr = threshold if threshold is not None else cfg.mix.confidence_threshold
     every, confident = (ConfusionMatrix(cfg.model.num_classes, device) for _ in range(2))
-    labelled = passed = 0
     for i in range(len(dataset)):
         truth = dataset.read_label(i)
         if truth is None:
@@ -47,12 +46,9 @@ def measure(run_dir: Path, threshold: float | None, device: str) -> dict:
         keep = conf >= thr
         every.update(labels, truth_t)
         confident.update(labels, torch.where(keep, truth_t, torch.full_like(truth_t, every.ignore_index)))
-        valid = truth_t != every.ignore_index
-        labelled += int(valid.sum())
-        passed += int((valid & keep).sum())
     return {"run": str(run_dir), "images": len(dataset), "threshold": thr,
             "miou": round(100 * every.miou(), 2), "pixel_accuracy": round(100 * every.pixel_accuracy(), 2),
-            "share_confident": round(100 * passed / max(labelled, 1), 2),
+            "share_confident": round(100 * int(confident.matrix.sum()) / max(int(every.matrix.sum()), 1), 2),
             "accuracy_confident": round(100 * confident.pixel_accuracy(), 2),
             "miou_confident": round(100 * confident.miou(), 2),
             "iou": [None if v != v else round(100 * float(v), 1) for v in every.iou().tolist()]}

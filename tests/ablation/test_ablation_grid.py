@@ -145,3 +145,16 @@ def test_the_data_seed_generates_the_scenes_the_runs_train_on(tmp_path, monkeypa
     assert seen == [7] and "data seed 7" in setup.description
     with pytest.raises(GridError, match="--data-seed: only with --scale demo"):
         prepare(AblationOptions(grid_path, tmp_path / "out", data_seed=7))
+
+
+def test_a_data_folder_of_another_data_seed_is_refused_not_regenerated(tmp_path):
+    from tufl.demo.scenes import ensure_demo_data, load_demo_data_info
+
+    data = tmp_path / "data"
+    ensure_demo_data(data, seed=0, size=(64, 32), n_source=2, n_target_train=2, n_target_val=1, workers=1)
+    grid_path = REPO / "configs" / "ablations" / "cim_components.yaml"
+    _, setup, plan, _ = prepare(AblationOptions(grid_path, tmp_path / "out", scale="demo", data_dir=data,
+                                                data_seed=7))
+    with pytest.raises(GridError, match="holds the scenes of data seed 0"):
+        setup.prepare(next(iter(plan.runs.values())).cfg)
+    assert load_demo_data_info(data).seed == 0  # untouched

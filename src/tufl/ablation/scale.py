@@ -120,9 +120,17 @@ def demo_setup(grid: Grid, data_dir: Path, quick: bool = False, workers: int = 2
 def _demo_data(data_dir: Path, settings: Any, workers: int, cfg: Any, data_seed: int) -> None:
     """Generate (or reuse) the demo's scenes and write their prepared copies (``tufl prepare-data``)."""
     from tufl.data.prepared import prepare
-    from tufl.demo.scenes import ensure_demo_data
+    from tufl.demo.scenes import ensure_demo_data, load_demo_data_info
     from tufl.train.builders import open_training_datasets
 
+    try:
+        found = load_demo_data_info(data_dir)
+    except ValueError:  # an unreadable manifest: regenerated below
+        found = None
+    if found is not None and found.seed != data_seed:
+        # Regenerating would change the scenes under the finished runs that trained on them.
+        raise GridError([f"--data-seed {data_seed}: {data_dir} holds the scenes of data seed {found.seed}; "
+                         f"give another --data-dir (or --out) for another data seed"])
     started = time.time()
     ensure_demo_data(data_dir, seed=data_seed, size=settings.size, n_source=settings.n_source,
                      n_target_train=settings.n_target_train, n_target_val=settings.n_target_val, workers=workers)
