@@ -41,8 +41,8 @@ step() {  # step TIMEOUT_S CMD...: run unless the budget is spent
   timeout "$limit" "$@" || { echo "!! failed: $*"; status=1; }
 }
 
-{ $py -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name())"
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+{ $py -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   nproc; } 2>&1 | tee "$out/env.txt"
 if [ -n "$before_src" ] && [ ! -d "$before_src/src/tufl" ]; then
   echo "!! BEFORE_SRC=$before_src holds no src/tufl: comparing settings within today's code only"; before_src=""

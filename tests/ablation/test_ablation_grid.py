@@ -158,3 +158,67 @@ def test_a_data_folder_of_another_data_seed_is_refused_not_regenerated(tmp_path)
     with pytest.raises(GridError, match="holds the scenes of data seed 0"):
         setup.prepare(next(iter(plan.runs.values())).cfg)
     assert load_demo_data_info(data).seed == 0  # untouched
+
+
+def test_the_demo_scale_switches_rows_against_the_authors_stage_two_protocol(tmp_path):
+    """`tufl demo` trains stage two with an EMA teacher; a grid at demo scale keeps the authors'
+    frozen labeller as its base, so the `authors` row is their protocol at either scale."""
+    from tufl.config import load_experiment
+    from tufl.demo.pipeline import config_path
+    from tufl.train.run_state import config_differences
+
+    grid_path = REPO / "configs" / "ablations" / "cim_components.yaml"
+    _, _, plan, _ = prepare(AblationOptions(grid_path, tmp_path / "out", scale="demo", seeds=(0,),
+                                            rows=("authors", "ema_teacher")))
+    authors, ema = (plan.row_runs(row)[0].cfg for row in ("authors", "ema_teacher"))
+    assert (authors.pseudo_labels.source, ema.pseudo_labels.source) == ("online", "ema")
+    assert ema.pseudo_labels.ema_momentum == 0.99
+    sets = ["model.pretrained=stage1.pt"]
+    demo = load_experiment(config_path("stage2"), sets)
+    theirs = load_experiment(config_path("stage2", authors_protocol=True), sets)
+    # The demo's own stage two differs from the authors' protocol by its pseudo-labeller only,
+    # and is exactly the grid's ema_teacher row.
+    assert sorted(d.split(":")[0] for d in config_differences(theirs, demo)) == [
+        "pseudo_labels.ema_momentum", "pseudo_labels.source"]
+    method = ("pseudo_labels.", "mix.", "loss.", "optim.", "model.arch", "train.iters")
+    assert [d for d in config_differences(demo, ema) if d.startswith(method)] == []
+
+
+def test_a_run_whose_config_file_changed_after_planning_is_refused_not_trained(stage1_config, tmp_path):
+    """A grid plans every run from its files; one edited while the grid runs would train
+    something else under the row's name, so that run fails naming the key instead."""
+    from tufl.ablation.execute import FAILED, TRAINED, Outcome, Runner, config_drift
+
+    grid = _grid(tmp_path / "grid.yaml", [{"name": "a"}, {"name": "b", "set": ["loss.lambda_u=0.5"]}],
+                 stage="stage1")
+    _, _, plan, _ = prepare(AblationOptions(grid, tmp_path / "out", seeds=(0,), config=str(stage1_config)))
+    started: list[str] = []
+    runner = Runner(plan, tmp_path / "out", say=lambda line: None)
+    runner._start = lambda spec, index, total: started.append(spec.row)  # no training here
+    tree = yaml.safe_load(stage1_config.read_text())
+    tree["optim"]["lr"] = 0.5
+    stage1_config.write_text(yaml.safe_dump(tree))
+    outcomes = runner.run()
+    assert started == []
+    for spec in plan.runs.values():
+        assert outcomes[spec.key].status == FAILED
+        assert "optim.lr: planned 0.01, now 0.5" in outcomes[spec.key].reason
+    tree["optim"]["lr"] = 0.01  # restored: the runs start
+    stage1_config.write_text(yaml.safe_dump(tree))
+    runner = Runner(plan, tmp_path / "out", say=lambda line: None)
+
+    def start(spec, index, total):
+        started.append(spec.row)
+        runner.outcomes[spec.key] = Outcome(TRAINED)
+
+    runner._start = start
+    runner.run()
+    assert started == ["a", "b"]
+    # after a run: the config it recorded is compared too (the files may change in between)
+    spec = plan.row_runs("b")[0]
+    recorded = to_plain(spec.cfg)
+    assert config_drift(spec, recorded) == []
+    recorded["loss"]["lambda_u"] = 0.08
+    assert config_drift(spec, recorded) == ["loss.lambda_u: planned 0.5, now 0.08"]
+    recorded["experiment"]["output_dir"] = "elsewhere"  # where it ran is not the config
+    assert config_drift(spec, recorded) == ["loss.lambda_u: planned 0.5, now 0.08"]

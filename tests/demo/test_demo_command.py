@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import yaml
 from PIL import Image
 
 
@@ -51,6 +52,10 @@ def test_quick_demo_runs_end_to_end_and_writes_every_report_file(tmp_path):
     for stage in ("source_only", "stage1", "stage2"):
         assert (tmp_path / "demo" / "runs" / stage / "checkpoint_last.pt").is_file()
     assert list((tmp_path / "demo" / "runs" / "stage2" / "inspect").glob("mix_*.png"))
+    # stage two learns from an EMA teacher (the demo's choice, docs/faithfulness.md), and says so
+    stage2 = yaml.safe_load((tmp_path / "demo" / "runs" / "stage2" / "config.yaml").read_text())
+    assert stage2["pseudo_labels"]["source"] == "ema" and stage2["pseudo_labels"]["ema_momentum"] == 0.99
+    assert summary["settings"]["stage-two pseudo-labels"] == "an EMA teacher of the student (momentum 0.99)"
     # a second run reuses the generated data (manifest matches) and trains again
     again = subprocess.run([sys.executable, "-m", "tufl", "demo", "--quick", "--out", str(tmp_path / "demo")],
                            capture_output=True, text=True, timeout=600)
@@ -69,3 +74,13 @@ def test_set_with_a_stage_prefix_reaches_only_that_stage(capsys):
     assert stage_overrides(["data.source.root=C:/data"], "stage1") == ["data.source.root=C:/data"]
     assert main(["demo", "--set", "stage3:optim.lr=1"]) == 2
     assert "unknown stage 'stage3'" in capsys.readouterr().err
+
+
+def test_the_report_names_where_stage_two_pseudo_labels_come_from():
+    from tufl.demo.pipeline import describe_pseudo_labels
+    from tufl.objective.pseudo_labels import PseudoLabelConfig
+
+    assert describe_pseudo_labels(PseudoLabelConfig()) == "the frozen stage-one model (the paper's pseudo-labeller)"
+    assert describe_pseudo_labels(PseudoLabelConfig(source="ema", ema_momentum=0.9)) == \
+        "an EMA teacher of the student (momentum 0.9)"
+    assert describe_pseudo_labels(PseudoLabelConfig(source="offline", dir="pl")).endswith(" in pl")

@@ -89,6 +89,25 @@ def train_command(spec: RunSpec) -> list[str]:
     return [sys.executable, "-m", "tufl", "train", "--config", str(spec.config), *sets, "--resume", "auto"]
 
 
+def config_drift(spec: RunSpec, trained: dict | None = None) -> list[str]:
+    """How ``spec``'s config now differs from the one its plan loaded (``KEY: planned A, now B``):
+    its config files (or a base they name) edited while the grid runs. ``trained``: compare
+    the config a finished run recorded (its ``config.yaml``; nothing to compare when empty)
+    instead of the files."""
+    from tufl.config import load_experiment
+    from tufl.runtime.typed_config import to_plain
+    from tufl.train.run_state import OPERATIONAL_KEYS, flat_config
+
+    if trained is None:
+        try:
+            trained = to_plain(load_experiment(spec.config, spec.overrides))
+        except ConfigError as error:
+            return [f"{spec.config} no longer loads: {'; '.join(error.problems)}"]
+    planned, now = flat_config(to_plain(spec.cfg)), flat_config(to_plain(trained))
+    return [f"{key}: planned {planned[key]!r}, now {now[key]!r}" for key in sorted(planned.keys() & now.keys())
+            if key not in OPERATIONAL_KEYS and planned[key] != now[key]]
+
+
 def last_error(log: Path) -> str:
     """The ``error:`` line a failed run printed last (else its last line)."""
     try:
@@ -97,6 +116,17 @@ def last_error(log: Path) -> str:
         return ""
     errors = [line for line in lines if line.startswith("error:") or "Error" in line.split(":", 1)[0]]
     return (errors or lines or [""])[-1][:300]
+
+
+def _recorded_config(run_dir: Path) -> dict:
+    """The config a run recorded in its folder (``config.yaml``); empty when unreadable."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 @dataclass
@@ -144,7 +174,22 @@ class Runner:
                                                                f"starts from ({spec.parent}) did not finish")
             self.say(f"[ablate] not run  {spec.label} ({spec.stage}): {self.outcomes[spec.key].reason}")
             return False
-        return not self._skip(spec)
+        return not self._skip(spec) and not self._drifted(spec)
+
+    def _drifted(self, spec: RunSpec) -> bool:
+        """A run whose config files changed since the plan is not started: it would train
+        what the files say now, not the row the table names."""
+        drift = config_drift(spec)
+        if drift:
+            self._fail(spec, "its config changed since tufl ablate planned the grid (" + "; ".join(drift) +
+                       "); restore the files, or rerun tufl ablate to plan with them (runs finished with the "
+                       "old config are then refused by name)")
+        return bool(drift)
+
+    def _fail(self, spec: RunSpec, reason: str, code: int | None = None, seconds: float | None = None,
+              log: Path | None = None) -> None:
+        self.outcomes[spec.key] = Outcome(FAILED, code, seconds, reason, log)
+        self.say(f"[ablate] FAILED   {spec.label} ({spec.stage}): {reason}" + (f" (log: {log})" if log else ""))
 
     def _skip(self, spec: RunSpec) -> bool:
         try:  # the iteration its run finished at; a ConfigError for a finished run of another config
@@ -183,6 +228,11 @@ class Runner:
     def _finished(self, running: _Running, code: int) -> None:
         spec, seconds = running.spec, time.time() - running.started
         if code == 0:
+            drift = config_drift(spec, _recorded_config(spec.run_dir))
+            if drift:  # its files changed between the check above and the run's start
+                self._fail(spec, "it trained another config than planned (" + "; ".join(drift) + ")", 0, seconds,
+                           running.log)
+                return
             self.outcomes[spec.key] = Outcome(TRAINED, 0, seconds, log=running.log)
             self.say(f"[ablate] finished {spec.label} ({spec.stage}) in {seconds:.0f} s{self.describe(spec)}")
             return

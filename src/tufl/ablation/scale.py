@@ -93,7 +93,9 @@ def demo_setup(grid: Grid, data_dir: Path, quick: bool = False, workers: int = 2
                data_seed: int = DEMO_DATA_SEED) -> Setup:
     """The grid on the demo's generated scenes with the demo's stage configs and schedule
     (``tufl demo``; ``quick``: its ``--quick`` data and iterations; ``data_seed``: the seed of
-    the generated scenes): the chain is the demo's stages up to the grid's stage."""
+    the generated scenes): the chain is the demo's stages up to the grid's stage. Stage two
+    is the authors' protocol (``stage2_authors.yaml``), not the demo's own choice, so that a
+    row switches the same part of it as at full scale."""
     from tufl.demo.pipeline import DEFAULT, QUICK, STAGE_NAMES, config_path
     from tufl.demo.scenes import SOURCE_DIR, TARGET_DIR
 
@@ -112,9 +114,9 @@ def demo_setup(grid: Grid, data_dir: Path, quick: bool = False, workers: int = 2
         _demo_data(data_dir, settings, workers, cfg, data_seed)
 
     size = f"{settings.size[0]}x{settings.size[1]}"
-    return Setup({s: config_path(s) for s in stages}, grid.stage, overrides, prepare,
+    return Setup({s: config_path(s, authors_protocol=True) for s in stages}, grid.stage, overrides, prepare,
                  f"demo scale{' (quick)' if quick else ''}: generated {size} scenes (data seed {data_seed}) in {data_dir}, "
-                 f"the demo's configs and schedule")
+                 f"the demo's configs and schedule with the authors' stage-two protocol")
 
 
 def _demo_data(data_dir: Path, settings: Any, workers: int, cfg: Any, data_seed: int) -> None:

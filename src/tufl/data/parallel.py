@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.pool import Pool
 from typing import TypeVar
 
 from tufl.runtime.progress import progress_bar
 
 T = TypeVar("T")
+
+
+def _default_signals(numbers: list[int], mask: set[int]) -> None:
+    """A pool worker's start: the signals its parent handles in Python (a run's stop signals)
+    act as by default, then the mask its parent had, so one held back during the fork arrives."""
+    for number in numbers:
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+@contextmanager
+def worker_pool(processes: int) -> Iterator[Pool]:
+    """A ``multiprocessing`` pool whose workers die of SIGTERM and the other signals this
+    process handles in Python.
+
+    A worker forked while a run catches SIGTERM inherits the run's handler, and a SIGTERM
+    from ``Pool.terminate`` that reaches a worker before its interpreter finished starting is
+    dropped (CPython clears pending signals after a fork): the worker then waits for work
+    forever and the run with it. So those signals are blocked around the fork and the
+    workers start with their default action before unblocking them.
+    """
+    handled = [n for n in signal.valid_signals() if callable(signal.getsignal(n))]
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, handled) if handled else set()
+    try:
+        pool = multiprocessing.get_context().Pool(processes, initializer=_default_signals,
+                                                  initargs=(handled, mask))
+    finally:
+        if handled:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    with pool:
+        yield pool
 
 
 def index_chunks(size: int, count: int) -> list[range]:
@@ -34,7 +68,7 @@ def map_index_chunks(
                 bar.update(len(results))
                 yield from results
             return
-        with multiprocessing.get_context().Pool(min(num_workers, len(chunks))) as pool:
+        with worker_pool(min(num_workers, len(chunks))) as pool:
             for results in pool.imap(fn, chunks):
                 bar.update(len(results))
                 yield from results

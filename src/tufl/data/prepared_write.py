@@ -11,7 +11,6 @@ journaled in ``progress.jsonl`` (one record per finished sample) until then.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from tufl import __version__
 from tufl.data.base import SegDataset
 from tufl.data.io import BadFileError, DataError
+from tufl.data.parallel import worker_pool
 from tufl.data.prepared_layout import (
     FORMATS,
     JOURNAL,
@@ -151,7 +151,7 @@ def _pool_map(fn: Callable[[Any], Any], chunks: list[Any], workers: int) -> Iter
     if workers <= 1 or len(chunks) <= 1:
         yield from map(fn, chunks)
         return
-    with multiprocessing.get_context().Pool(min(workers, len(chunks))) as pool:
+    with worker_pool(min(workers, len(chunks))) as pool:
         yield from pool.imap_unordered(fn, chunks)
 
 

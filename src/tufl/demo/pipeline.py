@@ -50,8 +50,15 @@ QUICK = DemoSettings((128, 64), 16, 16, 6, (40, 10, 10), (
 ))
 
 
-def config_path(stage: str) -> Path:
-    return Path(str(resources.files("tufl.demo") / "configs" / f"{stage}.yaml"))
+# The config of each stage with the authors' protocol, where the demo's own differs: the base
+# of ablation grids at demo scale (`tufl ablate --scale demo`), whose rows switch its parts.
+AUTHORS_PROTOCOL = {"stage2": "stage2_authors"}
+
+
+def config_path(stage: str, authors_protocol: bool = False) -> Path:
+    """The demo's config file of ``stage`` (``authors_protocol``: the authors' protocol of it)."""
+    name = AUTHORS_PROTOCOL.get(stage, stage) if authors_protocol else stage
+    return Path(str(resources.files("tufl.demo") / "configs" / f"{name}.yaml"))
 
 
 def machine_description() -> str:
@@ -135,6 +142,7 @@ class StageRuns:
     reports: list[ModelReport] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     iterations: list[int] = field(default_factory=list)
+    pseudo_labels: str = ""  # where stage two's target labels came from
 
 
 def _generate_data(data_dir: Path, seed: int, settings: DemoSettings, workers: int,
@@ -169,6 +177,8 @@ def _train_stages(out: Path, info: Any, prepared_dir: Path, seed: int, settings:
         cfg = _stage_config(stage, info, run_dir, init, seed, iters, settings,
                             [f"data.prepared_dir={prepared_dir}", *extra])
         runs.iterations.append(cfg.train.iters)
+        if stage == "stage2":
+            runs.pseudo_labels = describe_pseudo_labels(cfg.pseudo_labels)
         print(f"\n[demo] === {name}: {cfg.train.iters} iterations ===")
         t0 = time.time()
         train(cfg)
@@ -194,14 +204,24 @@ def _print_tables(runs: StageRuns) -> None:
     print(comparison_table(runs.reports))
 
 
-def _shown_settings(seed: int, settings: DemoSettings, iterations: list[int], data_seconds: float,
+def describe_pseudo_labels(config: Any) -> str:
+    """Where stage two's target pseudo-labels come from, in words (a ``PseudoLabelConfig``)."""
+    if config.source == "ema":
+        return f"an EMA teacher of the student (momentum {config.ema_momentum})"
+    if config.source == "offline":
+        return f"the files of `tufl pseudo-label` in {config.dir}"
+    return "the frozen stage-one model (the paper's pseudo-labeller)"
+
+
+def _shown_settings(seed: int, settings: DemoSettings, runs: StageRuns, data_seconds: float,
                     total: float) -> dict[str, Any]:
     """The settings listed on the report page and in ``summary.json``."""
     return {
         "seed": seed, "machine": machine_description(), "image size": f"{settings.size[0]}x{settings.size[1]}",
         "source images": settings.n_source, "target train images": settings.n_target_train,
         "target val images": settings.n_target_val,
-        "iterations (source-only, stage one, stage two)": ", ".join(map(str, iterations)),
+        "iterations (source-only, stage one, stage two)": ", ".join(map(str, runs.iterations)),
+        "stage-two pseudo-labels": runs.pseudo_labels,
         "network": "BiSeNet (ResNet-18), random initialisation", "configs": str(config_path("base").parent),
         "data generation seconds": round(data_seconds, 1), "total seconds": round(total, 1),
     }
@@ -217,7 +237,7 @@ def run_demo(out: Path, data_dir: Path, seed: int, settings: DemoSettings, worke
     runs = _train_stages(out, info, data_dir / "prepared", seed, settings, extra, device)
     _print_tables(runs)
     total = time.time() - started
-    settings_shown = _shown_settings(seed, settings, runs.iterations, data_seconds, total)
+    settings_shown = _shown_settings(seed, settings, runs, data_seconds, total)
     page = _write_report(out / "report", runs, info.target_root, settings_shown)
     summary = {"seed": seed, "settings": settings_shown,
                "miou": {r.name: r.miou for r in runs.reports}, "report": str(page)}
