@@ -28,7 +28,7 @@ from tufl.ablation.plan import Plan, RunSpec
 from tufl.runtime import checkpoint_files as ckpt
 from tufl.runtime.errors import ConfigError
 from tufl.runtime.stop_signals import PREEMPTED_EXIT_STATUS
-from tufl.train.multi_seed import finished_run
+from tufl.train.multi_seed import finished_run, read_yaml
 
 LOG_FOLDER = "logs"
 POLL_SECONDS = 0.2
@@ -95,17 +95,14 @@ def config_drift(spec: RunSpec, trained: dict | None = None) -> list[str]:
     the config a finished run recorded (its ``config.yaml``; nothing to compare when empty)
     instead of the files."""
     from tufl.config import load_experiment
-    from tufl.runtime.typed_config import to_plain
-    from tufl.train.run_state import OPERATIONAL_KEYS, flat_config
+    from tufl.train.run_state import config_differences
 
     if trained is None:
         try:
-            trained = to_plain(load_experiment(spec.config, spec.overrides))
+            trained = load_experiment(spec.config, spec.overrides)
         except ConfigError as error:
             return [f"{spec.config} no longer loads: {'; '.join(error.problems)}"]
-    planned, now = flat_config(to_plain(spec.cfg)), flat_config(to_plain(trained))
-    return [f"{key}: planned {planned[key]!r}, now {now[key]!r}" for key in sorted(planned.keys() & now.keys())
-            if key not in OPERATIONAL_KEYS and planned[key] != now[key]]
+    return config_differences(spec.cfg, trained, names=("planned", "now"))
 
 
 def last_error(log: Path) -> str:
@@ -116,17 +113,6 @@ def last_error(log: Path) -> str:
         return ""
     errors = [line for line in lines if line.startswith("error:") or "Error" in line.split(":", 1)[0]]
     return (errors or lines or [""])[-1][:300]
-
-
-def _recorded_config(run_dir: Path) -> dict:
-    """The config a run recorded in its folder (``config.yaml``); empty when unreadable."""
-    import yaml
-
-    try:
-        loaded = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
 
 
 @dataclass
@@ -195,8 +181,7 @@ class Runner:
         try:  # the iteration its run finished at; a ConfigError for a finished run of another config
             done = finished_run(spec.cfg)
         except ConfigError as error:
-            self.outcomes[spec.key] = Outcome(FAILED, reason=" ".join(str(error).split()))
-            self.say(f"[ablate] FAILED   {spec.label} ({spec.stage}): {self.outcomes[spec.key].reason}")
+            self._fail(spec, " ".join(str(error).split()))
             return True
         if done is None:
             return False
@@ -228,7 +213,8 @@ class Runner:
     def _finished(self, running: _Running, code: int) -> None:
         spec, seconds = running.spec, time.time() - running.started
         if code == 0:
-            drift = config_drift(spec, _recorded_config(spec.run_dir))
+            recorded = read_yaml(spec.run_dir / "config.yaml")
+            drift = config_drift(spec, recorded if isinstance(recorded, dict) else {})
             if drift:  # its files changed between the check above and the run's start
                 self._fail(spec, "it trained another config than planned (" + "; ".join(drift) + ")", 0, seconds,
                            running.log)

@@ -89,7 +89,7 @@ def finished_run(cfg: RunConfig, force: bool = False) -> int | None:
             return None
         last, stored = peeked
     if stored is None:
-        stored = _read_yaml(root / "config.yaml")
+        stored = read_yaml(root / "config.yaml")
     differences = config_differences(stored, cfg) if isinstance(stored, dict) else []
     if differences:
         listed = "\n  ".join(differences)
@@ -178,7 +178,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content; None when it cannot be read or parsed."""
     try:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):

@@ -154,12 +154,13 @@ def flat_config(node: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``key: checkpoint A, this run B`` for each key of both configs whose values differ,
-    operational keys (:data:`OPERATIONAL_KEYS`) aside. Keys only one side knows (a
+def config_differences(stored: dict[str, Any], current: dict[str, Any],
+                       names: tuple[str, str] = ("checkpoint", "this run")) -> list[str]:
+    """``key: checkpoint A, this run B`` (``names``) for each key of both configs whose values
+    differ, operational keys (:data:`OPERATIONAL_KEYS`) aside. Keys only one side knows (a
     checkpoint of an older tufl) are not compared."""
     a, b = flat_config(to_plain(stored)), flat_config(to_plain(current))
-    return [f"{key}: checkpoint {a[key]!r}, this run {b[key]!r}"
+    return [f"{key}: {names[0]} {a[key]!r}, {names[1]} {b[key]!r}"
             for key in sorted(a.keys() & b.keys()) if key not in OPERATIONAL_KEYS and a[key] != b[key]]
 
 
