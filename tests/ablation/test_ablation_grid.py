@@ -222,3 +222,36 @@ def test_a_run_whose_config_file_changed_after_planning_is_refused_not_trained(s
     assert config_drift(spec, recorded) == ["loss.lambda_u: planned 0.5, now 0.08"]
     recorded["experiment"]["output_dir"] = "elsewhere"  # where it ran is not the config
     assert config_drift(spec, recorded) == ["loss.lambda_u: planned 0.5, now 0.08"]
+
+
+def test_a_run_that_exits_0_without_a_readable_recorded_config_is_failed_not_counted(stage1_config, tmp_path):
+    """The config a run recorded is what proves it trained the row; a run that exits 0
+    without one (or with an unreadable one) fails by name instead of entering the table."""
+    import subprocess
+    import sys
+    import time
+
+    from tufl.ablation.execute import FAILED, TRAINED, Runner, _Running
+    from tufl.runtime.typed_config import dump_config
+
+    grid = _grid(tmp_path / "grid.yaml", [{"name": "a"}, {"name": "b"}, {"name": "c"}], stage="stage1")
+    _, _, plan, _ = prepare(AblationOptions(grid, tmp_path / "out", seeds=(0,), config=str(stage1_config)))
+    specs = {spec.row: spec for spec in plan.runs.values()}
+    specs["b"].run_dir.mkdir(parents=True)
+    (specs["b"].run_dir / "config.yaml").write_text("model: [unclosed\n")
+    specs["c"].run_dir.mkdir(parents=True)
+    dump_config(specs["c"].cfg, specs["c"].run_dir / "config.yaml")
+    runner = Runner(plan, tmp_path / "out", say=lambda line: None)
+
+    def start(spec, index, total):  # a "run" that exits 0 at once, recording nothing more
+        process = subprocess.Popen([sys.executable, "-c", "pass"])
+        runner._running.append(_Running(spec, process, time.time(), tmp_path / f"{spec.row}.log"))
+
+    runner._start = start
+    outcomes = runner.run()
+    for row in ("a", "b"):
+        outcome = outcomes[specs[row].key]
+        assert outcome.status == FAILED and outcome.exit_code == 0
+        assert str(specs[row].run_dir / "config.yaml") in outcome.reason
+        assert "missing or unreadable" in outcome.reason
+    assert outcomes[specs["c"].key].status == TRAINED

@@ -92,8 +92,7 @@ def train_command(spec: RunSpec) -> list[str]:
 def config_drift(spec: RunSpec, trained: dict | None = None) -> list[str]:
     """How ``spec``'s config now differs from the one its plan loaded (``KEY: planned A, now B``):
     its config files (or a base they name) edited while the grid runs. ``trained``: compare
-    the config a finished run recorded (its ``config.yaml``; nothing to compare when empty)
-    instead of the files."""
+    the config a finished run recorded (its ``config.yaml``) instead of the files."""
     from tufl.config import load_experiment
     from tufl.train.run_state import config_differences
 
@@ -213,8 +212,13 @@ class Runner:
     def _finished(self, running: _Running, code: int) -> None:
         spec, seconds = running.spec, time.time() - running.started
         if code == 0:
-            recorded = read_yaml(spec.run_dir / "config.yaml")
-            drift = config_drift(spec, recorded if isinstance(recorded, dict) else {})
+            recorded_path = spec.run_dir / "config.yaml"
+            recorded = read_yaml(recorded_path)
+            if not isinstance(recorded, dict):  # nothing to check it against: not counted as the row
+                self._fail(spec, f"it exited 0 but its recorded config {recorded_path} is missing or unreadable, "
+                                 "so what it trained cannot be checked against the plan", 0, seconds, running.log)
+                return
+            drift = config_drift(spec, recorded)
             if drift:  # its files changed between the check above and the run's start
                 self._fail(spec, "it trained another config than planned (" + "; ".join(drift) + ")", 0, seconds,
                            running.log)
