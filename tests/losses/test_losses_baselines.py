@@ -74,6 +74,8 @@ def test_entropy_minimization(view, threshold, ohem_ratio, normalize, weights):
             p = probs(z, *key)
             if valid[key] and max(float(v.detach()) for v in p) > threshold:
                 losses.append(-sum(lam[c] * p[c] * torch.log(p[c]) for c in range(C)) / divisor)
+        # the logged pass fraction: pixels above the threshold among the valid ones, before OHEM
+        assert loss_fn.last_pass_fraction.item() == pytest.approx(len(losses) / int(valid.sum()))
         losses.sort(key=lambda v: float(v.detach()), reverse=True)
         kept = losses[: math.ceil(ohem_ratio * len(losses))]
         assert len(kept) >= 2

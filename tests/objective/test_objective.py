@@ -94,3 +94,24 @@ def test_states_of_the_earlier_layout_are_renamed():
     assert list(upgrade_state(old)) == ["consistency.losses.0.thresholds", "consistency.losses.1.step",
                                         "teacher.model.net.w"]
     assert upgrade_state({"consistency.losses.0.step": 1}) == {"consistency.losses.0.step": 1}  # today's keys
+
+
+@pytest.mark.parametrize("name", ["tufl", "entropy", "max_squares"])
+def test_the_consistency_term_logs_a_pass_fraction_only_for_losses_that_select_pixels(name):
+    """TUFL and entropy count the pixels above their threshold; max squares selects none and
+    logs no pass fraction rather than a 0 that reads as "no pixel passed"."""
+    from tufl.losses.registry import build_unsupervised_loss
+    from tufl.objective.consistency import ConsistencyTerm
+
+    weak = torch.zeros(1, 3, 2, 2)
+    weak[0, 0, 0, :] = 10.0  # two confident pixels (p > 0.99), two uniform (p = 1/3)
+    step = Step(source={}, target={"theta": torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]])},
+                generator=torch.Generator())
+    loss = build_unsupervised_loss(name, 3, None)
+    logs = ConsistencyTerm([loss], weight=0.5).loss(step, Outputs([{"weak": weak, "strong": weak.clone()}])).logs
+    if name == "max_squares":
+        assert "pass_fraction" not in logs
+    elif name == "entropy":  # an identity warp keeps every pixel valid; 2 of 4 are above 0.8
+        assert logs["pass_fraction"].item() == pytest.approx(0.5)
+    else:
+        assert logs["pass_fraction"].item() == loss.last_pass_fraction.item()

@@ -125,7 +125,8 @@ class EntropyMinimization(_SingleViewLoss):
     pixels count if valid and ``max_c p_c > threshold`` (0 = all); OHEM keeps the
     ``ceil(ohem_ratio * n)`` largest entropies among them. The options are those of
     :class:`EntropyConfig`, whose defaults are the authors' baseline (``normalize=False,
-    threshold=0.8, ohem_ratio=0.25``).
+    threshold=0.8, ohem_ratio=0.25``). ``last_pass_fraction``: the (detached) fraction of
+    valid pixels above the threshold in the last call.
     """
 
     Config = EntropyConfig
@@ -135,6 +136,7 @@ class EntropyMinimization(_SingleViewLoss):
         self.threshold = float(self.config.threshold)
         self.ohem_ratio = float(self.config.ohem_ratio)
         self.normalize = bool(self.config.normalize)
+        self.last_pass_fraction = torch.zeros(())
 
     def extra_repr(self) -> str:
         return (
@@ -153,6 +155,8 @@ class EntropyMinimization(_SingleViewLoss):
         passing = p.detach().amax(dim=1) > self.threshold
         if valid is not None:
             passing &= valid
+        counted = passing.numel() if valid is None else valid.sum().clamp(min=1)
+        self.last_pass_fraction = passing.sum() / counted  # of the valid pixels, before OHEM
         keep = top_fraction_mask(entropy, passing, self.ohem_ratio)
         return masked_mean(entropy, keep)
 

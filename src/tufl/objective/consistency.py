@@ -59,5 +59,7 @@ class ConsistencyTerm(Term):
             if passed is not None:
                 passes.append(passed)
         unsup = mean_over_heads(values)
-        pass_fraction = torch.stack(passes).mean() if passes else torch.zeros(())
-        return TermLoss(self.weight * unsup, {"loss_unsup": unsup.detach(), "pass_fraction": pass_fraction.detach()})
+        logged = {"loss_unsup": unsup.detach()}
+        if passes:  # a loss without a pixel selection (entropy, max squares) logs no pass fraction, not 0
+            logged["pass_fraction"] = torch.stack(passes).mean().detach()
+        return TermLoss(self.weight * unsup, logged)
