@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from tufl.losses.arguments import ConfiguredLoss, check_logit_pair, resolve_config
 from tufl.losses.backends import backend_problems
-from tufl.losses.selection import masked_mean, top_fraction_mask
+from tufl.losses.selection import masked_mean, pass_fraction, top_fraction_mask
 from tufl.losses.tufl import TUFL, AdaptiveThresholdConfig, Backend, ThresholdedFocalLoss, TUFLConfig
 from tufl.runtime.checks import (
     class_weight_problems,
@@ -155,8 +155,7 @@ class EntropyMinimization(_SingleViewLoss):
         passing = p.detach().amax(dim=1) > self.threshold
         if valid is not None:
             passing &= valid
-        counted = passing.numel() if valid is None else valid.sum().clamp(min=1)
-        self.last_pass_fraction = passing.sum() / counted  # of the valid pixels, before OHEM
+        self.last_pass_fraction = pass_fraction(passing, valid)  # before OHEM
         keep = top_fraction_mask(entropy, passing, self.ohem_ratio)
         return masked_mean(entropy, keep)
 

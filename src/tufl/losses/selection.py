@@ -70,10 +70,14 @@ def thresholded_mean(
     if loss_floor > 0.0:
         per_pixel = per_pixel.clamp(min=loss_floor)
     passing = conf > thresholds.index_select(0, cls.reshape(-1)).view(cls.shape)  # thresholds[cls], faster
-    if valid is None:
-        pass_fraction = passing.sum() / passing.numel()
-    else:
+    if valid is not None:
         passing &= valid
-        pass_fraction = passing.sum() / valid.sum().clamp(min=1)
     keep = top_fraction_mask(per_pixel, passing, ohem_ratio)
-    return masked_mean(per_pixel, keep), pass_fraction.detach()
+    return masked_mean(per_pixel, keep), pass_fraction(passing, valid)
+
+
+def pass_fraction(passing: Tensor, valid: Tensor | None) -> Tensor:
+    """The detached share of the ``valid`` pixels (all without a mask) that are ``passing``
+    (a mask already restricted to the valid ones); 0 when none is valid."""
+    counted = passing.numel() if valid is None else valid.sum().clamp(min=1)
+    return (passing.sum() / counted).detach()

@@ -60,6 +60,6 @@ class ConsistencyTerm(Term):
                 passes.append(passed)
         unsup = mean_over_heads(values)
         logged = {"loss_unsup": unsup.detach()}
-        if passes:  # a loss without a pixel selection (entropy, max squares) logs no pass fraction, not 0
+        if passes:  # a loss without a pixel selection (max squares, conf. entropy) logs none, not a 0
             logged["pass_fraction"] = torch.stack(passes).mean().detach()
         return TermLoss(self.weight * unsup, logged)
